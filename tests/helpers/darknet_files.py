@@ -1,0 +1,42 @@
+"""Shared test helpers: cfg copies at other sizes, and calibrated weights written with the project's writer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from yolo_server.darknet import DarknetSpec, load_spec, write_weights
+from yolo_server.darknet.random_weights import calibrated_random_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CFG_DIR = REPO_ROOT / "models" / "darknet"
+COCO_NAMES = CFG_DIR / "coco.names"
+
+
+def cfg_path(name: str) -> Path:
+    return CFG_DIR / f"{name}.cfg"
+
+
+def cfg_text_at_size(name: str, width: int, height: int, opencv_raw_yolo: bool = False) -> str:
+    """The official cfg text with [net] width/height replaced.
+
+    ``opencv_raw_yolo`` adds ``thresh=0`` and ``nms_threshold=0`` to each [yolo]
+    so OpenCV DNN returns every candidate, undecimated (NOTES.md).
+    """
+    text = cfg_path(name).read_text()
+    text = re.sub(r"^width=\d+", f"width={width}", text, flags=re.M)
+    text = re.sub(r"^height=\d+", f"height={height}", text, flags=re.M)
+    if opencv_raw_yolo:
+        text = text.replace("[yolo]", "[yolo]\nthresh=0\nnms_threshold=0")
+    return text
+
+
+def write_random_model(directory: Path, name: str, width: int, height: int, seed: int = 0) -> tuple[Path, Path, DarknetSpec]:
+    """Write ``<name>.cfg`` at the size and calibrated random ``<name>.weights``; returns (cfg, weights, spec)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = directory / f"{name}-{width}x{height}.cfg"
+    cfg.write_text(cfg_text_at_size(name, width, height))
+    spec = load_spec(cfg)
+    weights = directory / f"{name}-{width}x{height}-seed{seed}.weights"
+    write_weights(weights, spec, calibrated_random_weights(spec, seed))
+    return cfg, weights, spec
