@@ -1,0 +1,114 @@
+"""Box conversions, IoU and DIoU (pure tensor math, CPU and GPU).
+
+Boxes are ``Tensor[..., 4]``, either ``xyxy`` (x1, y1, x2, y2 with x1 <= x2,
+y1 <= y2) or ``cxcywh`` (centre x, centre y, width, height). Pairwise functions
+take ``Tensor[N, 4]`` and ``Tensor[M, 4]`` and return ``Tensor[N, M]``; the
+``paired_*`` functions take two ``Tensor[N, 4]`` and return ``Tensor[N]``.
+
+Example:
+    >>> a = torch.tensor([[0.0, 0.0, 4.0, 2.0]])
+    >>> b = torch.tensor([[1.0, 0.0, 3.0, 2.0]])
+    >>> box_iou(a, b)
+    tensor([[0.5000]])
+    >>> box_diou(a, b)          # same centre: no distance penalty
+    tensor([[0.5000]])
+
+DIoU follows darknet's ``box_diou`` / ``box_diou_nms`` (used by its
+``greedynms`` and ``diounms`` NMS kinds)::
+
+    diou = iou - (d^2 / c^2) ** beta
+
+with ``d`` the distance between the box centres and ``c`` the diagonal of the
+smallest box enclosing both. Darknet returns plain IoU when ``c == 0``; here
+``c^2`` is clamped to the smallest normal float, which gives the same value
+(``d`` is then 0 as well).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """Convert ``Tensor[..., 4]`` boxes from ``cxcywh`` to ``xyxy``."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+
+
+def box_xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Convert ``Tensor[..., 4]`` boxes from ``xyxy`` to ``cxcywh``."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1), dim=-1)
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """Area of ``Tensor[..., 4]`` ``xyxy`` boxes, shape ``Tensor[...]``."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Pairwise IoU of ``xyxy`` boxes.
+
+    Args:
+        boxes1: ``Tensor[N, 4]`` xyxy.
+        boxes2: ``Tensor[M, 4]`` xyxy.
+    Returns:
+        ``Tensor[N, M]``; 0 where the union is empty.
+    """
+    return _iou(boxes1[:, None, :], boxes2[None, :, :])
+
+
+def box_diou(boxes1: Tensor, boxes2: Tensor, beta: float = 0.6) -> Tensor:
+    """Pairwise darknet DIoU ``iou - (d^2 / c^2) ** beta`` of ``xyxy`` boxes.
+
+    Args:
+        boxes1: ``Tensor[N, 4]`` xyxy.
+        boxes2: ``Tensor[M, 4]`` xyxy.
+        beta: exponent of the distance term (darknet's ``beta_nms``, 0.6).
+    Returns:
+        ``Tensor[N, M]``, in ``[-1, 1]``.
+    """
+    return _diou(boxes1[:, None, :], boxes2[None, :, :], beta)
+
+
+def paired_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of ``boxes1[i]`` with ``boxes2[i]``: two ``Tensor[N, 4]`` xyxy -> ``Tensor[N]``."""
+    _check_paired(boxes1, boxes2)
+    return _iou(boxes1, boxes2)
+
+
+def paired_box_diou(boxes1: Tensor, boxes2: Tensor, beta: float = 0.6) -> Tensor:
+    """DIoU of ``boxes1[i]`` with ``boxes2[i]``: two ``Tensor[N, 4]`` xyxy -> ``Tensor[N]``."""
+    _check_paired(boxes1, boxes2)
+    return _diou(boxes1, boxes2, beta)
+
+
+def _check_paired(boxes1: Tensor, boxes2: Tensor) -> None:
+    if boxes1.shape != boxes2.shape:
+        raise ValueError(f"paired boxes need equal shapes, got {list(boxes1.shape)} and {list(boxes2.shape)}")
+
+
+def _iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of broadcastable ``Tensor[..., 4]`` xyxy boxes (per coordinate: fast on broadcast views)."""
+    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
+    bx1, by1, bx2, by2 = boxes2.unbind(-1)
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+    inter = iw * ih
+    union = ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1)) - inter
+    # union == 0 only for two empty boxes, where inter == 0 too: 0 / tiny = 0.
+    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
+
+
+def _diou(boxes1: Tensor, boxes2: Tensor, beta: float) -> Tensor:
+    """Darknet DIoU of broadcastable ``Tensor[..., 4]`` xyxy boxes."""
+    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
+    bx1, by1, bx2, by2 = boxes2.unbind(-1)
+    cw = torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)
+    ch = torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
+    c2 = cw * cw + ch * ch
+    dx = (ax1 + ax2) * 0.5 - (bx1 + bx2) * 0.5
+    dy = (ay1 + ay2) * 0.5 - (by1 + by2) * 0.5
+    d2 = dx * dx + dy * dy
+    return _iou(boxes1, boxes2) - (d2 / c2.clamp(min=torch.finfo(c2.dtype).tiny)) ** beta

@@ -1,0 +1,100 @@
+"""Darknet ``[yolo]`` decode: raw head tensors -> boxes, objectness, class probabilities.
+
+Example:
+    >>> heads = spec.yolo_layers                      # YoloSpec per [yolo], cfg order
+    >>> outputs = model(images)                       # [B, A*(5+C), h, w] per head
+    >>> boxes, objectness, class_probs = decode_yolo(outputs, heads, 416, 416)
+    >>> boxes.shape, objectness.shape, class_probs.shape
+    (torch.Size([B, N, 4]), torch.Size([B, N]), torch.Size([B, N, C]))
+
+Per cell (col, row) of a ``grid_w x grid_h`` head, anchor ``(aw, ah)`` in
+network pixels, ``s = scale_x_y``:
+
+* ``new_coords=0`` (yolov4, yolov4-tiny): ``x = (col + sigmoid(tx)*s - (s-1)/2) / grid_w``,
+  ``w = exp(tw) * aw / net_w``; sigmoid on objectness and class logits.
+* ``new_coords=1`` (yolov4-csp, yolov4x-mish): the conv before ``[yolo]`` is
+  already logistic, so no sigmoid here: ``x = (col + tx*s - (s-1)/2) / grid_w``,
+  ``w = tw^2 * 4 * aw / net_w``.
+
+Boxes are returned as xyxy in network-input pixels (``x * net_w`` ...).
+``tw``/``th`` are clamped to at most :data:`MAX_LOG_SIZE` before ``exp``: darknet
+would produce ``inf`` there; ``exp(20) * anchor`` is already ~1e8 times any
+real box, stays finite in float32 (also its squared area), and is clipped to
+the image after mapping back.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..darknet.cfg import YoloSpec
+
+MAX_LOG_SIZE = 20.0
+
+
+def decode_yolo(
+    outputs: Sequence[Tensor], heads: Sequence[YoloSpec], net_width: int, net_height: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Decode the raw inputs of every ``[yolo]`` layer.
+
+    Args:
+        outputs: per head, ``Tensor[B, A*(5+C), h, w]`` (any float dtype; decoded in float32).
+        heads: the matching :class:`YoloSpec` per head, in cfg order.
+        net_width: network input width in pixels.
+        net_height: network input height in pixels.
+    Returns:
+        ``boxes`` float32 ``Tensor[B, N, 4]`` xyxy in network-input pixels,
+        ``objectness`` float32 ``Tensor[B, N]`` and ``class_probs`` float32
+        ``Tensor[B, N, C]``, with ``N = sum(A*h*w)`` ordered head by head,
+        then (anchor, row, col) within a head.
+    """
+    if len(outputs) != len(heads) or not heads:
+        raise ValueError(f"got {len(outputs)} outputs for {len(heads)} [yolo] heads")
+    classes = {head.classes for head in heads}
+    if len(classes) != 1:
+        raise ValueError(f"[yolo] heads disagree on classes: {sorted(classes)}")
+    batch = {output.shape[0] for output in outputs}
+    if len(batch) != 1:
+        raise ValueError(f"outputs disagree on batch size: {sorted(batch)}")
+    decoded = [_decode_head(output, head, net_width, net_height) for output, head in zip(outputs, heads)]
+    boxes, objectness, class_probs = zip(*decoded)
+    return torch.cat(boxes, dim=1), torch.cat(objectness, dim=1), torch.cat(class_probs, dim=1)
+
+
+def _decode_head(output: Tensor, head: YoloSpec, net_width: int, net_height: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One head: ``Tensor[B, A*(5+C), h, w]`` -> ``[B, A*h*w, 4]``, ``[B, A*h*w]``, ``[B, A*h*w, C]``."""
+    anchors, classes = head.num_anchors, head.classes
+    if output.dim() != 4 or output.shape[1] != anchors * (5 + classes):
+        raise ValueError(
+            f"[yolo] at cfg line {head.line} expects [B, {anchors * (5 + classes)}, h, w], got {list(output.shape)}"
+        )
+    batch, _, grid_h, grid_w = output.shape
+    x = output.float().reshape(batch, anchors, 5 + classes, grid_h, grid_w)
+    device = x.device
+    tx, ty, tw, th = x[:, :, 0], x[:, :, 1], x[:, :, 2], x[:, :, 3]  # [B, A, h, w]
+    if head.new_coords:
+        objectness, class_probs = x[:, :, 4], x[:, :, 5:]
+        w_scale, h_scale = tw * tw * 4.0, th * th * 4.0
+    else:
+        tx, ty = torch.sigmoid(tx), torch.sigmoid(ty)
+        objectness, class_probs = torch.sigmoid(x[:, :, 4]), torch.sigmoid(x[:, :, 5:])
+        w_scale, h_scale = torch.exp(tw.clamp(max=MAX_LOG_SIZE)), torch.exp(th.clamp(max=MAX_LOG_SIZE))
+    s = float(head.scale_x_y)
+    shift = -0.5 * (s - 1.0)
+    cols = torch.arange(grid_w, device=device, dtype=torch.float32).view(1, 1, 1, grid_w)
+    rows = torch.arange(grid_h, device=device, dtype=torch.float32).view(1, 1, grid_h, 1)
+    cx = (cols + tx * s + shift) * (net_width / grid_w)
+    cy = (rows + ty * s + shift) * (net_height / grid_h)
+    anchor = torch.tensor(head.anchors, device=device, dtype=torch.float32).view(1, anchors, 1, 1, 2)
+    w = w_scale * anchor[..., 0]
+    h = h_scale * anchor[..., 1]
+    boxes = torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+    count = anchors * grid_h * grid_w
+    return (
+        boxes.reshape(batch, count, 4),
+        objectness.reshape(batch, count),
+        class_probs.permute(0, 1, 3, 4, 2).reshape(batch, count, classes),
+    )

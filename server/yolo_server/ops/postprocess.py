@@ -1,0 +1,164 @@
+"""Decode + threshold + DIoU-NMS + map back: the one post-process of the project.
+
+Both the Triton ``*_postprocess`` model and the in-process ``Detector`` call
+:func:`postprocess`; nothing else turns raw ``[yolo]`` tensors into detections.
+
+Example:
+    >>> config = PostprocessConfig(score_threshold=0.25, nms_threshold=0.45)
+    >>> dets = postprocess(outputs, spec.yolo_layers, 416, 416, [params], config)
+    >>> dets[0].boxes, dets[0].scores, dets[0].class_ids   # float32 [K, 4], float32 [K], int32 [K]
+
+Darknet semantics: a (box, class) pair is a candidate when
+``objectness > score_threshold`` and ``objectness * class_prob > score_threshold``
+(both strict, compared in float32 like darknet's ``float`` thresholds); its
+score is ``objectness * class_prob``, and one box may yield several classes.
+NMS runs per (image, class), or per image with ``class_agnostic``, in a single
+batched pass; ties in score go to the lower candidate index, i.e. the earlier
+box in decode order (head, anchor, row, col), then the lower class id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from yolo_client.geometry import ResizeParams
+
+from ..darknet.cfg import YoloSpec
+from .decode import decode_yolo
+from .nms import batched_diou_nms
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Thresholds and caps of :func:`postprocess` (darknet ``detector test`` defaults).
+
+    ``beta_nms`` should be taken from the cfg's ``[yolo]`` heads (0.6 in all
+    shipped cfgs). ``pre_nms_top_k`` caps, per image and by score, the
+    (box, class) candidates entering NMS; ``max_detections`` caps the output.
+    """
+
+    score_threshold: float = 0.25
+    nms_threshold: float = 0.45
+    beta_nms: float = 0.6
+    class_agnostic: bool = False
+    max_detections: int = 300
+    pre_nms_top_k: int = 5000
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold < 1.0:
+            raise ValueError(f"score_threshold={self.score_threshold} must be in [0, 1)")
+        if not 0.0 <= self.nms_threshold <= 1.0:
+            raise ValueError(f"nms_threshold={self.nms_threshold} must be in [0, 1]")
+        if not self.beta_nms > 0.0:
+            raise ValueError(f"beta_nms={self.beta_nms} must be positive")
+        if self.max_detections < 0 or self.pre_nms_top_k < 0:
+            raise ValueError(f"max_detections={self.max_detections}, pre_nms_top_k={self.pre_nms_top_k} must be >= 0")
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Detections of one image, sorted by score, descending.
+
+    Attributes:
+        boxes: float32 ``[K, 4]`` xyxy in original-image pixels, clipped to the image.
+        scores: float32 ``[K]`` objectness x class probability.
+        class_ids: int32 ``[K]``.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def select_candidates(
+    objectness: Tensor, class_probs: Tensor, score_threshold: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Darknet's thresholding: every (box, class) pair that passes.
+
+    Args:
+        objectness: ``Tensor[B, N]``.
+        class_probs: ``Tensor[B, N, C]``.
+        score_threshold: ``objectness`` and ``objectness * class_prob`` must both exceed it.
+    Returns:
+        ``image_idx``, ``box_idx``, ``class_id`` (int64) and ``score``
+        (``objectness * class_prob``, dtype of the inputs), each ``Tensor[K]``,
+        in (image, box, class) order.
+    """
+    image_idx, box_idx = (objectness > score_threshold).nonzero(as_tuple=True)
+    scores = objectness[image_idx, box_idx, None] * class_probs[image_idx, box_idx]  # [M, C]
+    row, class_id = (scores > score_threshold).nonzero(as_tuple=True)
+    return image_idx[row], box_idx[row], class_id, scores[row, class_id]
+
+
+@torch.no_grad()
+def postprocess(
+    outputs: Sequence[Tensor],
+    heads: Sequence[YoloSpec],
+    net_width: int,
+    net_height: int,
+    resize: Sequence[ResizeParams],
+    config: PostprocessConfig,
+) -> list[Detections]:
+    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels.
+
+    Args:
+        outputs: per head, ``Tensor[B, A*(5+C), h, w]`` (see :func:`decode_yolo`).
+        heads: the :class:`YoloSpec` per head, in cfg order.
+        net_width: network input width in pixels.
+        net_height: network input height in pixels.
+        resize: per image, how it was placed in the network input.
+        config: thresholds and caps.
+    Returns:
+        ``B`` :class:`Detections`, each sorted by score, descending, at most
+        ``config.max_detections`` long.
+    """
+    boxes, objectness, class_probs = decode_yolo(outputs, heads, net_width, net_height)
+    batch, _, classes = class_probs.shape
+    if len(resize) != batch:
+        raise ValueError(f"got {len(resize)} resize params for a batch of {batch}")
+    image_idx, box_idx, class_id, scores = select_candidates(objectness, class_probs, config.score_threshold)
+    top = _rank_in_image(image_idx, scores) < config.pre_nms_top_k
+    image_idx, box_idx, class_id, scores = image_idx[top], box_idx[top], class_id[top], scores[top]
+    candidate_boxes = boxes[image_idx, box_idx]
+    groups = image_idx if config.class_agnostic else image_idx * classes + class_id
+    keep = batched_diou_nms(candidate_boxes, scores, groups, config.nms_threshold, config.beta_nms)
+    image_idx, class_id, scores, candidate_boxes = image_idx[keep], class_id[keep], scores[keep], candidate_boxes[keep]
+    capped = _rank_in_image(image_idx, scores) < config.max_detections
+    return _split(
+        image_idx[capped].cpu().numpy(),
+        candidate_boxes[capped].cpu().numpy(),
+        scores[capped].cpu().numpy().astype(np.float32),
+        class_id[capped].cpu().numpy().astype(np.int32),
+        resize,
+    )
+
+
+def _rank_in_image(image_idx: Tensor, scores: Tensor) -> Tensor:
+    """``Tensor[K]`` int64: rank of each candidate in its image by score, descending, ties by index."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    order = order[torch.sort(image_idx[order], stable=True).indices]
+    sorted_images = image_idx[order].contiguous()
+    first = torch.searchsorted(sorted_images, sorted_images)  # start of each image's run
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.shape[0], device=order.device) - first
+    return rank
+
+
+def _split(
+    image_idx: np.ndarray, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, resize: Sequence[ResizeParams]
+) -> list[Detections]:
+    """Per-image :class:`Detections` from score-sorted flat arrays, boxes mapped to original pixels."""
+    order = np.argsort(image_idx, kind="stable")  # keeps score order within each image
+    bounds = np.cumsum(np.bincount(image_idx, minlength=len(resize)))[:-1]
+    per_image = zip(*(np.split(a[order], bounds) for a in (boxes, scores, class_ids)))
+    return [
+        Detections(params.to_original(b), np.ascontiguousarray(s), np.ascontiguousarray(c))
+        for params, (b, s, c) in zip(resize, per_image)
+    ]

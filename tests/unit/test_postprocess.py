@@ -1,0 +1,248 @@
+"""postprocess against darknet's threshold + per-class sort-and-suppress, written as plain loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from yolo_client.geometry import ResizeParams, resize_params
+
+from yolo_server.darknet.cfg import YoloSpec
+from yolo_server.ops.decode import decode_yolo
+from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess, select_candidates
+
+NET_W, NET_H = 128, 96
+RANDOM_HEADS = [
+    YoloSpec(((40, 36), (60, 50), (90, 70)), 4, 1.05, False, "greedynms", 0.6, line=1),  # grid 4x3
+    YoloSpec(((14, 12), (24, 30), (36, 22)), 4, 1.1, False, "greedynms", 0.6, line=2),  # grid 8x6
+]
+IMAGE_SIZES = [(640, 480, True), (300, 500, True), (128, 96, False), (1000, 200, False)]
+
+
+def reference_diou(a, b, beta):
+    cw, ch = max(a[2], b[2]) - min(a[0], b[0]), max(a[3], b[3]) - min(a[1], b[1])
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    iou = inter / union if union > 0 else 0.0
+    c = cw * cw + ch * ch
+    if c == 0:
+        return iou
+    dx, dy = (a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2
+    return iou - ((dx * dx + dy * dy) / c) ** beta
+
+
+def reference_postprocess(outputs, heads, resize, config: PostprocessConfig) -> list[tuple]:
+    """Per image (boxes, scores, class_ids) the slow way, from decoded (already tested) tensors."""
+    boxes, objectness, class_probs = (t.numpy() for t in decode_yolo(outputs, heads, NET_W, NET_H))
+    thresh = np.float32(config.score_threshold)
+    result = []
+    for b, params in enumerate(resize):
+        candidates = []  # (box index, class, score) in (box, class) order
+        for n in range(boxes.shape[1]):
+            if not objectness[b, n] > thresh:
+                continue
+            for c in range(class_probs.shape[2]):
+                score = objectness[b, n] * class_probs[b, n, c]  # float32 product, like darknet
+                if score > thresh:
+                    candidates.append((n, c, score))
+        ranked = sorted(range(len(candidates)), key=lambda k: (-candidates[k][2], k))[: config.pre_nms_top_k]
+        kept, removed = [], set()
+        for position, k in enumerate(ranked):
+            if k in removed:
+                continue
+            kept.append(k)
+            n, c, _ = candidates[k]
+            for k2 in ranked[position + 1 :]:
+                n2, c2, _ = candidates[k2]
+                same_group = config.class_agnostic or c2 == c
+                diou = reference_diou(boxes[b, n].tolist(), boxes[b, n2].tolist(), config.beta_nms)
+                if same_group and diou > config.nms_threshold:
+                    removed.add(k2)
+        kept = kept[: config.max_detections]
+        net_boxes = np.array([boxes[b, candidates[k][0]] for k in kept], dtype=np.float32).reshape(-1, 4)
+        result.append(
+            (
+                params.to_original(net_boxes),
+                np.array([candidates[k][2] for k in kept], dtype=np.float32),
+                np.array([candidates[k][1] for k in kept], dtype=np.int32),
+            )
+        )
+    return result
+
+
+def random_outputs(seed: int, batch: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    outputs = []
+    for grid_h, grid_w in ((3, 4), (6, 8)):
+        x = torch.randn(batch, 3, 9, grid_h, grid_w, generator=g)
+        x[:, :, 2:4] *= 0.5  # sizes near the anchors: plenty of overlap
+        x[:, :, 4:] *= 2.0
+        outputs.append(x.reshape(batch, 27, grid_h, grid_w))
+    return outputs
+
+
+def random_resize(batch: int) -> list[ResizeParams]:
+    return [resize_params(w, h, NET_W, NET_H, letterbox) for w, h, letterbox in IMAGE_SIZES[:batch]]
+
+
+def assert_same(actual: list[Detections], expected: list[tuple]) -> None:
+    assert len(actual) == len(expected)
+    for det, (boxes, scores, class_ids) in zip(actual, expected):
+        assert det.boxes.dtype == np.float32 and det.boxes.shape == (len(scores), 4)
+        assert det.scores.dtype == np.float32 and det.class_ids.dtype == np.int32
+        np.testing.assert_array_equal(det.scores, scores)
+        np.testing.assert_array_equal(det.class_ids, class_ids)
+        np.testing.assert_allclose(det.boxes, boxes, rtol=1e-5, atol=1e-3)
+
+
+CONFIGS = {
+    "darknet-defaults": PostprocessConfig(),
+    "class-agnostic": PostprocessConfig(class_agnostic=True),
+    "max-detections": PostprocessConfig(max_detections=4),
+    "pre-nms-top-k": PostprocessConfig(pre_nms_top_k=40, score_threshold=0.3, class_agnostic=True),
+    "tight-nms-beta-1": PostprocessConfig(nms_threshold=0.2, beta_nms=1.0, score_threshold=0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_reference_on_random_outputs(name: str, seed: int):
+    outputs, resize, config = random_outputs(seed, 3), random_resize(3), CONFIGS[name]
+    actual = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    expected = reference_postprocess(outputs, RANDOM_HEADS, resize, config)
+    assert_same(actual, expected)
+    assert all(len(d) > 0 for d in actual)
+    for det in actual:
+        assert (np.diff(det.scores) <= 0).all()
+        assert len(det) <= config.max_detections
+
+
+def test_batched_equals_per_image():
+    outputs, resize, config = random_outputs(5, 4), random_resize(4), PostprocessConfig(score_threshold=0.2)
+    batched = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    for i in range(4):
+        (alone,) = postprocess([o[i : i + 1] for o in outputs], RANDOM_HEADS, NET_W, NET_H, resize[i : i + 1], config)
+        np.testing.assert_array_equal(batched[i].boxes, alone.boxes)
+        np.testing.assert_array_equal(batched[i].scores, alone.scores)
+        np.testing.assert_array_equal(batched[i].class_ids, alone.class_ids)
+
+
+# Constructed cases use new_coords=1 heads: no sigmoid, so every value is set exactly.
+# With scale_x_y=2, tx=ty=0.5 puts the centre mid-cell and tw=th=0.5 makes w, h equal the anchor.
+
+
+def exact_head(anchors, classes) -> YoloSpec:
+    return YoloSpec(tuple(anchors), classes, 2.0, True, "greedynms", 0.6, line=1)
+
+
+def exact_output(spec: YoloSpec, grid: int, cells: dict, batch: int = 1) -> torch.Tensor:
+    """cells: {(image, anchor, row, col): (objectness, [class probs])}; everything else has objectness 0."""
+    x = torch.zeros(batch, spec.num_anchors, 5 + spec.classes, grid, grid)
+    x[:, :, 0:4] = 0.5
+    for (b, a, row, col), (obj, probs) in cells.items():
+        x[b, a, 4, row, col] = obj
+        x[b, a, 5:, row, col] = torch.tensor(probs)
+    return x.reshape(batch, -1, grid, grid)
+
+
+def identity(size: int, batch: int = 1) -> list[ResizeParams]:
+    return [resize_params(size, size, size, size, letterbox=False)] * batch
+
+
+def run_exact(spec, output, config, size=64):
+    return postprocess([output], [spec], size, size, identity(size, output.shape[0]), config)
+
+
+def test_thresholds_are_strict_on_objectness_and_score():
+    spec = exact_head([(16, 16)], 1)
+    cells = {
+        (0, 0, 0, 0): (0.25, [1.0]),  # objectness exactly at the threshold: rejected
+        (0, 0, 0, 1): (0.5, [0.5]),  # score exactly 0.25: rejected
+        (0, 0, 1, 0): (0.2578125, [1.0]),  # just above
+        (0, 0, 1, 1): (0.5, [0.5078125]),  # score 0.25390625
+    }
+    (det,) = run_exact(spec, exact_output(spec, 2, cells), PostprocessConfig(score_threshold=0.25))
+    assert det.scores.tolist() == [0.2578125, 0.25390625]
+    np.testing.assert_array_equal(det.boxes, [[8, 40, 24, 56], [40, 40, 56, 56]])
+
+
+def test_one_box_may_give_several_classes_unless_class_agnostic():
+    spec = exact_head([(16, 16)], 3)
+    output = exact_output(spec, 2, {(0, 0, 0, 0): (0.5, [0.75, 1.0, 0.25])})
+    (det,) = run_exact(spec, output, PostprocessConfig())
+    assert det.class_ids.tolist() == [1, 0] and det.scores.tolist() == [0.5, 0.375]
+    np.testing.assert_array_equal(det.boxes[0], det.boxes[1])
+    (agnostic,) = run_exact(spec, output, PostprocessConfig(class_agnostic=True))
+    assert agnostic.class_ids.tolist() == [1]
+    tie = exact_output(spec, 2, {(0, 0, 0, 0): (0.5, [0.75, 0.75, 0.0])})
+    assert run_exact(spec, tie, PostprocessConfig(class_agnostic=True))[0].class_ids.tolist() == [0]
+
+
+def test_nms_threshold_is_strict_end_to_end():
+    # Two anchors on one cell: concentric 32x16 and 16x16 boxes, IoU = DIoU = 0.5 exactly.
+    spec = exact_head([(32, 16), (16, 16)], 1)
+    output = exact_output(spec, 2, {(0, 0, 0, 0): (0.75, [1.0]), (0, 1, 0, 0): (0.5, [1.0])})
+    (det,) = run_exact(spec, output, PostprocessConfig(nms_threshold=0.5))
+    assert det.scores.tolist() == [0.75, 0.5]
+    np.testing.assert_array_equal(det.boxes, [[0, 8, 32, 24], [8, 8, 24, 24]])
+    assert len(run_exact(spec, output, PostprocessConfig(nms_threshold=0.4921875))[0]) == 1
+
+
+def test_max_detections_and_pre_nms_top_k_keep_the_best():
+    spec = exact_head([(8, 8)], 1)
+    scores = np.linspace(0.3, 0.9, 16, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    cells = {(0, 0, int(i) // 4, int(i) % 4): (float(scores[j]), [1.0]) for j, i in enumerate(rng.permutation(16))}
+    output = exact_output(spec, 4, cells)
+    best = sorted(scores.tolist(), reverse=True)
+    assert run_exact(spec, output, PostprocessConfig(), 128)[0].scores.tolist() == best
+    assert run_exact(spec, output, PostprocessConfig(max_detections=5), 128)[0].scores.tolist() == best[:5]
+    assert run_exact(spec, output, PostprocessConfig(pre_nms_top_k=3), 128)[0].scores.tolist() == best[:3]
+    assert len(run_exact(spec, output, PostprocessConfig(max_detections=0), 128)[0]) == 0
+
+
+def test_empty_results_have_the_right_types():
+    spec = exact_head([(16, 16)], 2)
+    output = exact_output(spec, 2, {(1, 0, 1, 1): (0.9, [0.9, 0.0])}, batch=3)
+    dets = run_exact(spec, output, PostprocessConfig())
+    assert [len(d) for d in dets] == [0, 1, 0]
+    for det in (dets[0], dets[2]):
+        assert det.boxes.shape == (0, 4) and det.boxes.dtype == np.float32
+        assert det.scores.shape == (0,) and det.scores.dtype == np.float32
+        assert det.class_ids.shape == (0,) and det.class_ids.dtype == np.int32
+    assert run_exact(spec, output[:0], PostprocessConfig()) == []
+
+
+def test_select_candidates_order_and_values():
+    objectness = torch.tensor([[0.5, 0.1, 1.0], [0.75, 0.5, 0.25]])
+    class_probs = torch.tensor(
+        [[[1.0, 0.75], [1.0, 1.0], [0.25, 0.5]], [[0.5, 0.25], [0.75, 0.5], [1.0, 1.0]]]
+    )
+    image_idx, box_idx, class_id, score = select_candidates(objectness, class_probs, 0.25)
+    assert list(zip(image_idx.tolist(), box_idx.tolist(), class_id.tolist())) == [
+        (0, 0, 0), (0, 0, 1), (0, 2, 1), (1, 0, 0), (1, 1, 0),
+    ]
+    assert score.tolist() == [0.5, 0.375, 0.5, 0.375, 0.375]
+
+
+def test_argument_errors():
+    spec = exact_head([(16, 16)], 1)
+    with pytest.raises(ValueError, match="2 resize params for a batch of 1"):
+        postprocess([exact_output(spec, 2, {})], [spec], 64, 64, identity(64, 2), PostprocessConfig())
+    with pytest.raises(ValueError, match="score_threshold"):
+        PostprocessConfig(score_threshold=1.5)
+    with pytest.raises(ValueError, match="max_detections"):
+        PostprocessConfig(max_detections=-1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    outputs, resize, config = random_outputs(3, 3), random_resize(3), PostprocessConfig(score_threshold=0.1)
+    cpu = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    gpu = postprocess([o.cuda() for o in outputs], RANDOM_HEADS, NET_W, NET_H, resize, config)
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_array_equal(a.class_ids, b.class_ids)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+        np.testing.assert_allclose(a.boxes, b.boxes, rtol=1e-5, atol=1e-3)
