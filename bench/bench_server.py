@@ -1,0 +1,188 @@
+"""End-to-end serving benchmark: JPEG in, detections out, through Triton vs the in-process Detector.
+
+Prints, for yolov4-tiny on calibrated random weights (same seed in both):
+  * in-process ``Detector`` images/s (cv2 decode + detect, one image at a time),
+  * server images/s at concurrency 1, 8, 16 (one image per gRPC request), as a ratio to in-process,
+  * the dynamic-batching gain: the same load against a repository built with ``--max-batch-size 1``
+    (every execution holds exactly one image: batching off), at the highest concurrency,
+  * where the server's time goes (preprocess / detector / postprocess compute, from Triton's statistics),
+  * the best images/s against the 65 FPS target.
+
+Usage:
+    python bench/bench_server.py                      # ~2-3 minutes on a small CPU box
+    python bench/bench_server.py --seconds 20 --size 416 --concurrency 1 8 16 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+ROOT = Path(__file__).resolve().parents[1]
+CFG = ROOT / "models" / "darknet" / "yolov4-tiny.cfg"
+NAMES = ROOT / "models" / "darknet" / "coco.names"
+TARGET_FPS = 65.0
+STEPS = ("preprocess", "detector", "postprocess")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    concurrency: int
+    images_per_s: float
+    p50_ms: float
+    p95_ms: float
+
+
+def synthetic_jpegs(count: int, seed: int = 0) -> list[bytes]:
+    """Photo-like 640x480 JPEGs: smooth colour fields with shapes (no downloads)."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        image = cv2.resize(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+        for _ in range(6):
+            center = (int(rng.integers(0, 640)), int(rng.integers(0, 480)))
+            cv2.circle(image, center, int(rng.integers(10, 120)), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+        images.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return images
+
+
+def build(output: Path, size: int, max_batch_size: int, instances: list[str]) -> None:
+    from yolo_server.cli import build_options, build_parser
+    from yolo_server.repository.build import build_repository
+
+    argv = ["build", "--cfg", str(CFG), "--names", str(NAMES), "--size", str(size), "--target", "cpu",
+            "--max-batch-size", str(max_batch_size), "--output", str(output)]  # fmt: skip
+    for item in instances:
+        argv += ["--instances", item]
+    build_repository(build_options(build_parser().parse_args(argv)), log=lambda line: None)
+
+
+def in_process_rate(images: list[bytes], size: int, seconds: float) -> float:
+    """Images/s of decode + ``Detector.detect`` one image at a time."""
+    from yolo_server import Detector
+
+    detector = Detector(CFG, None, NAMES, input_size=size)
+
+    def one(data: bytes) -> None:
+        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        detector.detect([rgb])
+
+    for data in images[:3]:
+        one(data)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        one(images[done % len(images)])
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+def load(url: str, model: str, images: list[bytes], concurrency: int, seconds: float) -> LoadResult:
+    """``concurrency`` closed-loop clients, one JPEG per request, for ``seconds``."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    stop_at = time.perf_counter() + seconds
+    barrier = threading.Barrier(concurrency + 1)
+
+    def client_loop(index: int) -> None:
+        with grpcclient.InferenceServerClient(url) as client:
+            barrier.wait()
+            i = index
+            while time.perf_counter() < stop_at:
+                tensor = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+                tensor.set_data_from_numpy(np.array([[images[i % len(images)]]], dtype=object))
+                started = time.perf_counter()
+                client.infer(model, [tensor])
+                latencies[index].append(time.perf_counter() - started)
+                i += concurrency
+
+    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    flat = sorted(x for per_client in latencies for x in per_client)
+    p95 = flat[min(len(flat) - 1, int(0.95 * len(flat)))] if flat else float("nan")
+    return LoadResult(concurrency, len(flat) / elapsed, 1e3 * statistics.median(flat), 1e3 * p95)
+
+
+def compute_ns(url: str, model: str) -> dict[str, int]:
+    """Cumulative compute time (input + infer + output, ns) per step model and the detector's counts."""
+    with grpcclient.InferenceServerClient(url) as client:
+        totals = {}
+        for step in STEPS:
+            stats = client.get_inference_statistics(f"{model}_{step}", as_json=True)["model_stats"][0]
+            inference = stats["inference_stats"]
+            totals[step] = sum(int(inference.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output"))
+            if step == "detector":
+                totals["images"] = int(stats.get("inference_count", 0))
+                totals["executions"] = int(stats.get("execution_count", 0))
+    return totals
+
+
+def serve_and_measure(repository: Path, images: list[bytes], concurrencies: list[int], seconds: float) -> tuple[list[LoadResult], dict[str, int]]:
+    from yolo_server.triton.launch import ServeOptions, TritonServer, free_ports
+
+    http, grpc, metrics = free_ports(3)
+    options = ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
+    server = TritonServer(options)
+    server.start(stream=None)
+    try:
+        server.wait_ready(300)
+        url = server.endpoints.grpc
+        load(url, "yolov4_tiny", images, max(concurrencies), 3.0)  # warm every instance
+        before = compute_ns(url, "yolov4_tiny")
+        results = [load(url, "yolov4_tiny", images, c, seconds) for c in concurrencies]
+        after = compute_ns(url, "yolov4_tiny")
+        return results, {key: after[key] - before[key] for key in after}
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--seconds", type=float, default=12.0, help="per measured load level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument("--instances", action="append", default=[], metavar="KIND=N")
+    args = parser.parse_args()
+
+    images = synthetic_jpegs(16)
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        batched, unbatched = Path(tmp) / "batched", Path(tmp) / "unbatched"
+        build(batched, args.size, args.max_batch_size, args.instances)
+        build(unbatched, args.size, 1, args.instances)
+        local = in_process_rate(images, args.size, args.seconds)
+        results, spent = serve_and_measure(batched, images, args.concurrency, args.seconds)
+        [baseline], _ = serve_and_measure(unbatched, images, [max(args.concurrency)], args.seconds)
+
+    print(f"\nyolov4-tiny @{args.size}, cpu fp32, random calibrated weights, 640x480 JPEGs, one image per request")
+    print(f"in-process Detector (decode + detect, batch 1): {local:7.1f} images/s")
+    print(f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8}")
+    for r in results:
+        print(f"{r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f}")
+    top = results[-1]
+    print(
+        f"dynamic batching gain at concurrency {top.concurrency}: {top.images_per_s:.1f} vs {baseline.images_per_s:.1f} "
+        f"images/s with --max-batch-size 1 = x{top.images_per_s / baseline.images_per_s:.2f}"
+    )
+    total = sum(spent[step] for step in STEPS) or 1
+    shares = ", ".join(f"{step} {100 * spent[step] / total:.0f}%" for step in STEPS)
+    print(f"server compute time share: {shares}; mean detector batch {spent['images'] / max(spent['executions'], 1):.2f}")
+    best = max(r.images_per_s for r in results)
+    print(f"best: {best:.1f} images/s = {100 * best / TARGET_FPS:.0f}% of the {TARGET_FPS:.0f} FPS target")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""``yolo-client``: detect, health, models and bench from the command line.
+
+Examples::
+
+    yolo-client detect dog.jpg street.png --json
+    yolo-client detect dog.jpg --draw dog.out.jpg --url triton-a:8001 --url triton-b:8001
+    yolo-client health --url grpcs://triton:8001 --tls-ca ca.pem
+    yolo-client bench --concurrency 16 --duration 30 --transport tensor
+
+Exit status: 0 success, 1 a request failed (or ``health`` found an endpoint not ready), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from ._core import DEFAULT_MODEL, DEFAULT_TIMEOUT, DEFAULT_URL
+from .errors import YoloClientError
+from .types import TlsConfig
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args))
+    except YoloClientError as err:
+        print(f"yolo-client: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    server = common.add_argument_group("server")
+    server.add_argument(
+        "--url", action="append", help=f"gRPC endpoint host:port, repeatable (default $YOLO_CLIENT_URL or {DEFAULT_URL})"
+    )
+    server.add_argument("--model", default=os.environ.get("YOLO_CLIENT_MODEL", DEFAULT_MODEL), help="detector base name")
+    server.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="deadline per call, seconds")
+    server.add_argument("--transport", choices=("bytes", "tensor"), default="bytes", help="send encoded bytes or tensors")
+    server.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="gRPC metadata, repeatable")
+    tls = common.add_argument_group("TLS")
+    tls.add_argument("--tls", action="store_true", help="use TLS (implied by any other --tls-* flag or grpcs:// URLs)")
+    tls.add_argument("--tls-ca", metavar="PEM", help="root certificates to trust")
+    tls.add_argument("--tls-cert", metavar="PEM", help="client certificate chain (mutual TLS)")
+    tls.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
+    tls.add_argument("--tls-server-name", metavar="NAME", help="name to check in the server certificate")
+
+    parser = argparse.ArgumentParser(prog="yolo-client", description="Client for the YOLOv4 Triton server.")
+    sub = parser.add_subparsers(dest="command")
+
+    detect = sub.add_parser("detect", parents=[common], help="detect objects in images")
+    detect.add_argument("images", nargs="+", metavar="IMAGE")
+    detect.add_argument("--json", action="store_true", help="print JSON: [{image, detections: [...]}, ...]")
+    detect.add_argument("--draw", metavar="OUT", help="write rendered images: a file for one image, else a directory")
+    detect.add_argument("--score-threshold", type=float, help="raise the server's score threshold")
+    detect.add_argument("--max-detections", type=int, help="at most this many detections per image")
+    detect.set_defaults(run=_detect)
+
+    health = sub.add_parser("health", parents=[common], help="liveness and readiness of every endpoint")
+    health.add_argument("--json", action="store_true")
+    health.set_defaults(run=_health)
+
+    models = sub.add_parser("models", parents=[common], help="the server's models, and this detector's info")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(run=_models)
+
+    bench = sub.add_parser("bench", parents=[common], help="closed-loop throughput and latency")
+    bench.add_argument("images", nargs="*", metavar="IMAGE", help="images to send (default: synthetic 640x480 JPEGs)")
+    bench.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    bench.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    bench.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    bench.add_argument("--target-fps", type=float, default=65.0, help="verdict threshold (YOLOv4 paper: 65)")
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--no-progress", action="store_true")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def _client(args: argparse.Namespace, **extra: Any) -> Any:
+    from .client import YoloClient
+
+    urls = args.url or [os.environ.get("YOLO_CLIENT_URL", DEFAULT_URL)]
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        tls = TlsConfig(args.tls_ca, args.tls_key, args.tls_cert, args.tls_server_name)
+    headers = {}
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"yolo-client: error: --header needs NAME=VALUE, got {item!r}")
+        headers[name.strip()] = value.strip()
+    return YoloClient(urls, args.model, transport=args.transport, timeout=args.timeout, tls=tls, headers=headers, **extra)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    draw_dir = None
+    if args.draw and (len(args.images) > 1 or args.draw.endswith(os.sep) or Path(args.draw).is_dir()):
+        draw_dir = Path(args.draw)
+        draw_dir.mkdir(parents=True, exist_ok=True)
+    report, failed = [], 0
+    with _client(args) as client:
+        for image in args.images:
+            try:
+                found = client.detect(image, score_threshold=args.score_threshold, max_detections=args.max_detections)
+            except YoloClientError as err:
+                failed += 1
+                report.append({"image": image, "error": str(err), "error_type": type(err).__name__})
+                if not args.json:
+                    print(f"{image}: error: {err}", file=sys.stderr)
+                continue
+            report.append({"image": image, "detections": [d.to_dict() for d in found]})
+            if not args.json:
+                print(f"{image}: {len(found)} detection{'s' if len(found) != 1 else ''}")
+                for d in found:
+                    print(f"  {d.label:<16} {d.score:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+            if args.draw:
+                from .draw import save_rendered
+
+                out = draw_dir / (Path(image).stem + ".png") if draw_dir else Path(args.draw)
+                save_rendered(image, out, found)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        states = client.health()
+    if args.json:
+        print(json.dumps([{**vars(s), "ok": s.ok} for s in states], indent=2))
+    else:
+        for s in states:
+            detail = s.error or f"live={s.live} ready={s.ready} model_ready={s.model_ready}"
+            print(f"{s.url}: {'OK' if s.ok else 'NOT READY'} ({detail})")
+    return 0 if all(s.ok for s in states) else 1
+
+
+def _models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        index = client.models()
+        info = client.model_info()
+    if args.json:
+        print(json.dumps({"models": [vars(m) for m in index], "model_info": {**vars(info), "class_names": list(info.class_names)}}, indent=2))
+        return 0
+    for m in index:
+        print(f"{m.name:<32} {m.version or '-':>3}  {m.state}{'  ' + m.reason if m.reason else ''}")
+    print(
+        f"\n{info.name}: {info.num_classes} classes, input {info.input_width}x{info.input_height}"
+        f"{' letterbox' if info.letterbox else ''}, score>={info.score_threshold:g}, nms {info.nms_threshold:g}, "
+        f"max {info.max_detections} detections, max batch {info.max_batch_size}, {info.target}/{info.precision}"
+        f"{'' if info.trained else ', UNTRAINED weights'}"
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .benchmark import run_closed_loop, sample_images
+    from .images import to_bytes
+    from .types import RetryPolicy
+
+    if args.concurrency < 1 or args.duration <= 0:
+        raise SystemExit("yolo-client: error: --concurrency must be >= 1 and --duration > 0")
+    images = [to_bytes(path) for path in args.images] if args.images else sample_images()
+    with _client(args, max_in_flight=args.concurrency, retries=RetryPolicy.disabled()) as client:
+        info = client.model_info()
+        print(
+            f"bench {client.urls} model {info.name} ({info.input_width}x{info.input_height}), transport "
+            f"{args.transport}, concurrency {args.concurrency}, {args.duration:g} s after {args.warmup:g} s warm-up",
+            file=sys.stderr,
+        )
+        result = run_closed_loop(
+            client.detect,
+            images,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            warmup=args.warmup,
+            progress=not args.no_progress and args.duration >= 5,
+        )
+    if args.json:
+        print(json.dumps(result.to_dict(args.target_fps), indent=2))
+    else:
+        print(result.report(args.target_fps))
+    return 0 if result.ok and not result.errors else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The one exception hierarchy of the SDK.
+
+Every error the clients raise is a :class:`YoloClientError`; tritonclient's
+``InferenceServerException`` and raw ``grpc.RpcError`` are translated by
+:func:`from_exception` and never escape.
+
+    YoloClientError
+    ├── InvalidInputError        bad input or options, raised before any request (also a ValueError)
+    ├── ServerRejectedError      the server refused the request (INVALID_ARGUMENT, NOT_FOUND, ...)
+    ├── ServerError              the server failed (INTERNAL, UNKNOWN, DATA_LOSS)
+    ├── UnavailableError         no server could be reached or all were overloaded (UNAVAILABLE, RESOURCE_EXHAUSTED)
+    └── DeadlineExceededError    the call's deadline passed (also a TimeoutError)
+
+Example:
+    >>> try:
+    ...     client.detect("photo.jpg")
+    ... except ServerRejectedError as err:
+    ...     print(err.status, err.message)        # "INVALID_ARGUMENT", the server's own words
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "YoloClientError",
+    "InvalidInputError",
+    "ServerRejectedError",
+    "ServerError",
+    "UnavailableError",
+    "DeadlineExceededError",
+    "from_exception",
+    "status_name",
+]
+
+
+class YoloClientError(Exception):
+    """Base of all SDK errors.
+
+    Attributes:
+        message: what went wrong, in the server's words when it answered.
+        status: the gRPC status name (``"UNAVAILABLE"``), or None for client-side errors.
+        endpoint: the URL the failing attempt went to, when there was one.
+        debug_details: gRPC's debug string, kept for logs (never part of ``str(err)``).
+        attempts: how many attempts the call made before giving up.
+    """
+
+    def __init__(
+        self, message: str, *, status: str | None = None, endpoint: str | None = None, debug_details: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.endpoint = endpoint
+        self.debug_details = debug_details
+        self.attempts = 1
+
+    def __str__(self) -> str:
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        return f"[{self.status}{where}] {self.message}" if self.status else self.message
+
+
+class InvalidInputError(YoloClientError, ValueError):
+    """Bad input or options, found on the client before anything was sent."""
+
+
+class ServerRejectedError(YoloClientError):
+    """The server refused the request (bad image, unknown model, auth...); retrying will not help."""
+
+
+class ServerError(YoloClientError):
+    """The server failed while handling a valid request (INTERNAL, UNKNOWN, DATA_LOSS)."""
+
+
+class UnavailableError(YoloClientError):
+    """No server could take the request: unreachable, not ready, TLS handshake failed, or overloaded."""
+
+
+class DeadlineExceededError(YoloClientError, TimeoutError):
+    """The call's deadline passed before an answer came."""
+
+
+_BY_STATUS: dict[str, type[YoloClientError]] = {
+    "UNAVAILABLE": UnavailableError,
+    "RESOURCE_EXHAUSTED": UnavailableError,
+    "DEADLINE_EXCEEDED": DeadlineExceededError,
+    "INVALID_ARGUMENT": ServerRejectedError,
+    "NOT_FOUND": ServerRejectedError,
+    "ALREADY_EXISTS": ServerRejectedError,
+    "PERMISSION_DENIED": ServerRejectedError,
+    "UNAUTHENTICATED": ServerRejectedError,
+    "FAILED_PRECONDITION": ServerRejectedError,
+    "OUT_OF_RANGE": ServerRejectedError,
+    "UNIMPLEMENTED": ServerRejectedError,
+    "ABORTED": ServerError,
+    "CANCELLED": ServerError,
+    "INTERNAL": ServerError,
+    "UNKNOWN": ServerError,
+    "DATA_LOSS": ServerError,
+}
+
+
+def status_name(status: Any) -> str | None:
+    """Normalise a status (``"StatusCode.UNAVAILABLE"``, ``grpc.StatusCode.UNAVAILABLE``, ``"UNAVAILABLE"``)."""
+    if status is None:
+        return None
+    name = getattr(status, "name", None) or str(status)
+    name = name.rsplit(".", 1)[-1].strip().upper()
+    return name or None
+
+
+def from_exception(exc: BaseException, endpoint: str | None = None) -> YoloClientError:
+    """Translate any exception raised by a tritonclient/gRPC call into the SDK's hierarchy.
+
+    ``YoloClientError`` passes through (with ``endpoint`` filled in when missing); tritonclient's
+    ``InferenceServerException`` and ``grpc.RpcError`` map by status; anything else becomes a plain
+    :class:`YoloClientError` naming the original type.
+    """
+    if isinstance(exc, YoloClientError):
+        if exc.endpoint is None:
+            exc.endpoint = endpoint
+        return exc
+    status, message, debug = _unpack(exc)
+    if status is None:
+        if isinstance(exc, TimeoutError):
+            return DeadlineExceededError(message or "deadline exceeded", endpoint=endpoint)
+        return YoloClientError(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, endpoint=endpoint)
+    cls = _BY_STATUS.get(status, YoloClientError)
+    if cls is UnavailableError and ("ssl" in message.lower() or "handshake" in message.lower()):
+        message += " (TLS: check the root certificate and the server name)"
+    return cls(message or status.lower(), status=status, endpoint=endpoint, debug_details=debug)
+
+
+def _unpack(exc: BaseException) -> tuple[str | None, str, str | None]:
+    """(status name, message, debug details) of a tritonclient or gRPC exception."""
+    # tritonclient.utils.InferenceServerException: status() -> "StatusCode.X", message(), debug_details()
+    if callable(getattr(exc, "status", None)) and callable(getattr(exc, "message", None)):
+        debug = exc.debug_details() if callable(getattr(exc, "debug_details", None)) else None
+        return status_name(exc.status()), str(exc.message() or ""), debug
+    # grpc.RpcError / grpc.aio.AioRpcError: code(), details()
+    if callable(getattr(exc, "code", None)) and callable(getattr(exc, "details", None)):
+        debug = exc.debug_error_string() if callable(getattr(exc, "debug_error_string", None)) else None
+        return status_name(exc.code()), str(exc.details() or ""), debug
+    return None, str(exc), None

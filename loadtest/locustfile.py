@@ -1,0 +1,177 @@
+"""Locust load test of the YOLO Triton server over gRPC, through the project's SDK (yolo_client).
+
+Every ``detect`` call is reported to locust as one request (type ``grpc``, named after the image kind), successes
+and failures alike, so locust's statistics, CSV and HTML reports are those of the SDK's calls. At the end the
+master (or the single local process) checks the SLO given on the command line and sets the exit code.
+
+Headless, local (see loadtest/README.md for distributed and docker runs)::
+
+    locust -f loadtest/locustfile.py --headless --host grpc://127.0.0.1:8001 --model yolov4_tiny \\
+        -u 8 -r 8 -t 60s --load-shape steady --csv out/load --html out/load.html \\
+        --slo-max-failure-ratio 0 --slo-p95-ms 15.4 --slo-min-fps 65
+
+``--host`` takes one URL or several separated by commas (the SDK then balances over them client-side).
+"""
+from __future__ import annotations
+
+# gRPC's default poller blocks the whole process; under locust's gevent the channel must use gevent's
+# (locust's documented gRPC setup). This runs before any channel exists: yolo_client loads gRPC lazily.
+import grpc.experimental.gevent as grpc_gevent
+
+grpc_gevent.init_gevent()
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import random  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from locust import User, events, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
+from locust.runners import WorkerRunner  # noqa: E402
+from locust.shape import LoadTestShape  # noqa: E402
+from yolo_load.images import DEFAULT_MIX, ImageMix, parse_mix  # noqa: E402
+from yolo_load.shapes import SHAPES, schedule  # noqa: E402
+from yolo_load.slo import RunResult, Slo, check, report  # noqa: E402
+
+log = logging.getLogger("yolo_load")
+_mix_cache: dict[str, ImageMix] = {}
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser) -> None:  # noqa: ANN001 - locust's configargparse parser
+    # plain parser arguments: locust's include_in_web_ui works only there, not on argument groups
+    group = shape = slo = parser
+    group.add_argument("--model", default="yolov4_tiny", help="base model name (the bytes ensemble)")
+    group.add_argument("--transport", choices=("bytes", "tensor"), default="bytes",
+                       help="bytes: send encoded images; tensor: letterbox on the client, send float32")
+    group.add_argument("--image-mix", default=DEFAULT_MIX,
+                       help="WIDTHxHEIGHT:FORMAT:WEIGHT,... (formats jpeg, png, webp, bmp)")
+    group.add_argument("--image-variants", type=int, default=3, help="distinct generated images per mix entry")
+    group.add_argument("--request-timeout", type=float, default=10.0, help="deadline of one call, retries included")
+    group.add_argument("--no-retries", action="store_true", help="disable the SDK's retries (count every failure)")
+    group.add_argument("--client-metrics-port", type=int, default=0, include_in_web_ui=False,
+                       help="expose the SDK's Prometheus metrics on this port (0: off; not on the master)")
+    shape.add_argument("--load-shape", choices=SHAPES, default="steady",
+                       help="steady: -u users for -t; ramp: up to -u users in --ramp-steps stages over -t")
+    shape.add_argument("--ramp-steps", type=int, default=4, help="stages of the ramp shape")
+    slo.add_argument("--slo-max-failure-ratio", type=float, default=0.0,
+                     help="SLO, checked at the end (a miss makes the exit code 1): largest share of failed calls")
+    slo.add_argument("--slo-p95-ms", type=float, default=None, help="largest p95 latency in ms (default: unchecked)")
+    slo.add_argument("--slo-min-fps", type=float, default=None,
+                     help="fewest images served per second (default: unchecked)")
+    slo.add_argument("--slo-report", default="", include_in_web_ui=False, help="write the SLO verdict as JSON here")
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: object) -> None:
+    options = environment.parsed_options
+    if options is None:
+        return
+    # fail fast, on every node (SystemExit passes through locust's event handling; a ValueError would be logged)
+    try:
+        parse_mix(options.image_mix)
+    except ValueError as exc:
+        sys.exit(f"--image-mix: {exc}")
+    if options.load_shape == "ramp" and not options.run_time:
+        sys.exit("--load-shape ramp needs --run-time")
+    port = options.client_metrics_port
+    if port and not getattr(options, "master", False):
+        import prometheus_client
+
+        prometheus_client.start_http_server(port)
+        log.info("SDK metrics on :%d/metrics", port)
+
+
+def image_mix(spec: str, variants: int) -> ImageMix:
+    key = f"{spec}|{variants}"
+    if key not in _mix_cache:
+        _mix_cache[key] = ImageMix.generate(parse_mix(spec), variants=variants, seed=0)
+    return _mix_cache[key]
+
+
+class YoloGrpcUser(User):
+    """One camera-like client: its own SDK client (own gRPC channel), one image after another."""
+
+    def on_start(self) -> None:
+        from yolo_client import RetryPolicy, YoloClient
+
+        options = self.environment.parsed_options
+        urls = [url.strip() for url in (self.host or "localhost:8001").split(",") if url.strip()]
+        self.client = YoloClient(
+            urls if len(urls) > 1 else urls[0],
+            model=options.model,
+            transport=options.transport,
+            timeout=options.request_timeout,
+            retries=RetryPolicy.disabled() if options.no_retries else None,
+            metrics=bool(options.client_metrics_port),
+        )
+        self.mix = image_mix(options.image_mix, options.image_variants)
+        self.rng = random.Random()
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    @task
+    def detect(self) -> None:
+        kind, data = self.mix.pick(self.rng)
+        start = time.perf_counter()
+        error: BaseException | None = None
+        detections = 0
+        try:
+            detections = len(self.client.detect(data))
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to locust, none escapes
+            error = exc
+        self.environment.events.request.fire(
+            request_type="grpc",
+            name=f"detect {kind.label}",
+            response_time=(time.perf_counter() - start) * 1000.0,
+            response_length=len(data),
+            exception=error,
+            context={"detections": detections},
+        )
+
+
+class YoloLoadShape(LoadTestShape):
+    """``--load-shape steady|ramp`` over the usual -u/-r/-t (see yolo_load.shapes)."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | None:
+        options = self.runner.environment.parsed_options
+        return schedule(options.load_shape, self.get_run_time(), users=options.num_users or 1,
+                        spawn_rate=options.spawn_rate or 1, run_time=options.run_time or None,
+                        steps=options.ramp_steps)
+
+
+def run_result(environment: Environment) -> RunResult:
+    total = environment.stats.total
+    duration = max(0.0, (total.last_request_timestamp or total.start_time) - total.start_time)
+    return RunResult(
+        requests=total.num_requests,
+        failures=total.num_failures,
+        duration_s=duration,
+        p50_ms=total.get_response_time_percentile(0.5) or 0.0,
+        p95_ms=total.get_response_time_percentile(0.95) or 0.0,
+        p99_ms=total.get_response_time_percentile(0.99) or 0.0,
+    )
+
+
+@events.quitting.add_listener
+def _check_slo(environment: Environment, **_: object) -> None:
+    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
+        return  # the master holds the aggregated statistics
+    options = environment.parsed_options
+    slo = Slo(options.slo_max_failure_ratio, options.slo_p95_ms, options.slo_min_fps)
+    result = run_result(environment)
+    verdict = check(result, slo)
+    log.info("SLO %s: %d requests, %d failed, %.1f FPS, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms%s",
+             "PASSED" if verdict.passed else "MISSED", result.requests, result.failures, result.fps,
+             result.p50_ms, result.p95_ms, result.p99_ms,
+             "".join(f"\n  - {v}" for v in verdict.violations))
+    if options.slo_report:
+        path = Path(options.slo_report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report(result, slo, verdict), indent=2) + "\n")
+    environment.process_exit_code = verdict.exit_code()

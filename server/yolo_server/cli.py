@@ -1,0 +1,150 @@
+"""``yolo-server build | serve``: argument parsing only; the work is in yolo_server.repository and yolo_server.triton.
+
+Example:
+    $ yolo-server build --cfg models/darknet/yolov4-tiny.cfg --names models/darknet/coco.names --size 416 \\
+        --target cpu --output model_repository
+    $ yolo-server serve model_repository --grpc-port 8001
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from yolo_server.repository.spec import MODEL_KINDS, Batching, Instances, Limits
+
+
+def _size(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"size {text!r}: use N (square) or WIDTHxHEIGHT, e.g. 416 or 512x320")
+    width = int(match.group(1))
+    return width, int(match.group(2) or width)
+
+
+def _instances(text: str) -> tuple[str, int]:
+    kind, sep, count = text.partition("=")
+    if not sep or kind not in MODEL_KINDS or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"--instances {text!r}: use KIND=N with KIND one of {', '.join(MODEL_KINDS)}")
+    return kind, int(count)
+
+
+def _pixels(text: str) -> int:
+    return int(float(text))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yolo-server", description="Serve darknet YOLOv4 detectors on Triton.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="write a Triton model repository for a darknet cfg")
+    build.add_argument("--cfg", type=Path, required=True, help="darknet .cfg")
+    build.add_argument("--weights", type=Path, help="darknet .weights (default: calibrated RANDOM weights, not trained)")
+    build.add_argument("--names", type=Path, help="class names, one per line (default: class ids)")
+    build.add_argument("--size", type=_size, help="network input, N or WxH, multiples of 32 (default: the cfg's)")
+    build.add_argument("--target", choices=("cpu", "tensorrt", "auto"), default="cpu")
+    build.add_argument("--precision", choices=("fp32", "bf16", "auto", "fp16", "int8"),
+                       help="cpu: fp32|bf16|auto; tensorrt: fp16|fp32|int8 (default fp32 / fp16)")
+    build.add_argument("--name", help="base model name (default: from the cfg file name)")
+    build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
+    build.add_argument("--score-threshold", type=float, default=0.25)
+    build.add_argument("--nms-threshold", type=float, default=0.45)
+    build.add_argument("--max-detections", type=int, default=300)
+    build.add_argument("--class-agnostic", action="store_true", help="NMS across classes")
+    defaults, instances, limits = Batching(), Instances(), Limits()
+    build.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
+    build.add_argument("--opt-batch-size", type=int, help="TensorRT profile optimum (default: half the max batch)")
+    build.add_argument("--max-queue-delay-us", type=int, default=defaults.max_queue_delay_us)
+    build.add_argument("--max-queue-size", type=int, default=defaults.max_queue_size, help="0: unbounded")
+    build.add_argument("--instances", type=_instances, action="append", default=[], metavar="KIND=N",
+                       help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
+                       f"detector={instances.detector}, postprocess={instances.postprocess})")
+    build.add_argument("--detector-threads", type=int, default=0, help="PyTorch threads per cpu detector (0: default)")
+    build.add_argument("--calibration-images", type=Path, help="tensorrt int8: folder of representative images")
+    build.add_argument("--max-pixels", type=_pixels, default=limits.max_pixels, help="per image, checked before decoding")
+    build.add_argument("--max-bytes", type=int, default=limits.max_bytes, help="per encoded image")
+
+    serve = commands.add_parser("serve", help="run tritonserver on a model repository")
+    serve.add_argument("repository", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="bind address of all endpoints")
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--exit-timeout", type=int, default=30, help="seconds to drain in-flight requests on SIGTERM")
+    serve.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for every model")
+    serve.add_argument("--shm-bytes", type=int, default=32 << 20, help="Python-backend shared memory per instance")
+    serve.add_argument("--log-verbose", type=int, default=0)
+    return parser
+
+
+def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Namespace of ``build`` -> :class:`yolo_server.repository.build.BuildOptions`."""
+    from yolo_server.repository.build import BuildOptions
+
+    return BuildOptions(
+        cfg=args.cfg,
+        weights=args.weights,
+        names=args.names,
+        size=args.size,
+        target=args.target,
+        precision=args.precision,
+        name=args.name,
+        score_threshold=args.score_threshold,
+        nms_threshold=args.nms_threshold,
+        max_detections=args.max_detections,
+        class_agnostic=args.class_agnostic,
+        batching=Batching(
+            max_batch_size=args.max_batch_size,
+            opt_batch_size=args.opt_batch_size or max(1, args.max_batch_size // 2),
+            max_queue_delay_us=args.max_queue_delay_us,
+            max_queue_size=args.max_queue_size,
+        ),
+        instances=Instances(**dict(args.instances)),
+        limits=Limits(max_pixels=args.max_pixels, max_bytes=args.max_bytes),
+        detector_threads=args.detector_threads,
+        calibration_images=args.calibration_images,
+        output=args.output,
+    )
+
+
+def serve_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Namespace of ``serve`` -> :class:`yolo_server.triton.launch.ServeOptions`."""
+    from yolo_server.triton.launch import ServeOptions
+
+    return ServeOptions(
+        repository=args.repository,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        exit_timeout_s=args.exit_timeout,
+        ready_timeout_s=args.ready_timeout,
+        shm_default_bytes=args.shm_bytes,
+        shm_growth_bytes=args.shm_bytes,
+        log_verbose=args.log_verbose,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            from yolo_server.repository.build import build_repository
+
+            build_repository(build_options(args))
+            return 0
+        from yolo_server.triton.launch import serve
+
+        if not args.repository.is_dir():
+            raise ValueError(f"{args.repository} is not a model repository directory")
+        return serve(serve_options(args))
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        print(f"yolo-server {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

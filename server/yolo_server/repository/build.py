@@ -1,0 +1,225 @@
+"""``yolo-server build``: cfg (+ weights, names) -> a complete Triton model repository.
+
+:func:`plan_repository` decides everything without torch work (the configs can
+be generated and checked for any target on any machine); :func:`build_repository`
+writes the files and exports the detector artifact.
+
+Example:
+    >>> options = BuildOptions(cfg=Path("models/darknet/yolov4-tiny.cfg"), names=Path("models/darknet/coco.names"))
+    >>> build_repository(options)          # writes model_repository/yolov4_tiny*/...
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from yolo_server.darknet import load_spec
+from yolo_server.darknet.cfg import DarknetSpec
+from yolo_server.darknet.names import load_class_names
+from yolo_server.darknet.weights import file_digest
+from yolo_server.repository.spec import (
+    ARTIFACT,
+    DEFAULT_PRECISION,
+    Batching,
+    Instances,
+    Limits,
+    RepositorySpec,
+    model_base_name,
+)
+from yolo_server.repository.writer import artifact_path, write_repository
+from yolo_server.triton.settings import RANDOM_WEIGHTS, ModelInfo
+
+if TYPE_CHECKING:
+    import torch
+
+RANDOM_WEIGHTS_WARNING = """\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! WARNING: no --weights given. The detector gets RANDOM, calibrated weights.  !!
+!! It is NOT TRAINED: its detections are meaningless (fine for tests and        !!
+!! benchmarks only). Its configs say weights: RANDOM-CALIBRATED-NOT-TRAINED.    !!
+!! Pass --weights yolov4-tiny.weights (darknet format) for a real detector.    !!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The inputs of one build (the CLI's flags).
+
+    ``size`` is (width, height) or None for the cfg's; ``target`` is ``cpu``,
+    ``tensorrt`` or ``auto``; ``precision`` None picks the target's default.
+    """
+
+    cfg: Path
+    weights: Path | None = None
+    names: Path | None = None
+    size: tuple[int, int] | None = None
+    target: str = "cpu"
+    precision: str | None = None
+    name: str | None = None
+    score_threshold: float = 0.25
+    nms_threshold: float = 0.45
+    max_detections: int = 300
+    class_agnostic: bool = False
+    batching: Batching = field(default_factory=Batching)
+    instances: Instances = field(default_factory=Instances)
+    limits: Limits = field(default_factory=Limits)
+    detector_threads: int = 0
+    calibration_images: Path | None = None  # int8 (tensorrt) only: a folder of representative images
+    output: Path = Path("model_repository")
+
+
+@dataclass(frozen=True)
+class RepositoryPlan:
+    """A decided build: the spec, the cfg at the repository's input size and the cfg file's bytes."""
+
+    spec: RepositorySpec
+    darknet: DarknetSpec
+    cfg_bytes: bytes
+
+
+def resolve_target(target: str) -> str:
+    """``auto`` -> ``tensorrt`` when a CUDA GPU and torch_tensorrt are present, else ``cpu``."""
+    if target != "auto":
+        return target
+    import torch
+
+    has_trt = importlib.util.find_spec("torch_tensorrt") is not None
+    return "tensorrt" if torch.cuda.is_available() and has_trt else "cpu"
+
+
+def resolve_precision(target: str, precision: str | None) -> str:
+    if precision is None:
+        return DEFAULT_PRECISION[target]
+    if target == "cpu" and precision == "auto":
+        from yolo_server.export.precision import resolve_cpu_precision
+
+        return resolve_cpu_precision(precision)
+    return precision
+
+
+def plan_repository(options: BuildOptions) -> RepositoryPlan:
+    """Everything a build writes, decided from the options (reads the cfg, names and weights digest)."""
+    from yolo_server.pipeline import postprocess_config_for
+
+    darknet = load_spec(options.cfg, options.size)
+    target = resolve_target(options.target)
+    thresholds = postprocess_config_for(
+        darknet,
+        score_threshold=options.score_threshold,
+        nms_threshold=options.nms_threshold,
+        class_agnostic=options.class_agnostic,
+        max_detections=options.max_detections,
+    )
+    info = ModelInfo(
+        class_names=load_class_names(options.names, darknet.num_classes),
+        score_threshold=thresholds.score_threshold,
+        nms_threshold=thresholds.nms_threshold,
+        beta_nms=thresholds.beta_nms,
+        class_agnostic=thresholds.class_agnostic,
+        max_detections=thresholds.max_detections,
+        input_width=darknet.net.width,
+        input_height=darknet.net.height,
+        letterbox=darknet.net.letter_box,
+        weights=RANDOM_WEIGHTS if options.weights is None else file_digest(options.weights),
+        target=target,
+        precision=resolve_precision(target, options.precision),
+    )
+    spec = RepositorySpec(
+        name=options.name or model_base_name(options.cfg),
+        info=info,
+        batching=options.batching,
+        instances=options.instances,
+        limits=options.limits,
+        detector_threads=options.detector_threads,
+        pre_nms_top_k=thresholds.pre_nms_top_k,
+    )
+    return RepositoryPlan(spec, darknet, Path(options.cfg).read_bytes())
+
+
+def export_detector(options: BuildOptions, plan: RepositoryPlan, path: Path) -> None:
+    """Load the network (random calibrated weights without ``options.weights``) and export it for the target."""
+    from yolo_server.darknet import load_darknet
+
+    spec = plan.spec
+    model, darknet = load_darknet(options.cfg, options.weights, options.size)
+    if spec.info.target == "cpu":
+        from yolo_server.export.torchscript import export_torchscript
+
+        export_torchscript(model, darknet, path, precision=spec.info.precision)
+    else:
+        from yolo_server.export.tensorrt import export_tensorrt
+
+        batching = spec.batching
+        calibration = None
+        if spec.info.precision == "int8":
+            if options.calibration_images is None:
+                raise ValueError("--precision int8 needs --calibration-images DIR (representative images)")
+            calibration = calibration_batches(options.calibration_images, darknet)
+        export_tensorrt(
+            model, darknet, path, spec.info.precision, min_batch=1, opt_batch=batching.opt_batch_size,
+            max_batch=batching.max_batch_size, calibration=calibration,
+        )  # fmt: skip
+
+
+def calibration_batches(directory: Path, darknet: DarknetSpec, limit: int = 256, batch: int = 8) -> list[torch.Tensor]:
+    """INT8 calibration input: up to ``limit`` images of ``directory`` prepared exactly as the server does.
+
+    Returns:
+        float32 ``Tensor[b, 3, H, W]`` batches.
+    """
+    import numpy as np
+    import torch
+    from yolo_client.geometry import letterbox
+
+    from yolo_server.triton.imaging import DecodeLimits, decode_image
+    from yolo_server.triton.validation import InvalidInput
+
+    prepared = []
+    for path in sorted(p for p in Path(directory).iterdir() if p.is_file())[:limit]:
+        try:
+            rgb = decode_image(path.read_bytes(), DecodeLimits()).rgb
+        except InvalidInput:
+            continue
+        prepared.append(letterbox(rgb, darknet.net.width, darknet.net.height, darknet.net.letter_box)[0])
+    if not prepared:
+        raise ValueError(f"no decodable images in {directory} for INT8 calibration")
+    return [torch.from_numpy(np.stack(prepared[i : i + batch])) for i in range(0, len(prepared), batch)]
+
+
+def build_repository(options: BuildOptions, log: Callable[[str], None] = print) -> RepositoryPlan:
+    """Write the repository under ``options.output`` and export the detector into it."""
+    started = time.perf_counter()
+    plan = plan_repository(options)
+    spec = plan.spec
+    if options.weights is None:
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr, flush=True)
+        log(f"weights: {RANDOM_WEIGHTS}")
+    else:
+        log(f"weights: {options.weights} (sha256 {spec.info.weights})")
+    output = Path(options.output)
+    output.mkdir(parents=True, exist_ok=True)
+    log(
+        f"exporting {spec.names.detector} ({spec.info.target}, {spec.info.precision}, "
+        f"{spec.info.input_width}x{spec.info.input_height}, max batch {spec.batching.max_batch_size}) ..."
+    )
+    with tempfile.TemporaryDirectory(prefix=".yolo-server-build-", dir=output) as scratch:
+        exported = Path(scratch) / ARTIFACT  # a failed export leaves the previous repository as it was
+        export_detector(options, plan, exported)
+        written = write_repository(spec, plan.darknet, plan.cfg_bytes, output)
+        artifact = artifact_path(spec, output)
+        os.replace(exported, artifact)
+    for path in [*written, artifact]:
+        log(f"  wrote {path}")
+    names = spec.names
+    log(
+        f"repository {output} ready in {time.perf_counter() - started:.1f}s: "
+        f"send images to `{names.bytes_ensemble}`, tensors to `{names.tensor_ensemble}`"
+    )
+    return plan

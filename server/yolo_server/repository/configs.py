@@ -1,0 +1,200 @@
+"""Repository spec -> one Triton ``ModelConfig`` protobuf per model (no export, no torch).
+
+Example:
+    >>> configs = model_configs(spec, load_spec("models/darknet/yolov4-tiny.cfg", 416))
+    >>> sorted(configs)
+    ['yolov4_tiny', 'yolov4_tiny_detector', 'yolov4_tiny_postprocess', 'yolov4_tiny_preprocess', 'yolov4_tiny_tensor']
+    >>> text_format.MessageToString(configs["yolov4_tiny_detector"])   # config.pbtxt
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from tritonclient.grpc import model_config_pb2 as pb
+
+from yolo_server.darknet.cfg import ConvSpec, DarknetSpec, MaxPoolSpec, RouteSpec, UpsampleSpec, YoloSpec
+from yolo_server.darknet.weights import output_channels
+from yolo_server.repository.spec import ARTIFACT, CFG_COPY, RepositorySpec
+from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
+
+Dims = Sequence[int]
+RAGGED_OUTPUTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
+    ("BOXES", pb.TYPE_FP32, (-1, 4)),
+    ("SCORES", pb.TYPE_FP32, (-1,)),
+    ("CLASSES", pb.TYPE_INT32, (-1,)),
+    ("COUNT", pb.TYPE_INT32, (1,)),
+)
+RESIZE_LEN = 6
+
+
+def head_shapes(darknet: DarknetSpec) -> list[tuple[int, int, int]]:
+    """``(A*(5+C), h, w)`` of every [yolo] input in cfg order, from the layer list alone.
+
+    Spatial sizes follow darknet: conv ``(s + 2p - k) // stride + 1``, maxpool
+    ``(s + padding - size) // stride + 1``, upsample ``s * stride``, route the
+    size of its first source, shortcut and yolo unchanged.
+    """
+    channels = output_channels(darknet)
+    height, width = darknet.net.height, darknet.net.width
+    sizes: list[tuple[int, int]] = []
+    shapes: list[tuple[int, int, int]] = []
+    for index, layer in enumerate(darknet.layers):
+        if isinstance(layer, ConvSpec):
+            height = (height + 2 * layer.padding - layer.size) // layer.stride + 1
+            width = (width + 2 * layer.padding - layer.size) // layer.stride + 1
+        elif isinstance(layer, MaxPoolSpec):
+            height = (height + layer.padding - layer.size) // layer.stride + 1
+            width = (width + layer.padding - layer.size) // layer.stride + 1
+        elif isinstance(layer, UpsampleSpec):
+            height, width = height * layer.stride, width * layer.stride
+        elif isinstance(layer, RouteSpec):
+            height, width = sizes[layer.layers[0]]
+        elif isinstance(layer, YoloSpec):
+            shapes.append((channels[index - 1], height, width))
+        sizes.append((height, width))
+    return shapes
+
+
+def _tensor(message: type, name: str, data_type: int, dims: Dims):  # type: ignore[no-untyped-def]
+    return message(name=name, data_type=data_type, dims=list(dims))
+
+
+def _parameters(config: pb.ModelConfig, values: Mapping[str, str]) -> None:
+    for key in sorted(values):
+        config.parameters[key].string_value = values[key]
+
+
+def _batching(spec: RepositorySpec, preferred: Sequence[int] = ()) -> pb.ModelDynamicBatching:
+    return pb.ModelDynamicBatching(
+        preferred_batch_size=sorted(set(preferred)),
+        max_queue_delay_microseconds=spec.batching.max_queue_delay_us,
+        default_queue_policy=pb.ModelQueuePolicy(max_queue_size=spec.batching.max_queue_size),
+    )
+
+
+def _python_model(spec: RepositorySpec, name: str, instances: int) -> pb.ModelConfig:
+    return pb.ModelConfig(
+        name=name,
+        backend="python",
+        max_batch_size=spec.batching.max_batch_size,
+        dynamic_batching=_batching(spec),
+        instance_group=[pb.ModelInstanceGroup(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU)],
+    )
+
+
+def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
+    """``NAME_preprocess``: IMAGE bytes [1] -> INPUT fp32 [3, H, W], RESIZE fp32 [6]."""
+    info = spec.info
+    config = _python_model(spec, spec.names.preprocess, spec.instances.preprocess)
+    config.input.append(_tensor(pb.ModelInput, "IMAGE", pb.TYPE_STRING, (1,)))
+    config.output.append(_tensor(pb.ModelOutput, "INPUT", pb.TYPE_FP32, (3, info.input_height, info.input_width)))
+    config.output.append(_tensor(pb.ModelOutput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,)))
+    settings = PreprocessSettings(
+        info.input_width, info.input_height, info.letterbox, spec.limits.max_pixels, spec.limits.max_bytes
+    )
+    _parameters(config, settings.to_parameters())
+    return config
+
+
+def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]) -> pb.ModelConfig:
+    """``NAME_detector``: INPUT__0 fp32 [3, H, W] -> YOLO__i fp32 [A*(5+C), h, w].
+
+    cpu: the Python backend running the TorchScript artifact; tensorrt: Triton's
+    libtorch backend on the GPU, with the TensorRT profile's batch sizes preferred.
+    """
+    info, batching = spec.info, spec.batching
+    if info.target == "cpu":
+        config = _python_model(spec, spec.names.detector, spec.instances.detector)
+        settings = DetectorSettings(info.input_width, info.input_height, info.precision, ARTIFACT, spec.detector_threads)
+        _parameters(config, settings.to_parameters())
+    else:
+        config = pb.ModelConfig(
+            name=spec.names.detector,
+            platform="pytorch_libtorch",
+            max_batch_size=batching.max_batch_size,
+            default_model_filename=ARTIFACT,
+            dynamic_batching=_batching(spec, (batching.opt_batch_size, batching.max_batch_size)),
+            instance_group=[pb.ModelInstanceGroup(count=spec.instances.detector, kind=pb.ModelInstanceGroup.KIND_GPU)],
+        )
+        _parameters(config, {"INFERENCE_MODE": "true", "precision": info.precision})
+    input_dims = (3, info.input_height, info.input_width)
+    config.input.append(_tensor(pb.ModelInput, "INPUT__0", pb.TYPE_FP32, input_dims))
+    for index, dims in enumerate(heads):
+        config.output.append(_tensor(pb.ModelOutput, f"YOLO__{index}", pb.TYPE_FP32, dims))
+    for batch in sorted({1, batching.max_batch_size}):  # first calls are slow (TorchScript profiling, TRT setup)
+        warmup = config.model_warmup.add(name=f"zeros_batch_{batch}", batch_size=batch, count=2)
+        warmup.inputs["INPUT__0"].CopyFrom(
+            pb.ModelWarmup.Input(data_type=pb.TYPE_FP32, dims=list(input_dims), zero_data=True)
+        )
+    return config
+
+
+def postprocess_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]) -> pb.ModelConfig:
+    """``NAME_postprocess``: YOLO__i + RESIZE -> BOXES, SCORES, CLASSES, COUNT (ragged with a count)."""
+    config = _python_model(spec, spec.names.postprocess, spec.instances.postprocess)
+    for index, dims in enumerate(heads):
+        config.input.append(_tensor(pb.ModelInput, f"YOLO__{index}", pb.TYPE_FP32, dims))
+    config.input.append(_tensor(pb.ModelInput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,)))
+    for name, data_type, dims in RAGGED_OUTPUTS:
+        config.output.append(_tensor(pb.ModelOutput, name, data_type, dims))
+    settings = PostprocessSettings(CFG_COPY, spec.pre_nms_top_k, spec.postprocess_threads)
+    _parameters(config, {**spec.info.to_parameters(), **settings.to_parameters()})
+    return config
+
+
+def _step(model: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> pb.ModelEnsembling.Step:
+    return pb.ModelEnsembling.Step(model_name=model, model_version=-1, input_map=inputs, output_map=outputs)
+
+
+def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]) -> list[pb.ModelConfig]:
+    """``NAME`` (IMAGE bytes) and ``NAME_tensor`` (INPUT + RESIZE): the two entry points.
+
+    The tensor entry sends ``INPUT`` to the detector and ``RESIZE`` straight to the postprocess.
+    """
+    info, names = spec.info, spec.names
+    yolo = {f"YOLO__{index}": f"yolo_{index}" for index in range(len(heads))}
+    results = {name: name for name, _, _ in RAGGED_OUTPUTS}
+
+    def detect_and_post(network_input: str, resize: str) -> list[pb.ModelEnsembling.Step]:
+        return [
+            _step(names.detector, {"INPUT__0": network_input}, yolo),
+            _step(names.postprocess, {**yolo, "RESIZE": resize}, results),
+        ]
+
+    network_input = ("INPUT", pb.TYPE_FP32, (3, info.input_height, info.input_width))
+    entries = (
+        (
+            names.bytes_ensemble,
+            [("IMAGE", pb.TYPE_STRING, (1,))],
+            [_step(names.preprocess, {"IMAGE": "IMAGE"}, {"INPUT": "input", "RESIZE": "resize"})]
+            + detect_and_post("input", "resize"),
+        ),
+        (names.tensor_ensemble, [network_input, ("RESIZE", pb.TYPE_FP32, (RESIZE_LEN,))], detect_and_post("INPUT", "RESIZE")),
+    )
+    configs = []
+    for name, inputs, steps in entries:
+        config = pb.ModelConfig(
+            name=name,
+            platform="ensemble",
+            max_batch_size=spec.batching.max_batch_size,
+            ensemble_scheduling=pb.ModelEnsembling(step=steps),
+        )
+        config.input.extend(_tensor(pb.ModelInput, *entry) for entry in inputs)
+        config.output.extend(_tensor(pb.ModelOutput, *entry) for entry in RAGGED_OUTPUTS)
+        _parameters(config, info.to_parameters())
+        configs.append(config)
+    return configs
+
+
+def model_configs(spec: RepositorySpec, darknet: DarknetSpec) -> dict[str, pb.ModelConfig]:
+    """All five configs of a repository for ``spec.info.target``, keyed by model name (nothing exported)."""
+    if (darknet.net.width, darknet.net.height) != (spec.info.input_width, spec.info.input_height):
+        raise ValueError(
+            f"cfg spec is {darknet.net.width}x{darknet.net.height}, "
+            f"repository spec {spec.info.input_width}x{spec.info.input_height}"
+        )
+    heads = head_shapes(darknet)
+    configs = [preprocess_config(spec), detector_config(spec, heads), postprocess_config(spec, heads)]
+    configs += ensemble_configs(spec, heads)
+    return {config.name: config for config in configs}

@@ -1,0 +1,129 @@
+"""Encoded image bytes -> checked RGB uint8 pixels (the preprocess model's decode step).
+
+Order of checks, cheapest first: empty, byte cap, header (PIL reads only the
+header: format, width x height) against the pixel cap, truncation (JPEG EOI /
+PNG IEND), then the OpenCV decode. ``cv2.IMREAD_COLOR`` applies EXIF
+orientation and turns grayscale, RGBA, 16-bit and CMYK images into 8-bit BGR;
+those are valid images and come back as RGB.
+
+Example:
+    >>> image = decode_image(jpeg_bytes, DecodeLimits(max_pixels=50_000_000, max_bytes=64 << 20))
+    >>> image.rgb.shape, image.format
+    ((480, 640, 3), 'jpeg')
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from yolo_server.triton.validation import InvalidInput
+
+IMAGE_FORMATS = ("jpeg", "png", "bmp", "webp", "other")
+_JPEG_SOS, _JPEG_EOI = b"\xff\xda", b"\xff\xd9"
+_PNG_IEND = b"IEND\xaeB`\x82"
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Caps checked before decoding: encoded size in bytes and width x height in pixels."""
+
+    max_pixels: int = 50_000_000
+    max_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """``rgb``: uint8 ``[H, W, 3]``; ``format``: one of :data:`IMAGE_FORMATS`."""
+
+    rgb: np.ndarray
+    format: str
+
+
+def sniff_format(data: bytes) -> str:
+    """Container format from the magic bytes (a metrics label, not a check)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"BM"):
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "other"
+
+
+def read_header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header only; no pixel data is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Image.DecompressionBombError as exc:
+            raise InvalidInput("too_many_pixels", f"image is too large: {exc}") from None
+        except UnidentifiedImageError:
+            declared = declared_size(data)
+            if declared is not None and 0 in declared:
+                raise InvalidInput("bad_dimensions", f"image has no pixels ({declared[0]}x{declared[1]})") from None
+            raise InvalidInput("undecodable", f"undecodable image: {len(data)} bytes in no known image format") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidInput("undecodable", f"undecodable image header ({len(data)} bytes): {exc}") from None
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as a PNG IHDR or BMP info header states it (PIL refuses to open 0-pixel ones)."""
+    image_format = sniff_format(data)
+    if image_format == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if image_format == "bmp" and len(data) >= 26:
+        width, height = (int.from_bytes(data[i : i + 4], "little", signed=True) for i in (18, 22))
+        return width, abs(height)
+    return None
+
+
+def check_complete(data: bytes, image_format: str) -> None:
+    """Reject JPEGs without an EOI after the last scan and PNGs without IEND."""
+    if image_format == "jpeg" and data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
+        raise InvalidInput("truncated", "truncated JPEG: no end-of-image marker after the last scan")
+    if image_format == "png" and _PNG_IEND not in data[-64:]:
+        raise InvalidInput("truncated", "truncated PNG: no IEND chunk at the end")
+
+
+def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
+    """Checked decode of one encoded image.
+
+    Args:
+        data: the encoded file (JPEG, PNG, BMP, WebP, or anything else PIL
+            identifies and OpenCV decodes).
+        limits: byte and pixel caps.
+    Returns:
+        RGB uint8 ``[H, W, 3]`` (EXIF orientation applied) and the sniffed format.
+    Raises:
+        InvalidInput: with reason ``empty``, ``too_large``, ``too_many_pixels``,
+            ``bad_dimensions``, ``undecodable`` or ``truncated``.
+    """
+    import cv2
+
+    if len(data) == 0:
+        raise InvalidInput("empty", "empty image: the request carried 0 bytes")
+    if len(data) > limits.max_bytes:
+        raise InvalidInput("too_large", f"encoded image is {len(data)} bytes, over the limit of {limits.max_bytes}")
+    width, height = read_header_size(data)
+    if width <= 0 or height <= 0:
+        raise InvalidInput("bad_dimensions", f"image has no pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise InvalidInput(
+            "too_many_pixels", f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}"
+        )
+    image_format = sniff_format(data)
+    check_complete(data, image_format)
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise InvalidInput("undecodable", f"OpenCV could not decode the {image_format} image ({width}x{height})")
+    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), image_format)

@@ -1,0 +1,76 @@
+"""``NAME_postprocess``: raw ``[yolo]`` tensors of a whole dynamic batch -> ragged detections per request.
+
+Example:
+    >>> post = Postprocessor.from_parameters(parameters, version_dir)
+    >>> dets = post.run(heads, resize_params)       # heads: per head float32 [B, A*(5+C), h, w]
+    >>> outputs = pack_ragged(dets[:2])              # BOXES [2, K, 4], SCORES [2, K], CLASSES [2, K], COUNT [2, 1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from yolo_client.geometry import ResizeParams
+
+from yolo_server.darknet.cfg import YoloSpec, parse_cfg_file
+from yolo_server.ops.decode import decode_yolo
+from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess, select_candidates
+from yolo_server.triton.settings import ModelInfo, PostprocessSettings
+
+OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "COUNT")
+
+
+@dataclass(frozen=True)
+class Postprocessor:
+    """Decode + threshold + NMS + map back for one repository's detector."""
+
+    heads: tuple[YoloSpec, ...]
+    net_width: int
+    net_height: int
+    config: PostprocessConfig
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, str], version_dir: str | Path) -> "Postprocessor":
+        """From the model's config parameters and the cfg copy beside ``model.py``."""
+        info = ModelInfo.from_parameters(parameters)
+        settings = PostprocessSettings.from_parameters(parameters)
+        heads = parse_cfg_file(Path(version_dir) / settings.cfg).yolo_layers
+        if settings.num_threads:
+            torch.set_num_threads(settings.num_threads)
+        return cls(heads, info.input_width, info.input_height, info.postprocess_config(settings.pre_nms_top_k))
+
+    def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> list[Detections]:
+        """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`."""
+        tensors = [torch.from_numpy(np.ascontiguousarray(head)) for head in heads]
+        return postprocess(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
+
+    def count_candidates(self, heads: Sequence[np.ndarray]) -> np.ndarray:
+        """int64 ``[B]``: (box, class) pairs above the score threshold before NMS, per image."""
+        tensors = [torch.from_numpy(np.ascontiguousarray(head)) for head in heads]
+        with torch.no_grad():
+            _, objectness, class_probs = decode_yolo(tensors, self.heads, self.net_width, self.net_height)
+            image_idx, _, _, _ = select_candidates(objectness, class_probs, self.config.score_threshold)
+        return np.bincount(image_idx.numpy(), minlength=objectness.shape[0])
+
+
+def pack_ragged(detections: Sequence[Detections]) -> dict[str, np.ndarray]:
+    """One request's detections -> its output tensors, padded to the longest and counted.
+
+    Returns:
+        ``BOXES`` float32 ``[b, K, 4]``, ``SCORES`` float32 ``[b, K]``, ``CLASSES`` int32 ``[b, K]``
+        (rows past ``COUNT`` are zero) and ``COUNT`` int32 ``[b, 1]``, ``K = max COUNT``.
+    """
+    counts = np.array([len(d) for d in detections], dtype=np.int32)
+    size = int(counts.max(initial=0))
+    boxes = np.zeros((len(detections), size, 4), dtype=np.float32)
+    scores = np.zeros((len(detections), size), dtype=np.float32)
+    classes = np.zeros((len(detections), size), dtype=np.int32)
+    for row, dets in enumerate(detections):
+        boxes[row, : len(dets)] = dets.boxes
+        scores[row, : len(dets)] = dets.scores
+        classes[row, : len(dets)] = dets.class_ids
+    return {"BOXES": boxes, "SCORES": scores, "CLASSES": classes, "COUNT": counts.reshape(-1, 1)}

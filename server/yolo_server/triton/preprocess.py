@@ -1,0 +1,76 @@
+"""``NAME_preprocess``: encoded images -> network input and resize parameters.
+
+Example:
+    >>> pre = Preprocessor(PreprocessSettings(416, 416, False, 50_000_000, 64 << 20))
+    >>> out = pre(np.array([[jpeg_bytes]], dtype=object))
+    >>> out.inputs.shape, out.resize.shape, out.formats
+    ((1, 3, 416, 416), (1, 6), ('jpeg',))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from yolo_client.geometry import letterbox
+
+from yolo_server.triton.imaging import DecodeLimits, decode_image
+from yolo_server.triton.settings import PreprocessSettings
+from yolo_server.triton.validation import InvalidInput
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessedRequest:
+    """One request's images, ready for the detector.
+
+    Attributes:
+        inputs: float32 ``[b, 3, H, W]`` RGB in [0, 1].
+        resize: float32 ``[b, 6]`` (``ResizeParams.pack``).
+        formats: per image, the sniffed format (metrics label).
+        seconds: per image, decode + resize wall time.
+    """
+
+    inputs: np.ndarray
+    resize: np.ndarray
+    formats: tuple[str, ...]
+    seconds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Decode, check and letterbox every image of one request."""
+
+    settings: PreprocessSettings
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_bytes)
+
+    def __call__(self, images: np.ndarray) -> PreprocessedRequest:
+        """``IMAGE``: object ``[b, 1]`` of encoded bytes -> :class:`PreprocessedRequest`.
+
+        Raises:
+            InvalidInput: for the first bad image (the whole request is answered with it).
+        """
+        if images.ndim != 2 or images.shape[1:] != (1,) or images.shape[0] == 0:
+            raise InvalidInput("bad_shape", f"IMAGE must be [batch, 1] encoded images, got {list(images.shape)}")
+        inputs, resize, formats, seconds = [], [], [], []
+        for position, data in enumerate(images[:, 0]):
+            start = time.perf_counter()
+            if isinstance(data, str):
+                data = data.encode("latin-1")
+            try:
+                decoded = decode_image(bytes(data), self.limits)
+            except InvalidInput as exc:
+                if images.shape[0] == 1:
+                    raise
+                raise InvalidInput(exc.reason, f"image {position} of {images.shape[0]}: {exc}") from None
+            tensor, params = letterbox(
+                decoded.rgb, self.settings.input_width, self.settings.input_height, self.settings.letterbox
+            )
+            inputs.append(tensor)
+            resize.append(params.pack())
+            formats.append(decoded.format)
+            seconds.append(time.perf_counter() - start)
+        return PreprocessedRequest(np.stack(inputs), np.stack(resize), tuple(formats), tuple(seconds))

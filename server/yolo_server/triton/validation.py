@@ -1,0 +1,83 @@
+"""Per-request input checks shared by the Triton Python models (numpy only).
+
+A check that fails raises :class:`InvalidInput`; the adapter turns it into an
+``INVALID_ARG`` error on that request's response and counts ``reason`` in
+``yolo_rejected_inputs_total`` (see docs/metrics.md).
+
+Example:
+    >>> check_network_input(batch, 416, 416)            # float32 [B, 3, 416, 416]
+    >>> params = check_resize(packed, 416, 416)          # float32 [B, 6] -> list[ResizeParams]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from yolo_client.geometry import PARAMS_LEN, ResizeParams
+
+REJECTION_REASONS = (
+    "empty",
+    "too_large",
+    "too_many_pixels",
+    "bad_dimensions",
+    "undecodable",
+    "truncated",
+    "bad_shape",
+    "bad_dtype",
+    "non_finite",
+)
+
+
+class InvalidInput(ValueError):
+    """A request the server answers with ``INVALID_ARG``; ``reason`` is a metrics label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in REJECTION_REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_array(name: str, array: np.ndarray, dtype: np.dtype, shape: Sequence[int]) -> None:
+    """dtype, trailing shape (batch dimension excluded) and finiteness of one request's tensor.
+
+    Args:
+        name: tensor name for the message.
+        array: ``[B, *shape]``.
+        dtype: the expected numpy dtype.
+        shape: the expected shape without the batch dimension.
+    """
+    if array.dtype != dtype:
+        raise InvalidInput("bad_dtype", f"{name} must be {np.dtype(dtype).name}, got {array.dtype.name}")
+    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape):
+        raise InvalidInput("bad_shape", f"{name} must be [batch, {', '.join(map(str, shape))}], got {list(array.shape)}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidInput("non_finite", f"{name} contains NaN or Inf")
+
+
+def check_network_input(batch: np.ndarray, net_width: int, net_height: int) -> None:
+    """``INPUT`` / ``INPUT__0``: float32 ``[B, 3, net_height, net_width]``, finite."""
+    check_array("INPUT", batch, np.dtype(np.float32), (3, net_height, net_width))
+
+
+def check_resize(packed: np.ndarray, net_width: int, net_height: int) -> list[ResizeParams]:
+    """``RESIZE`` float32 ``[B, 6]`` -> one :class:`ResizeParams` per image, checked for consistency.
+
+    Every value must be an exact non-negative integer, the image at least 1x1,
+    and the resized image must fit inside the network input at its padding.
+    """
+    check_array("RESIZE", packed, np.dtype(np.float32), (PARAMS_LEN,))
+    if (packed != np.round(packed)).any() or (packed < 0).any():
+        raise InvalidInput("bad_dimensions", f"RESIZE values must be non-negative integers, got {packed.tolist()}")
+    params = [ResizeParams.unpack(row, net_width, net_height) for row in packed]
+    for p in params:
+        if p.width < 1 or p.height < 1 or p.new_width < 1 or p.new_height < 1:
+            raise InvalidInput("bad_dimensions", f"RESIZE describes an empty image: {p.pack().tolist()}")
+        if p.pad_x + p.new_width > net_width or p.pad_y + p.new_height > net_height:
+            raise InvalidInput(
+                "bad_dimensions",
+                f"RESIZE places a {p.new_width}x{p.new_height} image at ({p.pad_x}, {p.pad_y}), "
+                f"outside the {net_width}x{net_height} input",
+            )
+    return params

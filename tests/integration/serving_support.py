@@ -1,0 +1,132 @@
+"""Helpers of the serving tests: synthetic images, raw tritonclient calls, comparison with the oracle."""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"
+SCORE_ATOL = 1e-4
+BOX_RTOL = 1e-3
+BOX_ATOL_PX = 1e-2
+
+
+def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """uint8 [H, W, 3] BGR: a flat background with filled circles and rectangles."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), np.uint8)
+    image[...] = rng.integers(0, 256, 3)
+    for _ in range(8):
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        if rng.random() < 0.5:
+            cv2.circle(image, (x, y), int(rng.integers(1, max(2, min(height, width) // 3))), color, -1)
+        else:
+            cv2.rectangle(image, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), color, -1)
+    return image
+
+
+def encode(ext: str, image: np.ndarray, *params: int) -> bytes:
+    ok, data = cv2.imencode(ext, image, list(params))
+    assert ok, ext
+    return data.tobytes()
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """The test side's decode of the same bytes (cv2, EXIF applied, 8-bit), as RGB."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True, eq=False)
+class Found:
+    """One image's detections as the server returned them (COUNT applied)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def split_result(result: grpcclient.InferResult) -> list[Found]:
+    """Ragged outputs of one request -> per image :class:`Found`."""
+    counts = result.as_numpy("COUNT")
+    boxes, scores, classes = (result.as_numpy(name) for name in ("BOXES", "SCORES", "CLASSES"))
+    assert counts.dtype == np.int32 and classes.dtype == np.int32 and boxes.dtype == scores.dtype == np.float32
+    return [Found(boxes[i, :n], scores[i, :n], classes[i, :n]) for i, n in enumerate(counts[:, 0])]
+
+
+def bytes_inputs(images: Sequence[bytes]) -> list[grpcclient.InferInput]:
+    tensor = grpcclient.InferInput("IMAGE", [len(images), 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[data] for data in images], dtype=object).reshape(len(images), 1))
+    return [tensor]
+
+
+def tensor_inputs(batch: np.ndarray, resize: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in (("INPUT", batch), ("RESIZE", resize)):
+        tensor = grpcclient.InferInput(name, list(array.shape), _triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+def _triton_dtype(dtype: np.dtype) -> str:
+    from tritonclient.utils import np_to_triton_dtype
+
+    return np_to_triton_dtype(dtype)
+
+
+def burst(client: grpcclient.InferenceServerClient, calls: Sequence[tuple[str, list[Any]]], timeout_s: float = 120) -> list[Any]:
+    """Send every (model, inputs) at once (async); returns per call its InferResult or InferenceServerException."""
+    answers: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
+    for index, (model, inputs) in enumerate(calls):
+        client.async_infer(model, inputs, callback=lambda result, error, i=index: answers.put((i, result, error)))
+    results: list[Any] = [None] * len(calls)
+    for _ in calls:
+        index, result, error = answers.get(timeout=timeout_s)
+        results[index] = error if error is not None else result
+    return results
+
+
+def assert_invalid_argument(answer: Any, *fragments: str) -> None:
+    assert isinstance(answer, InferenceServerException), f"expected INVALID_ARG, got a result"
+    assert answer.status() == INVALID_ARGUMENT, answer
+    for fragment in fragments:
+        assert fragment in answer.message(), f"{fragment!r} not in {answer.message()!r}"
+
+
+def assert_same_detections(got: Found, want: Any, max_detections: int) -> None:
+    """Same detections up to float noise: classes equal, scores within 1e-4, boxes within 1e-3 relative.
+
+    Order among near-equal scores may differ, so detections are matched one to one.
+    Only where a list is cut at ``max_detections`` may detections within the score
+    tolerance of the cut be present on one side only.
+    """
+    assert len(got) > 0 or len(want) == 0
+    unmatched_got = []
+    used = np.zeros(len(want), dtype=bool)
+    for i in range(len(got)):
+        close = (
+            ~used
+            & (want.class_ids == got.class_ids[i])
+            & (np.abs(want.scores - got.scores[i]) <= SCORE_ATOL)
+            & np.all(np.abs(want.boxes - got.boxes[i]) <= BOX_ATOL_PX + BOX_RTOL * np.abs(want.boxes), axis=1)
+        )
+        if close.any():
+            used[np.argmax(close)] = True
+        else:
+            unmatched_got.append(i)
+    cut = min([*got.scores[-1:], *want.scores[-1:]], default=0.0) + SCORE_ATOL
+    capped = max_detections in (len(got), len(want))
+    stray = [float(got.scores[i]) for i in unmatched_got] + [float(s) for s in want.scores[~used]]
+    assert not stray or (capped and max(stray) <= cut), (
+        f"{len(got)} served vs {len(want)} in-process detections; unmatched scores {sorted(stray)[-5:]}"
+    )

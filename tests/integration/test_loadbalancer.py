@@ -1,0 +1,222 @@
+"""docker/nginx/nginx.conf, run by Debian's nginx on loopback in front of two real `yolo-server serve` replicas.
+
+The config is the very file docker/compose.yaml mounts; only its upstream `server` lines and listen ports are
+substituted for free loopback ports. nginx runs in the foreground with its own prefix, pid and logs in tmp.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX_CONF = ROOT / "docker" / "nginx" / "nginx.conf"
+sys.path.insert(0, str(ROOT / "loadtest"))
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class Replica:
+    process: subprocess.Popen
+    http: str
+    grpc: str
+    log: Path
+
+    def crash(self) -> None:
+        """SIGKILL the launcher and tritonserver with its backend stubs (Triton runs in a process group of its own,
+        so killing the launcher's group alone would let Triton, told by PR_SET_PDEATHSIG, shut down gracefully)."""
+        match = re.search(r"tritonserver pid (\d+)", self.log.read_text())
+        assert match, "the launcher did not print tritonserver's pid"
+        os.killpg(os.getpgid(int(match.group(1))), signal.SIGKILL)
+        os.killpg(self.process.pid, signal.SIGKILL)
+
+    def inference_count(self, model: str) -> int:
+        with urllib.request.urlopen(f"http://{self.http}/v2/models/{model}/stats", timeout=10) as response:
+            stats = json.load(response)["model_stats"]
+        return sum(int(entry.get("inference_count", 0)) for entry in stats)
+
+
+def render_nginx_conf(text: str, grpc: list[str], http: list[str], grpc_listen: int, http_listen: int) -> str:
+    """The compose config with test upstreams and ports; each substitution must match exactly once."""
+
+    def upstream(match: re.Match[str], targets: list[str]) -> str:
+        indent, rest = match.group(1), match.group(2)
+        return "\n".join(f"{indent}server {target} {rest}" for target in targets)
+
+    subs = [
+        (r"^(\s*)server server:8001 (.*)$", lambda m: upstream(m, grpc)),
+        (r"^(\s*)server server:8000 (.*)$", lambda m: upstream(m, http)),
+        (r"^(\s*)listen 8001 http2;$", lambda m: f"{m.group(1)}listen 127.0.0.1:{grpc_listen} http2;"),
+        (r"^(\s*)listen 8000;$", lambda m: f"{m.group(1)}listen 127.0.0.1:{http_listen};"),
+    ]
+    for pattern, replacement in subs:
+        text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+        assert count == 1, f"{pattern} matched {count} times in {NGINX_CONF}"
+    return text
+
+
+def wait_http_ok(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} not ready after {timeout_s}s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop a process started in its own session: ``sig`` to its pid, SIGKILL to its group if it hangs."""
+    if process.poll() is None:
+        os.kill(process.pid, sig)
+        try:
+            process.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def replicas(triton_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
+    workdir = tmp_path_factory.mktemp("replicas")
+    started: list[Replica] = []
+    try:
+        for index in range(2):
+            http, grpc, metrics = free_ports(3)
+            log = workdir / f"replica{index}.log"
+            with open(log, "wb") as handle:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "yolo_server.cli", "serve", str(triton_server.repository),
+                     "--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
+                     "--metrics-port", str(metrics), "--exit-timeout", "10"],
+                    stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            started.append(Replica(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", log))
+        for replica in started:
+            wait_http_ok(f"http://{replica.http}/v2/health/ready", replica.process, replica.log, 240)
+        yield started
+    finally:
+        for replica in started:
+            stop_group(replica.process)
+
+
+@dataclass
+class Balancer:
+    grpc: str
+    http: str
+    access_log: Path
+
+
+@pytest.fixture(scope="module")
+def balancer(replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Balancer]:
+    nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin")
+    if nginx is None:
+        pytest.fail("nginx not found: run `make system-deps` (Debian package nginx)")
+    prefix = tmp_path_factory.mktemp("nginx")
+    grpc_port, http_port = free_ports(2)
+    conf = prefix / "nginx.conf"
+    conf.write_text(render_nginx_conf(NGINX_CONF.read_text(), [r.grpc for r in replicas], [r.http for r in replicas],
+                                      grpc_port, http_port))
+    access_log, error_log = prefix / "access.log", prefix / "error.log"
+    with open(access_log, "wb") as out, open(error_log, "wb") as err:
+        process = subprocess.Popen(
+            [nginx, "-p", str(prefix), "-e", str(error_log), "-c", str(conf),
+             "-g", f"daemon off; pid {prefix / 'nginx.pid'};"],
+            stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{http_port}/lb/health", process, error_log, 30)
+        wait_http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready", process, error_log, 30)
+        yield Balancer(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}", access_log)
+    finally:
+        stop_group(process)
+
+
+def frames() -> list[bytes]:
+    from yolo_load.images import ImageMix, parse_mix
+
+    mix = ImageMix.generate(parse_mix("320x240:jpeg:1"), variants=4)
+    return list(mix.images["320x240.jpeg"])
+
+
+def test_requests_through_nginx_reach_both_replicas(triton_server, replicas: list[Replica],
+                                                     balancer: Balancer) -> None:
+    from yolo_client import YoloClient
+
+    model = triton_server.model_name
+    before = [r.inference_count(model) for r in replicas]
+    images = frames() * 6
+    # one client, one HTTP/2 connection to nginx: spreading it is nginx's work, not the client's
+    with YoloClient(balancer.grpc, model=model) as client, ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(client.detect, images))
+    assert len(results) == len(images)
+    served = [r.inference_count(model) - b for r, b in zip(replicas, before)]
+    assert all(count > 0 for count in served), served
+    assert sum(served) == len(images)
+
+
+def test_a_replica_killed_mid_run_loses_no_request(triton_server, replicas: list[Replica],
+                                                    balancer: Balancer) -> None:
+    """200 requests; after 50 have started, replica 1 crashes (launcher, tritonserver and stubs: SIGKILL).
+
+    Requests nginx had not yet sent go to the other replica (grpc_next_upstream error); the few in flight on
+    the dying replica come back as 502/UNAVAILABLE and the SDK's default retry goes through nginx, which has by
+    then marked the dead replica failed, to the live one.
+    """
+    from yolo_client import YoloClient
+
+    model = triton_server.model_name
+    survivor, victim = replicas
+    before = survivor.inference_count(model)
+    images = frames()
+    total, kill_at = 200, 50
+    killed = threading.Event()
+    outcomes: list[str] = []
+
+    def one(index: int) -> str:
+        if index == kill_at:
+            victim.crash()
+            killed.set()
+        try:
+            client.detect(images[index % len(images)])
+            return "ok"
+        except Exception as exc:  # noqa: BLE001 - every loss is counted, none hidden
+            return f"{type(exc).__name__}: {exc}"
+
+    with YoloClient(balancer.grpc, model=model) as client, ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(one, range(total)))
+    assert killed.is_set()
+    victim.process.wait(30)
+    lost = [o for o in outcomes if o != "ok"]
+    assert lost == [], f"{len(lost)} of {total} lost: {lost[:5]}"
+    assert survivor.inference_count(model) - before >= total - kill_at
+    log = balancer.access_log.read_text()
+    assert victim.grpc in log  # the victim did take requests through nginx before it died

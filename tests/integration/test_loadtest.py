@@ -1,0 +1,72 @@
+"""The locust load test, headless, against the real server: a CI-sized run passes its SLO, an impossible SLO fails.
+
+Each run is a real `locust` process (as a person would start it), bounded by --run-time and a subprocess timeout.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+# small frames keep the CPU server's decode cost low on a 2-core CI machine; every format still appears
+CI_MIX = "320x240:jpeg:4,640x480:jpeg:1,320x240:png:1,320x240:webp:1,320x240:bmp:1"
+
+
+def run_locust(triton_server, workdir: Path, *args: str, timeout: float = 90) -> tuple[int, str, dict]:
+    prefix = workdir / "run"
+    command = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        "--host", triton_server.grpc_url, "--model", triton_server.model_name, "--image-mix", CI_MIX,
+        "--csv", str(prefix), "--html", str(workdir / "report.html"), "--slo-report", str(workdir / "slo.json"),
+        *args,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    output = done.stdout + done.stderr
+    report = json.loads((workdir / "slo.json").read_text()) if (workdir / "slo.json").exists() else {}
+    return done.returncode, output, report
+
+
+def test_ci_sized_run_meets_its_slo_with_zero_failures(triton_server, tmp_path: Path) -> None:
+    code, output, report = run_locust(
+        triton_server, tmp_path, "-u", "3", "-r", "3", "-t", "20s", "--load-shape", "steady",
+        "--slo-max-failure-ratio", "0", "--slo-p95-ms", "20000", "--slo-min-fps", "0.5")
+    assert code == 0, output[-3000:]
+    measured = report["measured"]
+    assert report["passed"] and measured["failures"] == 0 and measured["requests"] >= 10
+    print(f"\nlocust CI run: {measured['fps']:.1f} FPS, p50 {measured['p50_ms']:.0f} ms, "
+          f"p95 {measured['p95_ms']:.0f} ms, p99 {measured['p99_ms']:.0f} ms, {measured['requests']} requests")
+    with open(tmp_path / "run_stats.csv", newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    assert int(rows["Aggregated"]["Request Count"]) == measured["requests"]
+    assert int(rows["Aggregated"]["Failure Count"]) == 0
+    kinds = {name for name in rows if name.startswith("detect ")}
+    assert len(kinds) >= 3, kinds  # the mix really mixes sizes and formats
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def test_impossible_slo_exits_non_zero_and_ramp_shape_steps_users(triton_server, tmp_path: Path) -> None:
+    code, output, report = run_locust(
+        triton_server, tmp_path, "-u", "2", "-r", "5", "-t", "6s", "--load-shape", "ramp", "--ramp-steps", "2",
+        "--slo-p95-ms", "0.001")
+    assert code == 1, output[-3000:]
+    assert not report["passed"]
+    assert any(v.startswith("p95 latency") for v in report["violations"]), report
+    assert report["measured"]["failures"] == 0
+    with open(tmp_path / "run_stats_history.csv", newline="") as handle:
+        users = [int(row["User Count"]) for row in csv.DictReader(handle)]
+    assert 1 in users and 2 in users and users.index(1) < users.index(2), users
+
+
+def test_bad_image_mix_is_refused_before_any_request(triton_server, tmp_path: Path) -> None:
+    code, output, _ = run_locust(triton_server, tmp_path, "-u", "1", "-t", "3s", "--image-mix", "640x480:gif:1",
+                                 timeout=60)
+    assert code != 0
+    assert "format must be one of" in output

@@ -1,0 +1,94 @@
+"""The served ensembles give the in-process Detector's detections on the same pixels."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from PIL import Image
+
+from tests.integration.serving_support import (
+    assert_same_detections,
+    bytes_inputs,
+    burst,
+    decode_rgb,
+    encode,
+    scene,
+    split_result,
+    tensor_inputs,
+)
+
+pytestmark = pytest.mark.integration
+MAX_DETECTIONS = 300
+
+
+@pytest.fixture(scope="module")
+def client(triton_server):  # type: ignore[no-untyped-def]
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as connection:
+        yield connection
+
+
+def exif_rotated_jpeg(height: int, width: int) -> bytes:
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(scene(height, width, seed=5)[..., ::-1]).save(buffer, "JPEG", exif=exif, quality=90)
+    return buffer.getvalue()
+
+
+IMAGES = {
+    "jpeg-640x480": lambda: encode(".jpg", scene(480, 640, 1), cv2.IMWRITE_JPEG_QUALITY, 90),
+    "jpeg-1920x1080": lambda: encode(".jpg", scene(1080, 1920, 2)),
+    "jpeg-97x333": lambda: encode(".jpg", scene(333, 97, 3)),
+    "png-320x256": lambda: encode(".png", scene(256, 320, 4)),
+    "png-1000x37": lambda: encode(".png", scene(37, 1000, 6)),
+    "png-rgba-200x150": lambda: encode(".png", np.dstack([scene(150, 200, 7), np.full((150, 200), 128, np.uint8)])),
+    "jpeg-exif-rotated": lambda: exif_rotated_jpeg(90, 160),
+}
+
+
+@pytest.mark.parametrize("name", list(IMAGES))
+def test_bytes_ensemble_matches_the_detector(triton_server, client, name: str) -> None:  # type: ignore[no-untyped-def]
+    data = IMAGES[name]()
+    [found] = split_result(client.infer(triton_server.model_name, bytes_inputs([data])))
+    [expected] = triton_server.detector.detect([decode_rgb(data)])
+    assert len(expected) > 0, "the random-weights oracle should find something"
+    assert_same_detections(found, expected, MAX_DETECTIONS)
+    height, width = decode_rgb(data).shape[:2]
+    assert (found.boxes >= 0).all() and (found.boxes[:, [0, 2]] <= width).all() and (found.boxes[:, [1, 3]] <= height).all()
+    assert (np.diff(found.scores) <= 0).all(), "sorted by score, descending"
+
+
+def test_one_request_with_several_images_is_ragged_with_counts(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+    images = [IMAGES["jpeg-640x480"](), IMAGES["png-1000x37"](), IMAGES["jpeg-97x333"]()]
+    result = client.infer(triton_server.model_name, bytes_inputs(images))
+    counts = result.as_numpy("COUNT")
+    assert counts.shape == (3, 1)
+    assert result.as_numpy("BOXES").shape == (3, counts.max(), 4)
+    expected = triton_server.detector.detect([decode_rgb(data) for data in images])
+    for found, want in zip(split_result(result), expected):
+        assert_same_detections(found, want, MAX_DETECTIONS)
+
+
+def test_tensor_ensemble_matches_the_detector(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+    detector = triton_server.detector
+    images = [decode_rgb(IMAGES[name]()) for name in ("jpeg-1920x1080", "png-320x256")]
+    prepared = [detector.preprocess(image) for image in images]
+    batch = np.stack([tensor for tensor, _ in prepared])
+    resize = np.stack([params.pack() for _, params in prepared])
+    assert batch.shape == (2, 3, triton_server.input_height, triton_server.input_width)
+    result = client.infer(triton_server.tensor_model_name, tensor_inputs(batch, resize))
+    for found, want in zip(split_result(result), detector.detect(images)):
+        assert_same_detections(found, want, MAX_DETECTIONS)
+
+
+def test_concurrent_requests_each_get_their_own_detections(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+    images = [encode(".jpg", scene(200 + 40 * i, 300 - 20 * i, seed=20 + i)) for i in range(8)]
+    answers = burst(client, [(triton_server.model_name, bytes_inputs([data])) for data in images])
+    expected = triton_server.detector.detect([decode_rgb(data) for data in images])
+    for answer, want in zip(answers, expected):
+        [found] = split_result(answer)
+        assert_same_detections(found, want, MAX_DETECTIONS)

@@ -1,0 +1,130 @@
+"""Endpoint pool: round-robin, failover, re-admission after probes, probe schedule (fake clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from yolo_client.endpoints import EndpointPool, channel_args, check_headers, connection_kwargs, parse_urls
+from yolo_client.errors import InvalidInputError
+from yolo_client.types import ChannelOptions, HealthCheckOptions, TlsConfig
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_round_robin_over_healthy_endpoints() -> None:
+    pool = EndpointPool(["a", "b", "c"])
+    assert [pool.pick() for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_a_down_endpoint_is_skipped_until_a_probe_puts_it_back() -> None:
+    clock = FakeClock()
+    pool = EndpointPool(["a", "b", "c"], HealthCheckOptions(interval=5, recheck_interval=1), clock)
+    pool.mark_down("b")
+    assert [pool.pick() for _ in range(4)] == ["a", "c", "a", "c"]
+    pool.record_probe("b", ok=False)
+    assert "b" not in [pool.pick() for _ in range(4)]
+    pool.record_probe("b", ok=True)
+    assert sorted(pool.pick() for _ in range(3)) == ["a", "b", "c"]
+
+
+def test_failover_avoids_endpoints_already_tried_in_the_call() -> None:
+    pool = EndpointPool(["a", "b", "c"])
+    assert pool.pick(avoid={"a", "b"}) == "c"
+    assert pool.pick(avoid={"a", "b", "c"}) in {"a", "b", "c"}  # all tried: still answers
+
+
+def test_when_all_are_down_the_longest_down_is_tried() -> None:
+    clock = FakeClock()
+    pool = EndpointPool(["a", "b", "c"], clock=clock)
+    for url in ("b", "c", "a"):
+        pool.mark_down(url)
+        clock.now += 1
+    assert pool.pick() == "b"
+    assert pool.pick(avoid={"b"}) == "c"
+
+
+def test_probe_schedule() -> None:
+    clock = FakeClock()
+    pool = EndpointPool(["a", "b"], HealthCheckOptions(interval=5, recheck_interval=1), clock)
+    assert pool.due_probes() == ["a", "b"]  # everything is probed at start
+    pool.record_probe("a", ok=True)
+    pool.record_probe("b", ok=False)
+    assert pool.due_probes() == []
+    assert pool.seconds_to_next_probe() == pytest.approx(1.0)
+    clock.now += 1
+    assert pool.due_probes() == ["b"]  # down: re-checked every recheck_interval
+    pool.record_probe("b", ok=True)
+    clock.now += 4
+    assert pool.due_probes() == ["a"]  # up: every interval
+    clock.now += 1
+    assert pool.due_probes() == ["a", "b"]
+
+
+def test_mark_down_keeps_the_first_failure_time() -> None:
+    clock = FakeClock()
+    pool = EndpointPool(["a", "b"], clock=clock)
+    pool.mark_down("a")
+    clock.now += 5
+    pool.mark_down("b")
+    clock.now += 5
+    pool.mark_down("a")  # a second failure does not make "a" look fresher than "b"
+    assert pool.pick() == "a"
+
+
+@pytest.mark.parametrize(
+    "given, targets, tls",
+    [
+        ("localhost:8001", ("localhost:8001",), False),
+        ("grpc://h:1", ("h:1",), False),
+        ("grpcs://h:1/", ("h:1",), True),
+        (["a:1", "b:2"], ("a:1", "b:2"), False),
+    ],
+)
+def test_parse_urls(given, targets, tls) -> None:
+    assert parse_urls(given) == (targets, tls)
+
+
+@pytest.mark.parametrize("bad", [[], "", "http://h:8000", ["a:1", "a:1"], ["grpc://a:1", "grpcs://b:1"], "h:1/v2"])
+def test_parse_urls_rejects(bad) -> None:
+    with pytest.raises(InvalidInputError):
+        parse_urls(bad)
+
+
+def test_channel_args_are_all_explicit() -> None:
+    args = dict(channel_args(ChannelOptions(max_send_message_bytes=123, keepalive_time_ms=7)))
+    # tritonclient drops its own defaults once channel_args is given: sizes and keepalive must all be here
+    for key in (
+        "grpc.max_send_message_length",
+        "grpc.max_receive_message_length",
+        "grpc.keepalive_time_ms",
+        "grpc.keepalive_timeout_ms",
+        "grpc.keepalive_permit_without_calls",
+        "grpc.http2.max_pings_without_data",
+        "grpc.max_reconnect_backoff_ms",
+    ):
+        assert key in args
+    assert args["grpc.max_send_message_length"] == 123 and args["grpc.keepalive_time_ms"] == 7
+    named = dict(channel_args(ChannelOptions(), TlsConfig(server_name="triton.internal")))
+    assert named["grpc.ssl_target_name_override"] == "triton.internal"
+
+
+def test_tls_config_errors(tmp_path) -> None:
+    with pytest.raises(InvalidInputError, match="cannot read"):
+        connection_kwargs(ChannelOptions(), TlsConfig(root_certificates=tmp_path / "missing.pem"))
+    with pytest.raises(InvalidInputError, match="both"):
+        connection_kwargs(ChannelOptions(), TlsConfig(private_key=b"k"))
+    assert "creds" in connection_kwargs(ChannelOptions(), TlsConfig())
+    assert "creds" not in connection_kwargs(ChannelOptions(), None)
+
+
+def test_headers() -> None:
+    assert check_headers({"Authorization": "Bearer x"}) == {"authorization": "Bearer x"}
+    for bad in ({"bad name": "x"}, {"grpc-timeout": "1"}, {"a": "line\nbreak"}, {"a": 1}):
+        with pytest.raises(InvalidInputError):
+            check_headers(bad)

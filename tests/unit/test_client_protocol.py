@@ -1,0 +1,137 @@
+"""Wire format: ragged outputs to detections, per-call limits, model-config parameters, error mapping."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from yolo_client import errors
+from yolo_client.errors import (
+    DeadlineExceededError,
+    InvalidInputError,
+    ServerError,
+    ServerRejectedError,
+    UnavailableError,
+    YoloClientError,
+)
+from yolo_client.protocol import apply_limits, check_limits, model_for, parse_arrays, parse_model_info
+from yolo_client.types import Detection, ModelInfo
+
+NAMES = ("person", "dog")
+
+
+def _info(**overrides) -> ModelInfo:
+    values = dict(name="m", class_names=NAMES, input_width=416, input_height=416, letterbox=True,
+                  score_threshold=0.25, nms_threshold=0.45, max_detections=100, max_batch_size=8)  # fmt: skip
+    values.update(overrides)
+    return ModelInfo(**values)
+
+
+def test_ragged_batch_is_cut_at_count() -> None:
+    boxes = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    scores = np.array([[0.9, 0.5, 0.0], [0.8, 0.0, 0.0]], np.float32)
+    classes = np.array([[1, 0, 0], [7, 0, 0]], np.int32)
+    count = np.array([[2], [1]], np.int32)
+    out = parse_arrays(boxes, scores, classes, count, NAMES)
+    assert [len(d) for d in out] == [2, 1]
+    assert out[0][0] == Detection((0.0, 1.0, 2.0, 3.0), pytest.approx(0.9), 1, "dog")
+    assert out[1][0].box == (12.0, 13.0, 14.0, 15.0)
+    assert out[1][0].label == "class_7"  # no name from the server for id 7
+    assert all(isinstance(v, float) for v in out[0][0].box)
+
+
+def test_zero_detections() -> None:
+    out = parse_arrays(np.zeros((1, 0, 4), np.float32), np.zeros((1, 0)), np.zeros((1, 0), np.int32), np.zeros((1, 1)), NAMES)
+    assert out == [[]]
+
+
+def test_count_beyond_the_rows_is_a_server_error() -> None:
+    with pytest.raises(ServerError):
+        parse_arrays(np.zeros((1, 1, 4)), np.zeros((1, 1)), np.zeros((1, 1), np.int32), np.array([[3]]), NAMES)
+
+
+def test_limits_only_tighten() -> None:
+    info = _info()
+    check_limits(info, 0.25, 0)
+    check_limits(info, 0.9, 1000)  # above the server's cap: the server's cap still holds
+    with pytest.raises(InvalidInputError, match="below the server's"):
+        check_limits(info, 0.2, None)
+    with pytest.raises(InvalidInputError):
+        check_limits(info, None, True)
+
+
+def test_apply_limits() -> None:
+    dets = [Detection((0, 0, 1, 1), s, 0, "person") for s in (0.9, 0.7, 0.5, 0.3)]
+    assert [d.score for d in apply_limits(dets, 0.5, None)] == [0.9, 0.7, 0.5]
+    assert [d.score for d in apply_limits(dets, 0.5, 2)] == [0.9, 0.7]
+    assert apply_limits(dets, None, 0) == []
+
+
+def test_model_info_from_config_json() -> None:
+    params = {"class_names": json.dumps(list(NAMES)), "input_width": "512", "input_height": "320",
+              "letterbox": "true", "score_threshold": "0.3", "nms_threshold": "0.5", "max_detections": "50",
+              "class_agnostic": "false", "weights": "RANDOM-CALIBRATED-NOT-TRAINED", "target": "cpu", "precision": "fp32"}  # fmt: skip
+    config = {"config": {"name": "m", "max_batch_size": 16, "parameters": {k: {"string_value": v} for k, v in params.items()}}}
+    info = parse_model_info("m", config)
+    assert info == _info(input_width=512, input_height=320, score_threshold=0.3, nms_threshold=0.5, max_detections=50,
+                         max_batch_size=16, weights="RANDOM-CALIBRATED-NOT-TRAINED", target="cpu", precision="fp32")  # fmt: skip
+    assert not info.trained and info.num_classes == 2 and info.label(5) == "class_5"
+
+
+def test_model_info_from_a_foreign_model() -> None:
+    with pytest.raises(ServerError, match="yolo-server model"):
+        parse_model_info("resnet", {"config": {"name": "resnet"}})
+    bad = {"parameters": {k: {"string_value": v} for k, v in
+           {"class_names": "not json", "input_width": "1", "input_height": "1", "letterbox": "1", "score_threshold": "0"}.items()}}  # fmt: skip
+    with pytest.raises(ServerError, match="malformed"):
+        parse_model_info("m", bad)
+
+
+def test_model_for_transport() -> None:
+    assert model_for("yolov4", "bytes") == "yolov4" and model_for("yolov4", "tensor") == "yolov4_tensor"
+    with pytest.raises(InvalidInputError):
+        model_for("yolov4", "http")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "status, cls",
+    [
+        ("StatusCode.UNAVAILABLE", UnavailableError),
+        ("StatusCode.RESOURCE_EXHAUSTED", UnavailableError),
+        ("StatusCode.DEADLINE_EXCEEDED", DeadlineExceededError),
+        ("StatusCode.INVALID_ARGUMENT", ServerRejectedError),
+        ("StatusCode.NOT_FOUND", ServerRejectedError),
+        ("StatusCode.UNAUTHENTICATED", ServerRejectedError),
+        ("StatusCode.INTERNAL", ServerError),
+        (None, YoloClientError),
+    ],
+)
+def test_triton_exceptions_map_by_status(status: str | None, cls: type) -> None:
+    err = errors.from_exception(InferenceServerException("the server's words", status=status, debug_details="dbg"), "h:1")
+    assert type(err) is cls
+    assert "the server's words" in str(err) and err.endpoint == "h:1"
+    if status:
+        assert err.status == status.split(".")[1] and err.debug_details == "dbg"
+
+
+def test_grpc_errors_map_too() -> None:
+    class Rpc(grpc.RpcError):
+        def code(self):
+            return grpc.StatusCode.UNAVAILABLE
+
+        def details(self):
+            return "failed to connect to all addresses"
+
+    err = errors.from_exception(Rpc())
+    assert isinstance(err, UnavailableError) and err.status == "UNAVAILABLE"
+
+
+def test_error_hierarchy() -> None:
+    assert issubclass(InvalidInputError, ValueError) and issubclass(DeadlineExceededError, TimeoutError)
+    for cls in (InvalidInputError, ServerRejectedError, ServerError, UnavailableError, DeadlineExceededError):
+        assert issubclass(cls, YoloClientError)
+    assert str(UnavailableError("x", status="UNAVAILABLE", endpoint="h:1")) == "[UNAVAILABLE at h:1] x"

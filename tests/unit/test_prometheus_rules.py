@@ -1,0 +1,140 @@
+"""The Prometheus config, the generated rules and their promtool unit tests (docker/prometheus/).
+
+promtool comes from Debian's prometheus package (`make system-deps`); without it these tests fail, they do not skip.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+PROM = DOCKER / "prometheus"
+ALERTS = PROM / "rules" / "yolo_alerts.rules.yml"
+RECORDING = PROM / "rules" / "yolo_recording.rules.yml"
+RULE_TESTS = PROM / "tests" / "yolo_rules_test.yml"
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("gen_monitoring", DOCKER / "gen_monitoring.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gen_monitoring"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool not found: run `make system-deps` (Debian package prometheus)")
+    return path
+
+
+def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_committed_files_equal_the_generator_output() -> None:
+    gen = load_generator()
+    for rel, text in gen.render(gen.Thresholds()).items():
+        assert (DOCKER / rel).read_text() == text, f"{rel} is stale: run python docker/gen_monitoring.py"
+
+
+def test_generator_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    gen = load_generator()
+    assert gen.main(["--out", str(tmp_path)]) == 0
+    assert gen.main(["--out", str(tmp_path), "--check"]) == 0
+    (tmp_path / "prometheus/rules/yolo_alerts.rules.yml").write_text("groups: []\n")
+    assert gen.main(["--out", str(tmp_path), "--check"]) == 1
+
+
+def test_prometheus_config_and_rules_pass_promtool_check() -> None:
+    result = run_promtool("check", "config", "prometheus.yml", cwd=PROM)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rule files found" in result.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    result = run_promtool("test", "rules", str(RULE_TESTS.relative_to(PROM)), cwd=PROM)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
+    alerts = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for check in case["alert_rule_test"]:
+            (firing if check["exp_alerts"] else silent).add(check["alertname"])
+    assert alerts == firing == silent
+    assert {"YoloServedFpsBelowTarget", "YoloLatencyP99OverBudget", "YoloQueueTimeAboveComputeTime",
+            "YoloRequestFailureRatioHigh"} <= alerts
+
+
+def test_unit_tests_catch_an_alert_threshold_that_drifted(tmp_path: Path) -> None:
+    """The promtool tests are not vacuous: an alert file with another FPS threshold fails them."""
+    shutil.copytree(PROM / "rules", tmp_path / "rules")
+    shutil.copytree(PROM / "tests", tmp_path / "tests")
+    alerts = tmp_path / "rules" / "yolo_alerts.rules.yml"
+    text = alerts.read_text()
+    drifted = re.sub(r"(rate1m\{model=~\"\.\+_detector\"\} < )65\b", r"\g<1>20", text)
+    assert drifted != text
+    alerts.write_text(drifted)
+    result = run_promtool("test", "rules", "tests/yolo_rules_test.yml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "YoloServedFpsBelowTarget" in result.stdout + result.stderr
+
+
+def test_thresholds_are_parameters(tmp_path: Path) -> None:
+    """Other thresholds give consistent rules, constants and unit tests that promtool passes."""
+    gen = load_generator()
+    assert gen.main(["--out", str(tmp_path), "--target-fps", "30", "--latency-budget-ms", "33.3",
+                     "--failure-ratio-max", "0.05", "--queue-compute-ratio-max", "0.5"]) == 0
+    alerts = (tmp_path / "prometheus/rules/yolo_alerts.rules.yml").read_text()
+    assert "< 30 and" in alerts and "> 33300" in alerts and "> 0.05" in alerts and "> 0.5" in alerts
+    assert "65" not in alerts and "15400" not in alerts
+    recording = (tmp_path / "prometheus/rules/yolo_recording.rules.yml").read_text()
+    assert "vector(30)" in recording and "vector(33300)" in recording
+    result = run_promtool("test", "rules", "tests/yolo_rules_test.yml", cwd=tmp_path / "prometheus")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_thresholds_are_the_project_slo() -> None:
+    gen = load_generator()
+    t = gen.Thresholds()
+    assert t.target_fps == 65
+    assert t.latency_budget_ms == pytest.approx(1000 / t.target_fps, abs=0.05)  # one frame at the target rate
+    recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"]
+                 for r in g["rules"]}
+    assert recording["yolo:slo_target_fps"] == "vector(65)"
+    assert recording["yolo:slo_latency_budget_us"] == "vector(15400)"
+
+
+def test_rules_use_triton_2_51_metric_names() -> None:
+    """Every raw metric the rules read is one Triton 2.51 or the Python models export (docs/metrics.md)."""
+    triton = {"nv_inference_count", "nv_inference_exec_count", "nv_inference_request_success",
+              "nv_inference_request_failure", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+              "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
+              "nv_inference_compute_output_duration_us", "nv_inference_pending_request_count",
+              "nv_inference_request_summary_us", "nv_inference_queue_summary_us", "up"}
+    documented = set(re.findall(r"`(yolo_[a-z_]+)`", (ROOT / "docs/metrics.md").read_text()))
+    known = triton | documented
+    used: set[str] = set()
+    for path in (ALERTS, RECORDING):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                expr = re.sub(r'"[^"]*"', '""', rule["expr"])
+                used |= {m for m in re.findall(r"\b([a-z_]+)(?=[{\[\s)]|$)", expr)
+                         if m.startswith(("nv_", "yolo_")) or m == "up"}
+    base = {re.sub(r"_(bucket|sum|count)$", "", m) if m.startswith("yolo_") else m for m in used}
+    assert base - known == set()
+    assert {"nv_inference_count", "nv_inference_request_failure", "yolo_rejected_inputs_total",
+            "yolo_postprocess_duration_seconds"} <= base

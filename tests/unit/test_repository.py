@@ -1,0 +1,178 @@
+"""The generated Triton repository: configs valid through the protobuf, wiring consistent, committed copy current."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+from yolo_server.cli import build_options, build_parser
+from yolo_server.darknet import load_spec
+from yolo_server.darknet.model import DarknetModel
+from yolo_server.repository.build import BuildOptions, plan_repository
+from yolo_server.repository.configs import head_shapes, model_configs
+from yolo_server.repository.spec import Batching, Instances, ModelNames, model_base_name
+from yolo_server.repository.writer import repository_files, write_repository
+from yolo_server.triton.settings import RANDOM_WEIGHTS, ModelInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG_DIR = ROOT / "models" / "darknet"
+TINY = CFG_DIR / "yolov4-tiny.cfg"
+NAMES = CFG_DIR / "coco.names"
+# the arguments of `make build` (Makefile defaults), relative to the repository root
+MAKE_BUILD_ARGS = ["build", "--cfg", "models/darknet/yolov4-tiny.cfg", "--names", "models/darknet/coco.names",
+                   "--size", "416", "--target", "cpu", "--output", "model_repository"]  # fmt: skip
+ARTIFACT_SUFFIXES = (".pt", ".ts", ".plan")
+CONTRACT_PARAMETERS = {
+    "class_names", "score_threshold", "nms_threshold", "beta_nms", "class_agnostic", "max_detections",
+    "input_width", "input_height", "letterbox", "weights", "target", "precision",
+}  # fmt: skip
+
+
+def plan(target: str = "cpu", **overrides: object):
+    return plan_repository(BuildOptions(cfg=TINY, names=NAMES, size=(512, 320), target=target, **overrides))  # type: ignore[arg-type]
+
+
+def round_trip(config: pb.ModelConfig) -> pb.ModelConfig:
+    parsed = text_format.Parse(text_format.MessageToString(config), pb.ModelConfig())
+    assert parsed == config
+    return parsed
+
+
+def test_committed_repository_is_what_make_build_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    repository_plan = plan_repository(build_options(build_parser().parse_args(MAKE_BUILD_ARGS)))
+    expected = repository_files(repository_plan.spec, repository_plan.darknet, repository_plan.cfg_bytes)
+    committed = {
+        path.relative_to(ROOT / "model_repository").as_posix(): path.read_bytes()
+        for path in (ROOT / "model_repository").rglob("*")
+        if path.is_file() and path.suffix not in ARTIFACT_SUFFIXES and "__pycache__" not in path.parts
+    }
+    assert sorted(committed) == sorted(expected), "run `make build` and commit model_repository/"
+    for relative, content in expected.items():
+        assert committed[relative] == content, f"model_repository/{relative} is stale: run `make build`"
+
+
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_configs_round_trip_through_the_protobuf(target: str) -> None:
+    repository_plan = plan(target)
+    configs = {name: round_trip(config) for name, config in model_configs(repository_plan.spec, repository_plan.darknet).items()}
+    names = ModelNames("yolov4_tiny")
+    assert sorted(configs) == sorted(names.all())
+    for name, config in configs.items():
+        assert config.name == name and config.max_batch_size == 8
+        if config.platform != "ensemble":
+            assert config.dynamic_batching.max_queue_delay_microseconds == 2000
+            assert config.dynamic_batching.default_queue_policy.max_queue_size == 128
+    detector = configs[names.detector]
+    if target == "tensorrt":
+        assert detector.platform == "pytorch_libtorch" and not detector.backend
+        assert [g.kind for g in detector.instance_group] == [pb.ModelInstanceGroup.KIND_GPU]
+        assert list(detector.dynamic_batching.preferred_batch_size) == [4, 8]
+        assert detector.parameters["precision"].string_value == "fp16"
+    else:
+        assert detector.backend == "python" and not detector.platform
+        assert [g.kind for g in detector.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
+        assert not detector.dynamic_batching.preferred_batch_size
+    assert [(t.name, list(t.dims)) for t in detector.output] == [("YOLO__0", [255, 10, 16]), ("YOLO__1", [255, 20, 32])]
+    assert [w.batch_size for w in detector.model_warmup] == [1, 8]
+    for python_model in (names.preprocess, names.postprocess):
+        assert configs[python_model].backend == "python"
+        assert [g.kind for g in configs[python_model].instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
+
+
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_ensembles_wire_every_tensor_with_matching_type_and_shape(target: str) -> None:
+    repository_plan = plan(target)
+    configs = model_configs(repository_plan.spec, repository_plan.darknet)
+    for ensemble in (c for c in configs.values() if c.platform == "ensemble"):
+        available = {t.name: (t.data_type, list(t.dims)) for t in ensemble.input}
+        for step in ensemble.ensemble_scheduling.step:
+            model = configs[step.model_name]
+            inputs = {t.name: (t.data_type, list(t.dims)) for t in model.input}
+            assert set(step.input_map) == set(inputs), f"{ensemble.name}: {model.name} inputs not all mapped"
+            for model_input, source in step.input_map.items():
+                assert available[source] == inputs[model_input], f"{ensemble.name}: {source} -> {model.name}.{model_input}"
+            outputs = {t.name: (t.data_type, list(t.dims)) for t in model.output}
+            available.update({target_name: outputs[name] for name, target_name in step.output_map.items()})
+        for output in ensemble.output:
+            assert available[output.name] == (output.data_type, list(output.dims))
+
+
+def test_contract_parameters_on_ensembles_and_postprocess() -> None:
+    repository_plan = plan(weights=None)
+    configs = model_configs(repository_plan.spec, repository_plan.darknet)
+    names = repository_plan.spec.names
+    for name in (names.bytes_ensemble, names.tensor_ensemble, names.postprocess):
+        parameters = {key: value.string_value for key, value in configs[name].parameters.items()}
+        assert CONTRACT_PARAMETERS <= set(parameters), name
+        info = ModelInfo.from_parameters(parameters)
+        assert info.weights == RANDOM_WEIGHTS and info.target == "cpu" and info.precision == "fp32"
+        assert (info.input_width, info.input_height, info.letterbox) == (512, 320, False)
+        assert len(info.class_names) == 80 and info.class_names[0] == "person"
+        assert (info.score_threshold, info.nms_threshold, info.beta_nms, info.max_detections) == (0.25, 0.45, 0.6, 300)
+
+
+def test_weights_file_is_named_by_its_sha256(tmp_path: Path) -> None:
+    weights = tmp_path / "some.weights"
+    weights.write_bytes(b"not really weights")
+    assert plan(weights=weights).spec.info.weights == hashlib.sha256(b"not really weights").hexdigest()
+
+
+@pytest.mark.parametrize("cfg", ["yolov4-tiny.cfg", "yolov4.cfg", "yolov4-csp.cfg", "yolov4x-mish.cfg"])
+def test_head_shapes_match_the_network(cfg: str) -> None:
+    spec = load_spec(CFG_DIR / cfg, (512, 320))
+    model = DarknetModel(spec).to("meta")
+    outputs = model(torch.empty(1, 3, 320, 512, device="meta"))
+    assert [tuple(o.shape[1:]) for o in outputs] == head_shapes(spec)
+
+
+def test_build_output_is_deterministic_and_relocatable(tmp_path: Path) -> None:
+    repository_plan = plan()
+    first, second = tmp_path / "a", tmp_path / "b"
+    for output in (first, second):
+        write_repository(repository_plan.spec, repository_plan.darknet, repository_plan.cfg_bytes, output)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for relative in files:
+        content = (first / relative).read_bytes()
+        assert content == (second / relative).read_bytes()
+        assert str(tmp_path).encode() not in content and str(ROOT).encode() not in content
+
+
+def test_write_replaces_only_its_own_models(tmp_path: Path) -> None:
+    repository_plan = plan()
+    stale = tmp_path / "yolov4_tiny_preprocess" / "1" / "stale.py"
+    other = tmp_path / "other_model" / "config.pbtxt"
+    for path in (stale, other):
+        path.parent.mkdir(parents=True)
+        path.write_text("x")
+    write_repository(repository_plan.spec, repository_plan.darknet, repository_plan.cfg_bytes, tmp_path)
+    assert not stale.exists() and other.read_text() == "x"
+
+
+def test_cli_options() -> None:
+    args = build_parser().parse_args(
+        ["build", "--cfg", str(TINY), "--size", "512x320", "--instances", "preprocess=3", "--instances", "detector=2",
+         "--max-batch-size", "16", "--max-pixels", "2e6", "--class-agnostic"]
+    )  # fmt: skip
+    options = build_options(args)
+    assert options.size == (512, 320)
+    assert options.instances == Instances(preprocess=3, detector=2, postprocess=1)
+    assert options.batching == Batching(max_batch_size=16, opt_batch_size=8)
+    assert options.limits.max_pixels == 2_000_000 and options.class_agnostic
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["build", "--cfg", str(TINY), "--instances", "gpu=2"])
+
+
+def test_invalid_combinations_are_rejected() -> None:
+    with pytest.raises(ValueError, match="precision 'int8' is not available on cpu"):
+        plan(precision="int8")
+    with pytest.raises(ValueError, match="opt_batch_size"):
+        Batching(max_batch_size=4, opt_batch_size=8)
+    assert model_base_name("models/darknet/yolov4-tiny.cfg") == "yolov4_tiny"
+    assert model_base_name("3d.cfg") == "m_3d"
