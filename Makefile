@@ -29,10 +29,10 @@ $(VENV)/.installed: server/pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install -q -e ./client -e './server[serve,test]'
 	touch $@
 
-# Debian packages the tests run for real: promtool/prometheus and nginx
+# Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: validates docker/compose.yaml)
 system-deps:
-	@command -v promtool >/dev/null && command -v nginx >/dev/null || \
-	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus nginx >/dev/null )
+	@command -v promtool >/dev/null && command -v nginx >/dev/null && command -v docker-compose >/dev/null || \
+	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus nginx docker-compose >/dev/null )
 
 build: install
 	$(BIN)/yolo-server build --cfg $(CFG) $(if $(WEIGHTS),--weights $(WEIGHTS)) --names $(NAMES) \

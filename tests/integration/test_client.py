@@ -25,7 +25,11 @@ from yolo_client import (
     YoloClient,
 )
 
+from tests.integration.serving_support import Found, assert_same_detections
+from yolo_server.ops.postprocess import PostprocessConfig
+
 pytestmark = pytest.mark.integration
+MAX_DETECTIONS = PostprocessConfig().max_detections  # the fixture's server and oracle keep the default cap
 
 # (width, height, format): landscape, portrait, larger than the network, tiny, exactly the network size
 SIZES = [(640, 480, ".jpg"), (300, 500, ".png"), (1280, 720, ".jpg"), (97, 61, ".png"), (320, 256, ".png")]
@@ -57,14 +61,20 @@ def _oracle(triton_server, encoded: bytes):
     return triton_server.detector.detect([rgb])[0]
 
 
+def _found(detections: list[Detection]) -> Found:
+    return Found(
+        np.array([d.box for d in detections], np.float64).reshape(-1, 4),
+        np.array([d.score for d in detections], np.float64),
+        np.array([d.class_id for d in detections], np.int64),
+    )
+
+
 def assert_matches_oracle(found: list[Detection], oracle) -> None:
-    """Same detections as the in-process Detector: boxes within 1e-3 (relative, px), same classes and labels."""
-    assert len(found) == len(oracle.scores)
-    boxes = np.array([d.box for d in found], np.float64).reshape(-1, 4)
-    np.testing.assert_allclose(boxes, oracle.boxes, rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose([d.score for d in found], oracle.scores, rtol=1e-4, atol=1e-5)
-    assert [d.class_id for d in found] == [int(c) for c in oracle.class_ids]
-    assert [d.label for d in found] == list(oracle.labels)
+    """Same detections as the in-process Detector (boxes within 1e-3 relative, scores within 1e-4, same classes,
+    matched one to one since near-equal scores may swap places), each labelled with its class's name."""
+    assert_same_detections(_found(found), oracle, MAX_DETECTIONS)
+    names = dict(zip((int(c) for c in oracle.class_ids), oracle.labels))
+    assert all(d.label == names.get(d.class_id, d.label) for d in found)
 
 
 @pytest.fixture(scope="module")
@@ -120,9 +130,8 @@ def test_detect_batch_of_32_keeps_the_order(triton_server) -> None:
     for found, (w, h) in zip(results, sizes):  # boxes are clipped to their own image, so they fit it
         boxes = np.array([d.box for d in found]).reshape(-1, 4)
         assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
-    for i in checked:
-        assert [d.class_id for d in results[i]] == [d.class_id for d in one_by_one[i]]
-        np.testing.assert_allclose([d.box for d in results[i]], [d.box for d in one_by_one[i]], rtol=1e-3, atol=1e-3)
+    for i in checked:  # batched on the server or alone: the same detections, on the same image
+        assert_same_detections(_found(results[i]), _found(one_by_one[i]), MAX_DETECTIONS)
     for i in (0, 12, 31):  # and against the oracle
         assert_matches_oracle(results[i], _oracle(triton_server, batch[i]))
 

@@ -70,3 +70,27 @@ def test_bad_image_mix_is_refused_before_any_request(triton_server, tmp_path: Pa
                                  timeout=60)
     assert code != 0
     assert "format must be one of" in output
+
+
+def test_distributed_master_and_worker_aggregate_and_check_the_slo(triton_server, tmp_path: Path) -> None:
+    from yolo_server.triton.launch import free_ports
+
+    [master_port] = free_ports(1)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(master_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        code, output, report = run_locust(
+            triton_server, tmp_path, "--master", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(master_port), "--expect-workers", "1", "--expect-workers-max-wait", "30",
+            "-u", "2", "-r", "2", "-t", "8s", "--slo-max-failure-ratio", "0")
+        worker_output, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    assert code == 0, output[-3000:]
+    assert report["passed"] and report["measured"]["requests"] >= 4, report
+    assert worker.returncode == 0, worker_output[-3000:]

@@ -1,0 +1,104 @@
+#!/bin/sh
+# The one entrypoint of every image (docker/Dockerfile.builder, .server, .cpu), used by docker/compose.yaml and
+# docker/k8s/. It only turns environment variables into `yolo-server` commands (server/yolo_server/cli.py):
+#
+#   entrypoint.sh build    yolo-server build ... --output $REPOSITORY, skipped when $REPOSITORY/.build-stamp
+#                          matches the inputs (arguments, cfg/weights/names bytes, GPU model): built once per volume
+#   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics)
+#   entrypoint.sh health   exit 0 when every model is ready (GET /v2/health/ready; Triton runs --strict-readiness)
+#   anything else          run as a command (e.g. `sh`)
+#
+# Environment (unset or empty: the default):
+#   MODELS_DIR  folder of the user's files, compose mounts ../models here     default /models
+#   CFG         darknet .cfg, relative to MODELS_DIR or absolute               default: $DEFAULT_CFG, in the image
+#   WEIGHTS     darknet .weights (relative to MODELS_DIR or absolute)          default: calibrated RANDOM weights
+#   NAMES       class names file (relative to MODELS_DIR or absolute)          default: coco.names with the default
+#                                                                               cfg, class ids otherwise
+#   SIZE        network input, N or WxH                                        default: the cfg's
+#   TARGET      tensorrt | cpu                                                 default: cpu
+#   PRECISION   fp16 | fp32 | int8 (tensorrt), fp32 | bf16 (cpu)              default: yolo-server's
+#   MAX_BATCH_SIZE                                                             default: yolo-server's
+#   REPOSITORY  the model repository folder (a volume shared by builder and server)   default /repository
+#   EXIT_TIMEOUT  seconds Triton drains in-flight requests after SIGTERM       default 30 (< stop grace period)
+#   YOLO_DRY_RUN=1  print the yolo-server argv, one argument a line, instead of running it (tests/unit/test_deploy_*)
+set -eu
+
+APP=/opt/yolo
+DEFAULT_CFG=$APP/models/darknet/yolov4-tiny.cfg
+DEFAULT_NAMES=$APP/models/darknet/coco.names
+HTTP_PORT=8000
+GRPC_PORT=8001
+METRICS_PORT=8002
+
+MODELS_DIR=${MODELS_DIR:-/models}
+REPOSITORY=${REPOSITORY:-/repository}
+
+in_models() {  # a file name relative to MODELS_DIR, or an absolute path
+    case "$1" in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s\n' "$MODELS_DIR/$1" ;;
+    esac
+}
+
+run() {  # run a yolo-server command, or print it (YOLO_DRY_RUN=1)
+    if [ "${YOLO_DRY_RUN:-}" = 1 ]; then
+        printf '%s\n' "$@"
+    else
+        exec "$@"
+    fi
+}
+
+build() {
+    if [ -n "${CFG:-}" ]; then
+        cfg=$(in_models "$CFG")
+        names=${NAMES:+$(in_models "$NAMES")}
+    else
+        cfg=$DEFAULT_CFG
+        names=${NAMES:+$(in_models "$NAMES")}
+        names=${names:-$DEFAULT_NAMES}
+    fi
+    weights=${WEIGHTS:+$(in_models "$WEIGHTS")}
+    set -- yolo-server build --cfg "$cfg" --target "${TARGET:-cpu}" --output "$REPOSITORY"
+    [ -z "$weights" ] || set -- "$@" --weights "$weights"
+    [ -z "$names" ] || set -- "$@" --names "$names"
+    [ -z "${SIZE:-}" ] || set -- "$@" --size "$SIZE"
+    [ -z "${PRECISION:-}" ] || set -- "$@" --precision "$PRECISION"
+    [ -z "${MAX_BATCH_SIZE:-}" ] || set -- "$@" --max-batch-size "$MAX_BATCH_SIZE"
+    if [ "${YOLO_DRY_RUN:-}" = 1 ]; then
+        run "$@"
+        return
+    fi
+    # TensorRT engines are specific to the GPU model: it is part of the stamp
+    stamp=$({ printf '%s\n' "$@"; cat "$cfg" ${weights:+"$weights"} ${names:+"$names"};
+              nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
+    if [ -f "$REPOSITORY/.build-stamp" ] && [ "$(cat "$REPOSITORY/.build-stamp")" = "$stamp" ]; then
+        echo "entrypoint: $REPOSITORY is up to date for these inputs, not rebuilding"
+        return
+    fi
+    mkdir -p "$REPOSITORY"
+    find "$REPOSITORY" -mindepth 1 -delete  # no stale model of an earlier cfg may be served beside the new one
+    "$@"
+    printf '%s\n' "$stamp" > "$REPOSITORY/.build-stamp"
+}
+
+serve() {
+    run yolo-server serve "$REPOSITORY" --host 0.0.0.0 --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
+        --metrics-port "$METRICS_PORT" --exit-timeout "${EXIT_TIMEOUT:-30}" "$@"
+}
+
+health() {
+    exec python3 -c "import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/v2/health/ready', timeout=3).status == 200 else 1)
+except OSError:
+    sys.exit(1)"
+}
+
+command=${1:-serve}
+[ $# -eq 0 ] || shift
+case "$command" in
+    build) build "$@" ;;
+    serve) serve "$@" ;;
+    health) health ;;
+    *) exec "$command" "$@" ;;
+esac

@@ -1,0 +1,95 @@
+"""docker/entrypoint.sh: every `yolo-server` command the containers run is one that yolo_server.cli accepts.
+
+The script runs for real (``sh``, ``YOLO_DRY_RUN=1`` prints the argv instead of executing it) and its output goes
+through the real ``yolo_server.cli.build_parser()``. ``entrypoint_argv`` is shared with the compose and k8s tests,
+which run it with each container's own environment.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from yolo_server.cli import build_parser
+from yolo_server.repository.spec import model_base_name
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+IMAGE_APP = "/opt/yolo"  # where the Dockerfiles COPY the repository's files (test_deploy_images checks it)
+
+
+def makefile_var(name: str) -> str:
+    """A ``NAME := value`` / ``NAME ?= value`` of the Makefile."""
+    match = re.search(rf"^{name}\s*[:?]?=\s*(.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE)
+    assert match, f"{name} is not set in the Makefile"
+    return match.group(1).strip()
+
+
+def entrypoint_argv(command: str, env: dict[str, str] | None = None) -> list[str]:
+    """The argv docker/entrypoint.sh would exec for ``command`` under ``env`` (added to a minimal environment)."""
+    full_env = {"PATH": os.environ["PATH"], "YOLO_DRY_RUN": "1", **(env or {})}
+    result = subprocess.run(["sh", str(ENTRYPOINT), command], env=full_env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def parse_yolo_server(argv: list[str]) -> argparse.Namespace:
+    """``argv`` (starting with ``yolo-server``) through the real CLI parser; argparse errors fail the test."""
+    assert argv[0] == "yolo-server", argv
+    try:
+        return build_parser().parse_args(argv[1:])
+    except SystemExit as exc:  # argparse reports on stderr and exits 2
+        pytest.fail(f"yolo-server rejects {argv}: exit {exc.code}")
+
+
+def default_model_name() -> str:
+    """The base model name `yolo-server build` gives the default cfg (the bytes ensemble's name)."""
+    return model_base_name(makefile_var("DEFAULT_CFG"))
+
+
+def test_default_build_is_the_makefiles_default_model() -> None:
+    args = parse_yolo_server(entrypoint_argv("build"))
+    assert args.command == "build"
+    assert str(args.cfg) == f"{IMAGE_APP}/{makefile_var('DEFAULT_CFG')}"
+    assert str(args.names) == f"{IMAGE_APP}/{makefile_var('NAMES')}"
+    assert args.weights is None and args.target == "cpu"
+    assert (ROOT / makefile_var("DEFAULT_CFG")).is_file() and (ROOT / makefile_var("NAMES")).is_file()
+    assert model_base_name(args.cfg) == default_model_name()
+
+
+def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
+    env = {"CFG": "darknet/yolov4.cfg", "WEIGHTS": "yolov4.weights", "NAMES": "/abs/coco.names", "SIZE": "512x320",
+           "TARGET": "tensorrt", "PRECISION": "fp16", "MAX_BATCH_SIZE": "16", "MODELS_DIR": "/models"}
+    args = parse_yolo_server(entrypoint_argv("build", env))
+    assert (str(args.cfg), str(args.weights), str(args.names)) == (
+        "/models/darknet/yolov4.cfg", "/models/yolov4.weights", "/abs/coco.names")
+    assert (args.size, args.target, args.precision, args.max_batch_size) == ((512, 320), "tensorrt", "fp16", 16)
+    assert str(args.output) == "/repository"
+
+
+def test_empty_variables_mean_defaults() -> None:
+    """compose passes ``CFG: ${CFG:-}``: an empty value must behave like an unset one."""
+    empty = dict.fromkeys(("CFG", "WEIGHTS", "NAMES", "SIZE", "PRECISION", "MAX_BATCH_SIZE"), "")
+    assert entrypoint_argv("build", empty) == entrypoint_argv("build")
+
+
+def test_serve_listens_on_all_interfaces_on_the_cli_default_ports() -> None:
+    args = parse_yolo_server(entrypoint_argv("serve", {"EXIT_TIMEOUT": "30"}))
+    defaults = build_parser().parse_args(["serve", "x"])
+    assert args.command == "serve" and str(args.repository) == "/repository"
+    assert args.host == "0.0.0.0"
+    assert (args.http_port, args.grpc_port, args.metrics_port) == (
+        defaults.http_port, defaults.grpc_port, defaults.metrics_port)
+    assert (args.http_port, args.grpc_port, args.metrics_port) == tuple(
+        int(makefile_var(name)) for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT"))
+    assert args.exit_timeout == 30
+
+
+def test_health_check_asks_the_http_port_for_readiness() -> None:
+    text = ENTRYPOINT.read_text()
+    port = parse_yolo_server(entrypoint_argv("serve")).http_port
+    assert f"http://127.0.0.1:$HTTP_PORT/v2/health/ready" in text and f"HTTP_PORT={port}" in text

@@ -1,0 +1,147 @@
+"""docker/Dockerfile.*: pinned, matching NGC releases; COPY sources that exist and reach the build context;
+non-root users; the entrypoint's health check; ports and the torch pin that the rest of the project uses.
+
+No Docker engine runs here: these read the Dockerfiles' instructions (a small parser for the subset they use) and
+compare them with the repository, the Makefile and the CLI.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_deploy_entrypoint import IMAGE_APP, entrypoint_argv, makefile_var, parse_yolo_server
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*[!e]"))  # Dockerfile.builder|cpu|server, not *.dockerignore
+NGC = re.compile(r"^nvcr\.io/nvidia/(pytorch|tritonserver):(\d\d\.\d\d)-py3$")
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    result = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def stages(path: Path) -> list[list[tuple[str, str]]]:
+    """The instructions of each FROM stage."""
+    result: list[list[tuple[str, str]]] = []
+    for keyword, rest in instructions(path):
+        if keyword == "FROM":
+            result.append([])
+        if result:
+            result[-1].append((keyword, rest))
+    return result
+
+
+def copy_sources(path: Path) -> list[str]:
+    sources = []
+    for keyword, rest in instructions(path):
+        if keyword == "COPY":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            sources += words[:-1]
+    return sources
+
+
+def ignored(pattern_lines: list[str], path: str) -> bool:
+    """Docker's .dockerignore rule for one path: the last matching pattern wins, ``!`` re-includes."""
+    result = False
+    for pattern in pattern_lines:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]  # a match on a parent folder counts
+        if any(fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, pattern.replace("**/", "")) for p in prefixes):
+            result = not negate
+    return result
+
+
+def test_three_images() -> None:
+    assert [p.name for p in DOCKERFILES] == ["Dockerfile.builder", "Dockerfile.cpu", "Dockerfile.server"]
+
+
+def test_builder_and_server_are_the_same_ngc_release() -> None:
+    base = {p.name: [rest for kw, rest in instructions(p) if kw == "FROM"] for p in DOCKERFILES}
+    builder, server = (NGC.match(base[name][0].split()[0]) for name in ("Dockerfile.builder", "Dockerfile.server"))
+    assert builder and builder.group(1) == "pytorch", base
+    assert server and server.group(1) == "tritonserver", base
+    assert builder.group(2) == server.group(2), "the builder's TensorRT must be the one Triton runs"
+    readme = (ROOT / "README.md").read_text()
+    assert f"pytorch:{builder.group(2)}-py3" in readme and f"tritonserver:{server.group(2)}-py3" in readme
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_base_images_are_pinned(path: Path) -> None:
+    for keyword, rest in instructions(path):
+        if keyword == "FROM":
+            image = rest.split()[0]
+            assert re.search(r":[\w.-]*\d[\w.-]*$", image) and "latest" not in image, f"{path.name}: {image}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_copy_sources_exist_and_pass_the_dockerignore(path: Path) -> None:
+    patterns = [line.strip() for line in Path(f"{path}.dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for source in copy_sources(path):
+        assert (ROOT / source).exists(), f"{path.name}: COPY {source} does not exist"
+        assert not ignored(patterns, source), f"{path.name}: COPY {source} is excluded by {path.name}.dockerignore"
+        assert ignored(patterns, ".venv") and ignored(patterns, "build/model_repository")
+
+
+def test_dockerignores_are_one_file() -> None:
+    texts = {Path(f"{p}.dockerignore").read_text() for p in DOCKERFILES}
+    assert len(texts) == 1
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_every_stage_runs_as_a_non_root_user(path: Path) -> None:
+    for stage in stages(path):
+        users = [rest for kw, rest in stage if kw == "USER"]
+        assert users and users[-1] not in ("root", "0"), f"{path.name}: stage {stage[0][1]} runs as root"
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.builder", "Dockerfile.server", "Dockerfile.cpu"])
+def test_entrypoint_and_default_model_are_copied_where_the_script_looks(name: str) -> None:
+    final = dict((kw, rest) for kw, rest in stages(DOCKER / name)[-1])
+    copies = [rest for kw, rest in stages(DOCKER / name)[-1] if kw == "COPY"]
+    assert final["WORKDIR"] == IMAGE_APP
+    assert any(c.endswith("docker/entrypoint.sh entrypoint.sh") and "--chmod=755" in c for c in copies)
+    assert any(c == f"{Path(makefile_var('DEFAULT_CFG')).parent} {Path(makefile_var('DEFAULT_CFG')).parent}"
+               for c in copies)
+    assert final["ENTRYPOINT"] == f'["{IMAGE_APP}/entrypoint.sh"]'
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.server", "Dockerfile.cpu"])
+def test_servers_expose_the_served_ports_and_check_readiness(name: str) -> None:
+    final = dict((kw, rest) for kw, rest in stages(DOCKER / name)[-1])
+    serve = parse_yolo_server(entrypoint_argv("serve"))
+    assert final["EXPOSE"].split() == [str(p) for p in (serve.http_port, serve.grpc_port, serve.metrics_port)]
+    assert final["HEALTHCHECK"].endswith(f'CMD ["{IMAGE_APP}/entrypoint.sh", "health"]')
+    assert final["CMD"] == '["serve"]'
+
+
+def test_cpu_image_installs_the_makefiles_cpu_torch_and_the_bundled_triton() -> None:
+    makefile_torch = re.search(r"pip install -q (torch==[\d.]+)", (ROOT / "Makefile").read_text())
+    assert makefile_torch
+    runs = " ".join(rest for kw, rest in stages(DOCKER / "Dockerfile.cpu")[-1] if kw == "RUN")
+    assert f"download.pytorch.org/whl/cpu {makefile_torch.group(1)} " in runs
+    assert "'./server[serve]'" in runs  # nvidia-pytriton: the tritonserver binary
+    env = " ".join(rest for kw, rest in stages(DOCKER / "Dockerfile.cpu")[-1] if kw == "ENV")
+    assert "TARGET=cpu" in env
+
+
+def test_builder_keeps_the_ngc_torch_and_targets_tensorrt() -> None:
+    runs = " ".join(rest for kw, rest in instructions(DOCKER / "Dockerfile.builder") if kw == "RUN")
+    assert "--constraint /tmp/ngc-torch.txt ./client ./server" in runs and "import torch_tensorrt" in runs
+    env = " ".join(rest for kw, rest in instructions(DOCKER / "Dockerfile.builder") if kw == "ENV")
+    assert "TARGET=tensorrt" in env
+    assert parse_yolo_server(entrypoint_argv("build", {"TARGET": "tensorrt"})).target == "tensorrt"
