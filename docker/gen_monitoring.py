@@ -265,8 +265,8 @@ def rule_tests(t: Thresholds) -> dict[str, Any]:
             # the Python backend counts a request it answered with an error as a success
             {"series": f"nv_inference_request_success{{{pre}}}", "values": _counter(rps, step, steps)},
             {"series": f'nv_inference_request_failure{{{pre}, reason="OTHER"}}', "values": f"0x{steps}"},
-            {"series": f'yolo_rejected_inputs_total{{model="yolov4_tiny_preprocess", reason="undecodable", '
-                       f'instance="triton-0:8002", job="triton"}}',
+            {"series": 'yolo_rejected_inputs_total{model="yolov4_tiny_preprocess", reason="undecodable", '
+                       'instance="triton-0:8002", job="triton"}',
              "values": _counter(rps * rejected_ratio, step, steps)},
         ]
 

@@ -151,3 +151,12 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
         )
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def client(triton_server: TritonTestServer) -> Iterator[object]:
+    """A bare ``tritonclient.grpc`` client of the shared server."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(triton_server.grpc_url) as connection:
+        yield connection

@@ -11,10 +11,13 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from yolo_server.ops.postprocess import PostprocessConfig
+
 INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"
 SCORE_ATOL = 1e-4
 BOX_RTOL = 1e-3
 BOX_ATOL_PX = 1e-2
+MAX_DETECTIONS = PostprocessConfig().max_detections  # the shared server and its oracle keep the default cap
 
 
 def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -97,7 +100,7 @@ def burst(client: grpcclient.InferenceServerClient, calls: Sequence[tuple[str, l
 
 
 def assert_invalid_argument(answer: Any, *fragments: str) -> None:
-    assert isinstance(answer, InferenceServerException), f"expected INVALID_ARG, got a result"
+    assert isinstance(answer, InferenceServerException), "expected INVALID_ARG, got a result"
     assert answer.status() == INVALID_ARGUMENT, answer
     for fragment in fragments:
         assert fragment in answer.message(), f"{fragment!r} not in {answer.message()!r}"

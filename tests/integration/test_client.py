@@ -25,11 +25,9 @@ from yolo_client import (
     YoloClient,
 )
 
-from tests.integration.serving_support import Found, assert_same_detections
-from yolo_server.ops.postprocess import PostprocessConfig
+from tests.integration.serving_support import MAX_DETECTIONS, Found, assert_same_detections
 
 pytestmark = pytest.mark.integration
-MAX_DETECTIONS = PostprocessConfig().max_detections  # the fixture's server and oracle keep the default cap
 
 # (width, height, format): landscape, portrait, larger than the network, tiny, exactly the network size
 SIZES = [(640, 480, ".jpg"), (300, 500, ".png"), (1280, 720, ".jpg"), (97, 61, ".png"), (320, 256, ".png")]

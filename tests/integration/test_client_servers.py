@@ -10,7 +10,6 @@ import glob
 import ipaddress
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,19 +31,12 @@ from yolo_client import (
     YoloClient,
 )
 
+from yolo_server.triton.launch import free_ports
+
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 180.0
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] = lambda: True) -> None:
@@ -79,7 +71,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> None:
     """A second server joins the rotation once ready; SIGKILL-ing it during 200 requests loses none."""
-    http_port, grpc_port, metrics_port = _free_ports(3)
+    http_port, grpc_port, metrics_port = free_ports(3)
     second = f"127.0.0.1:{grpc_port}"
     import prometheus_client
     registry = prometheus_client.CollectorRegistry()
@@ -198,7 +190,7 @@ def test_mutual_tls(triton_server, tmp_path) -> None:
     from yolo_server.triton.launch import ServeOptions, TritonServer
 
     pem = _certificates(tmp_path)
-    http_port, grpc_port, metrics_port = _free_ports(3)
+    http_port, grpc_port, metrics_port = free_ports(3)
     tls_args = (
         "--grpc-use-ssl-mutual=true",
         f"--grpc-server-cert={pem['server']}",

@@ -7,10 +7,10 @@ import io
 import cv2
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from PIL import Image
 
 from tests.integration.serving_support import (
+    MAX_DETECTIONS,
     assert_same_detections,
     bytes_inputs,
     burst,
@@ -22,13 +22,6 @@ from tests.integration.serving_support import (
 )
 
 pytestmark = pytest.mark.integration
-MAX_DETECTIONS = 300
-
-
-@pytest.fixture(scope="module")
-def client(triton_server):  # type: ignore[no-untyped-def]
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as connection:
-        yield connection
 
 
 def exif_rotated_jpeg(height: int, width: int) -> bytes:

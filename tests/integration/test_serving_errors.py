@@ -12,10 +12,10 @@ import urllib.request
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from PIL import Image
 
 from tests.integration.serving_support import (
+    MAX_DETECTIONS,
     assert_invalid_argument,
     assert_same_detections,
     bytes_inputs,
@@ -28,13 +28,6 @@ from tests.integration.serving_support import (
 )
 
 pytestmark = pytest.mark.integration
-MAX_DETECTIONS = 300
-
-
-@pytest.fixture(scope="module")
-def client(triton_server):  # type: ignore[no-untyped-def]
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as connection:
-        yield connection
 
 
 @pytest.fixture(scope="module")

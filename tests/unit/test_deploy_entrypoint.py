@@ -92,4 +92,4 @@ def test_serve_listens_on_all_interfaces_on_the_cli_default_ports() -> None:
 def test_health_check_asks_the_http_port_for_readiness() -> None:
     text = ENTRYPOINT.read_text()
     port = parse_yolo_server(entrypoint_argv("serve")).http_port
-    assert f"http://127.0.0.1:$HTTP_PORT/v2/health/ready" in text and f"HTTP_PORT={port}" in text
+    assert "http://127.0.0.1:$HTTP_PORT/v2/health/ready" in text and f"HTTP_PORT={port}" in text
