@@ -3,21 +3,36 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEFAULT_CFG := models/darknet/yolov4-tiny.cfg
+# the default model: the shapes demo detector (README "Demo model"), trained by `make train-demo`
+DEFAULT_CFG := models/shapes/yolov4-tiny-shapes.cfg
+DEFAULT_WEIGHTS := models/shapes/yolov4-tiny-shapes.weights
+DEFAULT_NAMES := models/shapes/shapes.names
 CFG ?= $(DEFAULT_CFG)
-WEIGHTS ?=
-NAMES ?= models/darknet/coco.names
+IS_DEFAULT := $(filter $(DEFAULT_CFG),$(CFG))
+WEIGHTS ?= $(if $(IS_DEFAULT),$(DEFAULT_WEIGHTS))
+NAMES ?= $(if $(IS_DEFAULT),$(DEFAULT_NAMES),models/darknet/coco.names)
+# the served base name: derived from the cfg file name unless NAME is given (yolov4-tiny-shapes.cfg -> yolov4_tiny_shapes)
+NAME ?=
 SIZE ?= 416
 TARGET ?= cpu
 # the committed repository holds the default model; a user's model is built beside it
-REPO ?= $(if $(filter $(DEFAULT_CFG),$(CFG)),model_repository,build/model_repository)
+REPO ?= $(if $(IS_DEFAULT),model_repository,build/model_repository)
 HOST ?= 127.0.0.1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+# make demo / train-demo / evaluate
+MODEL ?= $(if $(NAME),$(NAME),$(subst -,_,$(basename $(notdir $(CFG)))))
+DEMO_SEED ?= 4267
+DEMO_DIR ?= build/demo
+DEMO_SCORE ?= 0.25
+TRAIN_SEED ?= 0
+EVAL_SEED ?= 1000
+EVAL_COUNT ?= 500
+EVAL_DIR ?= build/eval/seed$(EVAL_SEED)-n$(EVAL_COUNT)
 
-.PHONY: install system-deps build serve test clean
+.PHONY: install system-deps build serve test clean demo train-demo evaluate
 
 install: $(VENV)/.installed
 
@@ -36,7 +51,7 @@ system-deps:
 
 build: install
 	$(BIN)/yolo-server build --cfg $(CFG) $(if $(WEIGHTS),--weights $(WEIGHTS)) --names $(NAMES) \
-	  --size $(SIZE) --target $(TARGET) --output $(REPO)
+	  --size $(SIZE) --target $(TARGET) $(if $(NAME),--name $(NAME)) --output $(REPO)
 
 serve: build
 	$(BIN)/yolo-server serve $(REPO) --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
@@ -44,6 +59,22 @@ serve: build
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# retrain the demo detector from a seed (2 CPU cores: about 40 minutes), rewriting DEFAULT_WEIGHTS
+train-demo: install
+	$(BIN)/yolo-train train --cfg $(DEFAULT_CFG) --output $(DEFAULT_WEIGHTS) --seed $(TRAIN_SEED)
+
+# a generated scene through the running server (`make serve` in another shell), drawn to $(DEMO_DIR)/demo.png
+demo:
+	$(BIN)/yolo-train scenes $(DEMO_DIR) --count 1 --seed $(DEMO_SEED)
+	$(BIN)/yolo-client detect $(DEMO_DIR)/images/$(DEMO_SEED)_000000.jpg --url $(HOST):$(GRPC_PORT) --model $(MODEL) \
+	  --score-threshold $(DEMO_SCORE) --draw $(DEMO_DIR)/demo.png
+
+# COCO mAP of CFG/WEIGHTS on EVAL_COUNT held-out scenes (seed EVAL_SEED), in process
+evaluate: install
+	test -f $(EVAL_DIR)/annotations.json || $(BIN)/yolo-train scenes $(EVAL_DIR) --count $(EVAL_COUNT) --seed $(EVAL_SEED)
+	$(BIN)/yolo-eval $(EVAL_DIR)/annotations.json --cfg $(CFG) $(if $(WEIGHTS),--weights $(WEIGHTS)) --names $(NAMES) \
+	  --size $(SIZE)
 
 clean:
 	rm -rf build model_repository/*/1/*.pt

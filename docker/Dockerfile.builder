@@ -15,6 +15,7 @@ WORKDIR /opt/yolo
 COPY client client
 COPY server server
 COPY models/darknet models/darknet
+COPY models/shapes models/shapes
 COPY --chmod=755 docker/entrypoint.sh entrypoint.sh
 
 # Keep the image's own torch (what torch_tensorrt and TensorRT were built against): pin it as a constraint so the

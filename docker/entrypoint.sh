@@ -10,10 +10,10 @@
 #
 # Environment (unset or empty: the default):
 #   MODELS_DIR  folder of the user's files, compose mounts ../models here     default /models
-#   CFG         darknet .cfg, relative to MODELS_DIR or absolute               default: $DEFAULT_CFG, in the image
-#   WEIGHTS     darknet .weights (relative to MODELS_DIR or absolute)          default: calibrated RANDOM weights
-#   NAMES       class names file (relative to MODELS_DIR or absolute)          default: coco.names with the default
-#                                                                               cfg, class ids otherwise
+#   CFG         darknet .cfg, relative to MODELS_DIR or absolute               default: the shapes demo model (as
+#                                                                               `make serve`), its weights and names
+#   WEIGHTS     darknet .weights (relative to MODELS_DIR or absolute)          default with CFG: calibrated RANDOM
+#   NAMES       class names file (relative to MODELS_DIR or absolute)          default with CFG: class ids
 #   SIZE        network input, N or WxH                                        default: the cfg's
 #   TARGET      tensorrt | cpu                                                 default: cpu
 #   PRECISION   fp16 | fp32 | int8 (tensorrt), fp32 | bf16 (cpu)              default: yolo-server's
@@ -24,8 +24,10 @@
 set -eu
 
 APP=/opt/yolo
-DEFAULT_CFG=$APP/models/darknet/yolov4-tiny.cfg
-DEFAULT_NAMES=$APP/models/darknet/coco.names
+# the Makefile's default model (tests/unit/test_deploy_entrypoint.py keeps the two equal)
+DEFAULT_CFG=$APP/models/shapes/yolov4-tiny-shapes.cfg
+DEFAULT_WEIGHTS=$APP/models/shapes/yolov4-tiny-shapes.weights
+DEFAULT_NAMES=$APP/models/shapes/shapes.names
 HTTP_PORT=8000
 GRPC_PORT=8001
 METRICS_PORT=8002
@@ -49,15 +51,15 @@ run() {  # run a yolo-server command, or print it (YOLO_DRY_RUN=1)
 }
 
 build() {
+    names=${NAMES:+$(in_models "$NAMES")}
+    weights=${WEIGHTS:+$(in_models "$WEIGHTS")}
     if [ -n "${CFG:-}" ]; then
         cfg=$(in_models "$CFG")
-        names=${NAMES:+$(in_models "$NAMES")}
     else
         cfg=$DEFAULT_CFG
-        names=${NAMES:+$(in_models "$NAMES")}
         names=${names:-$DEFAULT_NAMES}
+        weights=${weights:-$DEFAULT_WEIGHTS}
     fi
-    weights=${WEIGHTS:+$(in_models "$WEIGHTS")}
     set -- yolo-server build --cfg "$cfg" --target "${TARGET:-cpu}" --output "$REPOSITORY"
     [ -z "$weights" ] || set -- "$@" --weights "$weights"
     [ -z "$names" ] || set -- "$@" --names "$names"

@@ -6,7 +6,7 @@ master (or the single local process) checks the SLO given on the command line an
 
 Headless, local (see loadtest/README.md for distributed and docker runs)::
 
-    locust -f loadtest/locustfile.py --headless --host grpc://127.0.0.1:8001 --model yolov4_tiny \\
+    locust -f loadtest/locustfile.py --headless --host grpc://127.0.0.1:8001 --model yolov4_tiny_shapes \\
         -u 8 -r 8 -t 60s --load-shape steady --csv out/load --html out/load.html \\
         --slo-max-failure-ratio 0 --slo-p95-ms 15.4 --slo-min-fps 65
 
@@ -43,7 +43,7 @@ _mix_cache: dict[str, ImageMix] = {}
 def _arguments(parser) -> None:  # noqa: ANN001 - locust's configargparse parser
     # plain parser arguments: locust's include_in_web_ui works only there, not on argument groups
     group = shape = slo = parser
-    group.add_argument("--model", default="yolov4_tiny", help="base model name (the bytes ensemble)")
+    group.add_argument("--model", default="yolov4_tiny_shapes", help="base model name (the bytes ensemble)")
     group.add_argument("--transport", choices=("bytes", "tensor"), default="bytes",
                        help="bytes: send encoded images; tensor: letterbox on the client, send float32")
     group.add_argument("--image-mix", default=DEFAULT_MIX,

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Loaded = Union[bytes, np.ndarray]  # encoded image (bytes transport) or uint8 RGB pixels (tensor transport)
 Prepared = Union[bytes, tuple[np.ndarray, ResizeParams]]
 DEFAULT_URL = "localhost:8001"
-DEFAULT_MODEL = "yolov4_tiny"
+DEFAULT_MODEL = "yolov4_tiny_shapes"  # what `make serve` serves by default
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_IN_FLIGHT = 16
 

@@ -55,9 +55,11 @@ def test_default_build_is_the_makefiles_default_model() -> None:
     args = parse_yolo_server(entrypoint_argv("build"))
     assert args.command == "build"
     assert str(args.cfg) == f"{IMAGE_APP}/{makefile_var('DEFAULT_CFG')}"
-    assert str(args.names) == f"{IMAGE_APP}/{makefile_var('NAMES')}"
-    assert args.weights is None and args.target == "cpu"
-    assert (ROOT / makefile_var("DEFAULT_CFG")).is_file() and (ROOT / makefile_var("NAMES")).is_file()
+    assert str(args.names) == f"{IMAGE_APP}/{makefile_var('DEFAULT_NAMES')}"
+    assert str(args.weights) == f"{IMAGE_APP}/{makefile_var('DEFAULT_WEIGHTS')}"
+    assert args.target == "cpu" and args.name is None
+    for variable in ("DEFAULT_CFG", "DEFAULT_NAMES", "DEFAULT_WEIGHTS"):
+        assert (ROOT / makefile_var(variable)).is_file(), variable
     assert model_base_name(args.cfg) == default_model_name()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CFG_DIR = ROOT / "models" / "darknet"
 TINY = CFG_DIR / "yolov4-tiny.cfg"
 NAMES = CFG_DIR / "coco.names"
-# the arguments of `make build` (Makefile defaults), relative to the repository root
-MAKE_BUILD_ARGS = ["build", "--cfg", "models/darknet/yolov4-tiny.cfg", "--names", "models/darknet/coco.names",
-                   "--size", "416", "--target", "cpu", "--output", "model_repository"]  # fmt: skip
 ARTIFACT_SUFFIXES = (".pt", ".ts", ".plan")
 CONTRACT_PARAMETERS = {
     "class_names", "score_threshold", "nms_threshold", "beta_nms", "class_agnostic", "max_detections",
@@ -43,9 +42,20 @@ def round_trip(config: pb.ModelConfig) -> pb.ModelConfig:
     return parsed
 
 
-def test_committed_repository_is_what_make_build_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def make_build_args() -> list[str]:
+    """The ``yolo-server build`` arguments of ``make build`` with the Makefile's defaults (make's dry run)."""
+    dry_run = subprocess.run(["make", "--dry-run", "--always-make", "build"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.replace("\\\n", " ")
+    [line] = [line for line in dry_run.splitlines() if "yolo-server build" in line]
+    words = shlex.split(line)
+    return words[[Path(word).name for word in words].index("yolo-server") + 1:]
+
+
+def test_committed_repository_is_what_make_build_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = make_build_args()
+    assert args[0] == "build" and "--output" in args and args[args.index("--output") + 1] == "model_repository"
     monkeypatch.chdir(ROOT)
-    repository_plan = plan_repository(build_options(build_parser().parse_args(MAKE_BUILD_ARGS)))
+    repository_plan = plan_repository(build_options(build_parser().parse_args(args)))
     expected = repository_files(repository_plan.spec, repository_plan.darknet, repository_plan.cfg_bytes)
     committed = {
         path.relative_to(ROOT / "model_repository").as_posix(): path.read_bytes()
