@@ -23,7 +23,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import build, synthetic_jpegs  # noqa: E402
+from bench_server import MODELS, build, synthetic_jpegs  # noqa: E402
 
 MODEL = "yolov4_tiny"
 
@@ -95,7 +95,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         repository = Path(tmp) / "repository"
-        build(repository, args.size, 8, [])
+        build(MODELS["yolov4-tiny"], repository, args.size, 8, [])
         http, grpc, metrics = free_ports(3)
         server = TritonServer(ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
                                            exit_timeout_s=5))

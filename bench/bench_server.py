@@ -1,6 +1,8 @@
 """End-to-end serving benchmark: JPEG in, detections out, through Triton vs the in-process Detector.
 
-Prints, for yolov4-tiny on calibrated random weights (same seed in both):
+Prints, for the shipped demo detector on generated shape scenes (``--model demo``, the default: real
+detections, as in production) or yolov4-tiny on calibrated random weights and synthetic frames
+(``--model yolov4-tiny``: far more NMS candidates than a trained model gives):
   * in-process ``Detector`` images/s (cv2 decode + detect, one image at a time),
   * server images/s at concurrency 1, 8, 16 (one image per gRPC request), as a ratio to in-process,
   * the dynamic-batching gain: the same load against a repository built with ``--max-batch-size 1``
@@ -10,7 +12,7 @@ Prints, for yolov4-tiny on calibrated random weights (same seed in both):
 
 Usage:
     python bench/bench_server.py                      # ~2-3 minutes on a small CPU box
-    python bench/bench_server.py --seconds 20 --size 416 --concurrency 1 8 16 32
+    python bench/bench_server.py --model yolov4-tiny --seconds 20 --size 416 --concurrency 1 8 16 32
 """
 
 from __future__ import annotations
@@ -28,8 +30,29 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = ROOT / "models" / "darknet" / "yolov4-tiny.cfg"
-NAMES = ROOT / "models" / "darknet" / "coco.names"
+SHAPES = ROOT / "models" / "shapes"
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    cfg: Path
+    weights: Path | None
+    names: Path
+    label: str
+
+    @property
+    def name(self) -> str:
+        from yolo_server.repository.spec import model_base_name
+
+        return model_base_name(self.cfg)
+
+
+MODELS = {
+    "demo": BenchModel(SHAPES / "yolov4-tiny-shapes.cfg", SHAPES / "yolov4-tiny-shapes.weights", SHAPES / "shapes.names",
+                       "the demo detector (yolov4-tiny layout, half width, trained), generated scenes"),
+    "yolov4-tiny": BenchModel(ROOT / "models" / "darknet" / "yolov4-tiny.cfg", None, ROOT / "models" / "darknet" / "coco.names",
+                              "yolov4-tiny, random calibrated weights, synthetic 640x480 frames"),
+}
 TARGET_FPS = 65.0
 STEPS = ("preprocess", "detector", "postprocess")
 
@@ -55,22 +78,31 @@ def synthetic_jpegs(count: int, seed: int = 0) -> list[bytes]:
     return images
 
 
-def build(output: Path, size: int, max_batch_size: int, instances: list[str]) -> None:
+def scene_jpegs(count: int, seed: int = 99) -> list[bytes]:
+    """Held-out demo scenes (any size 240-1000 px a side), as the demo detector sees them."""
+    from yolo_server.training.scenes import encode_jpeg, generate_scene
+
+    return [encode_jpeg(generate_scene(seed, index)) for index in range(count)]
+
+
+def build(model: BenchModel, output: Path, size: int, max_batch_size: int, instances: list[str]) -> None:
     from yolo_server.cli import build_options, build_parser
     from yolo_server.repository.build import build_repository
 
-    argv = ["build", "--cfg", str(CFG), "--names", str(NAMES), "--size", str(size), "--target", "cpu",
+    argv = ["build", "--cfg", str(model.cfg), "--names", str(model.names), "--size", str(size), "--target", "cpu",
             "--max-batch-size", str(max_batch_size), "--output", str(output)]  # fmt: skip
+    if model.weights is not None:
+        argv += ["--weights", str(model.weights)]
     for item in instances:
         argv += ["--instances", item]
     build_repository(build_options(build_parser().parse_args(argv)), log=lambda line: None)
 
 
-def in_process_rate(images: list[bytes], size: int, seconds: float) -> float:
+def in_process_rate(model: BenchModel, images: list[bytes], size: int, seconds: float) -> float:
     """Images/s of decode + ``Detector.detect`` one image at a time."""
     from yolo_server import Detector
 
-    detector = Detector(CFG, None, NAMES, input_size=size)
+    detector = Detector(model.cfg, model.weights, model.names, input_size=size)
 
     def one(data: bytes) -> None:
         rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -130,7 +162,7 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
     return totals
 
 
-def serve_and_measure(repository: Path, images: list[bytes], concurrencies: list[int], seconds: float) -> tuple[list[LoadResult], dict[str, int]]:
+def serve_and_measure(repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float) -> tuple[list[LoadResult], dict[str, int]]:
     from yolo_server.triton.launch import ServeOptions, TritonServer, free_ports
 
     http, grpc, metrics = free_ports(3)
@@ -140,10 +172,10 @@ def serve_and_measure(repository: Path, images: list[bytes], concurrencies: list
     try:
         server.wait_ready(300)
         url = server.endpoints.grpc
-        load(url, "yolov4_tiny", images, max(concurrencies), 3.0)  # warm every instance
-        before = compute_ns(url, "yolov4_tiny")
-        results = [load(url, "yolov4_tiny", images, c, seconds) for c in concurrencies]
-        after = compute_ns(url, "yolov4_tiny")
+        load(url, model, images, max(concurrencies), 3.0)  # warm every instance
+        before = compute_ns(url, model)
+        results = [load(url, model, images, c, seconds) for c in concurrencies]
+        after = compute_ns(url, model)
         return results, {key: after[key] - before[key] for key in after}
     finally:
         server.stop()
@@ -151,6 +183,7 @@ def serve_and_measure(repository: Path, images: list[bytes], concurrencies: list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(MODELS), default="demo")
     parser.add_argument("--size", type=int, default=416)
     parser.add_argument("--seconds", type=float, default=12.0, help="per measured load level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
@@ -158,16 +191,17 @@ def main() -> None:
     parser.add_argument("--instances", action="append", default=[], metavar="KIND=N")
     args = parser.parse_args()
 
-    images = synthetic_jpegs(16)
+    model = MODELS[args.model]
+    images = scene_jpegs(16) if args.model == "demo" else synthetic_jpegs(16)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         batched, unbatched = Path(tmp) / "batched", Path(tmp) / "unbatched"
-        build(batched, args.size, args.max_batch_size, args.instances)
-        build(unbatched, args.size, 1, args.instances)
-        local = in_process_rate(images, args.size, args.seconds)
-        results, spent = serve_and_measure(batched, images, args.concurrency, args.seconds)
-        [baseline], _ = serve_and_measure(unbatched, images, [max(args.concurrency)], args.seconds)
+        build(model, batched, args.size, args.max_batch_size, args.instances)
+        build(model, unbatched, args.size, 1, args.instances)
+        local = in_process_rate(model, images, args.size, args.seconds)
+        results, spent = serve_and_measure(batched, model.name, images, args.concurrency, args.seconds)
+        [baseline], _ = serve_and_measure(unbatched, model.name, images, [max(args.concurrency)], args.seconds)
 
-    print(f"\nyolov4-tiny @{args.size}, cpu fp32, random calibrated weights, 640x480 JPEGs, one image per request")
+    print(f"\n{model.label} @{args.size}, cpu fp32, JPEGs, one image per request")
     print(f"in-process Detector (decode + detect, batch 1): {local:7.1f} images/s")
     print(f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8}")
     for r in results:

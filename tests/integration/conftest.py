@@ -90,6 +90,20 @@ def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: f
     raise RuntimeError(f"server not ready after {timeout_s}s:\n{log.read_text()[-4000:]}")
 
 
+def start_serve(repository: Path, log: Path) -> tuple[subprocess.Popen, tuple[int, int, int]]:
+    """``yolo-server serve`` on free loopback ports (HTTP, gRPC, metrics), output to ``log``, in its own session."""
+    ports = free_ports(3)
+    http_port, grpc_port, metrics_port = ports
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+             "--exit-timeout", "10"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    return process, (http_port, grpc_port, metrics_port)
+
+
 def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
     """SIGTERM by pid (yolo-server forwards it to Triton, which drains), SIGKILL its group if it hangs."""
     if process.poll() is None:
@@ -118,18 +132,10 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
          "--output", str(repository)]
     )  # fmt: skip
     assert built == 0, "yolo-server build failed"
-    http_port, grpc_port, metrics_port = free_ports(3)
-    log = workdir / "serve.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-             "--exit-timeout", "10"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    process, (http_port, grpc_port, metrics_port) = start_serve(repository, workdir / "serve.log")
     try:
         grpc_url = f"127.0.0.1:{grpc_port}"
-        wait_ready(grpc_url, process, log, READY_TIMEOUT_S)
+        wait_ready(grpc_url, process, workdir / "serve.log", READY_TIMEOUT_S)
         spec = load_spec(CFG, (INPUT_WIDTH, INPUT_HEIGHT))
         detector = Detector(CFG, weights, NAMES, input_size=(INPUT_WIDTH, INPUT_HEIGHT), config=postprocess_config_for(spec))
         yield TritonTestServer(

@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.integration.conftest import stop_process, wait_ready
-from yolo_server.triton.launch import free_ports
+from tests.integration.conftest import start_serve, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +52,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
          "--target", "cpu", "--score-threshold", "0.005", "--max-batch-size", "8", "--output", str(repository)]
     )  # fmt: skip
     assert built == 0, "yolo-server build failed"
-    http_port, grpc_port, metrics_port = free_ports(3)
     log = workdir / "serve.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-             "--exit-timeout", "10"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    process, (_, grpc_port, _) = start_serve(repository, log)
     try:
         grpc_url = f"127.0.0.1:{grpc_port}"
         wait_ready(grpc_url, process, log, 240.0)

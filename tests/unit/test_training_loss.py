@@ -10,7 +10,7 @@ import torch
 
 from yolo_server.darknet import load_spec
 from yolo_server.ops.decode import decode_yolo
-from yolo_server.training.boxes import box_iou, ciou, wh_iou
+from yolo_server.ops.boxes import box_iou, paired_box_ciou, size_iou
 from yolo_server.training.loss import YoloLoss, anchors_and_masks, decode_boxes, smooth_labels
 from yolo_server.training.schedule import cosine_lr
 from yolo_server.training.targets import assign_targets
@@ -20,12 +20,12 @@ CFG = Path(__file__).resolve().parents[2] / "models" / "shapes" / "yolov4-tiny-s
 
 def test_ciou_of_identical_boxes_is_one() -> None:
     boxes = torch.tensor([[10.0, 20.0, 50.0, 80.0], [0.0, 0.0, 1.0, 1.0]])
-    assert torch.allclose(ciou(boxes, boxes), torch.ones(2), atol=1e-5)
+    assert torch.allclose(paired_box_ciou(boxes, boxes), torch.ones(2), atol=1e-5)
 
 
 def test_ciou_same_shape_shifted_has_no_aspect_term() -> None:
     # [0,2]x[0,2] vs [1,3]x[0,2]: IoU 2/6, centres 1 apart, enclosing box 3x2 -> c^2 = 13, v = 0
-    value = ciou(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 0.0, 3.0, 2.0]]))
+    value = paired_box_ciou(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 0.0, 3.0, 2.0]]))
     assert value.item() == pytest.approx(1 / 3 - 1 / 13, abs=1e-5)
 
 
@@ -36,26 +36,26 @@ def test_ciou_concentric_boxes_of_other_aspect() -> None:
     target = torch.tensor([[1.0, 0.0, 3.0, 2.0]])
     v = 4 / math.pi**2 * (math.atan(1.0) - math.atan(2.0)) ** 2
     alpha = v / (1 - 0.5 + v)
-    assert ciou(pred, target).item() == pytest.approx(0.5 - alpha * v, abs=1e-5)
+    assert paired_box_ciou(pred, target).item() == pytest.approx(0.5 - alpha * v, abs=1e-5)
 
 
 def test_ciou_disjoint_boxes_are_penalised_by_distance() -> None:
     # [0,1]^2 vs [3,4]x[0,1]: IoU 0, d^2 = 9, c^2 = 4^2 + 1^2 = 17
-    value = ciou(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[3.0, 0.0, 4.0, 1.0]]))
+    value = paired_box_ciou(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([[3.0, 0.0, 4.0, 1.0]]))
     assert value.item() == pytest.approx(-9 / 17, abs=1e-5)
 
 
 def test_ciou_gradient_pulls_the_prediction_onto_the_target() -> None:
     pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]], requires_grad=True)
-    (1 - ciou(pred, torch.tensor([[1.0, 0.0, 3.0, 2.0]]))).sum().backward()
+    (1 - paired_box_ciou(pred, torch.tensor([[1.0, 0.0, 3.0, 2.0]]))).sum().backward()
     assert pred.grad is not None and pred.grad[0, 0] < 0 and pred.grad[0, 2] < 0  # move right
 
 
-def test_box_iou_and_wh_iou() -> None:
+def test_box_iou_and_size_iou() -> None:
     a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
     b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]])
     assert torch.allclose(box_iou(a, b), torch.tensor([[1 / 7, 0.0]]), atol=1e-6)
-    assert torch.allclose(wh_iou(torch.tensor([[2.0, 4.0]]), torch.tensor([[4.0, 2.0], [2.0, 4.0]])), torch.tensor([[4 / 12, 1.0]]))
+    assert torch.allclose(size_iou(torch.tensor([[2.0, 4.0]]), torch.tensor([[4.0, 2.0], [2.0, 4.0]])), torch.tensor([[4 / 12, 1.0]]))
 
 
 def test_label_smoothing_follows_darknet() -> None:

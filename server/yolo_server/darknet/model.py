@@ -37,7 +37,7 @@ def activation(name: str) -> nn.Module:
     """Darknet activation by cfg name."""
     modules: dict[str, nn.Module] = {
         "linear": nn.Identity(),
-        "leaky": nn.LeakyReLU(0.1),
+        "leaky": nn.LeakyReLU(0.1, inplace=True),
         "mish": nn.Mish(),
         "logistic": nn.Sigmoid(),
         "swish": nn.SiLU(),
@@ -84,13 +84,22 @@ class MaxPoolLayer(nn.Module):
     def __init__(self, spec: MaxPoolSpec) -> None:
         super().__init__()
         before = spec.padding // 2
-        self.pad = (before, spec.padding - before, before, spec.padding - before)
+        self.before, self.after = before, spec.padding - before
         self.size, self.stride = spec.size, spec.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.pad):
-            x = F.pad(x, self.pad, value=float("-inf"))
+        if self.before == self.after and 2 * self.before <= self.size:  # SPP: pooling's own -inf padding, no copy
+            return F.max_pool2d(x, self.size, self.stride, padding=self.before)
+        height, width = x.shape[-2:]
+        if self.before == 0 and not (self._reads_padding(height) or self._reads_padding(width)):
+            return F.max_pool2d(x, self.size, self.stride)  # the trailing padding is never inside a window
+        x = F.pad(x, (self.before, self.after, self.before, self.after), value=float("-inf"))
         return F.max_pool2d(x, self.size, self.stride)
+
+    def _reads_padding(self, length: int) -> bool:
+        """Whether some window of the padded axis reaches past the ``length`` real cells."""
+        outputs = (length + self.before + self.after - self.size) // self.stride + 1
+        return (outputs - 1) * self.stride + self.size > length
 
 
 class DarknetModel(nn.Module):

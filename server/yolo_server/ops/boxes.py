@@ -1,9 +1,10 @@
-"""Box conversions, IoU and DIoU (pure tensor math, CPU and GPU).
+"""Box conversions, IoU, DIoU and CIoU (pure tensor math, CPU and GPU).
 
 Boxes are ``Tensor[..., 4]``, either ``xyxy`` (x1, y1, x2, y2 with x1 <= x2,
 y1 <= y2) or ``cxcywh`` (centre x, centre y, width, height). Pairwise functions
 take ``Tensor[N, 4]`` and ``Tensor[M, 4]`` and return ``Tensor[N, M]``; the
 ``paired_*`` functions take two ``Tensor[N, 4]`` and return ``Tensor[N]``.
+DIoU is the NMS criterion, CIoU the training loss's (``yolo_server.training``).
 
 Example:
     >>> a = torch.tensor([[0.0, 0.0, 4.0, 2.0]])
@@ -25,6 +26,8 @@ smallest box enclosing both. Darknet returns plain IoU when ``c == 0``; here
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -48,15 +51,15 @@ def box_area(boxes: Tensor) -> Tensor:
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Pairwise IoU of ``xyxy`` boxes.
+    """Pairwise IoU of ``xyxy`` boxes, optionally batched over leading dimensions.
 
     Args:
-        boxes1: ``Tensor[N, 4]`` xyxy.
-        boxes2: ``Tensor[M, 4]`` xyxy.
+        boxes1: ``Tensor[..., N, 4]`` xyxy.
+        boxes2: ``Tensor[..., M, 4]`` xyxy (leading dimensions broadcast with ``boxes1``'s).
     Returns:
-        ``Tensor[N, M]``; 0 where the union is empty.
+        ``Tensor[..., N, M]``; 0 where the union is empty.
     """
-    return _iou(boxes1[:, None, :], boxes2[None, :, :])
+    return _iou(boxes1[..., :, None, :], boxes2[..., None, :, :])
 
 
 def box_diou(boxes1: Tensor, boxes2: Tensor, beta: float = 0.6) -> Tensor:
@@ -82,6 +85,36 @@ def paired_box_diou(boxes1: Tensor, boxes2: Tensor, beta: float = 0.6) -> Tensor
     """DIoU of ``boxes1[i]`` with ``boxes2[i]``: two ``Tensor[N, 4]`` xyxy -> ``Tensor[N]``."""
     _check_paired(boxes1, boxes2)
     return _diou(boxes1, boxes2, beta)
+
+
+def paired_box_ciou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
+    """Complete IoU (Zheng et al. 2020) of ``boxes1[i]`` with ``boxes2[i]``: two ``Tensor[N, 4]`` xyxy -> ``Tensor[N]``.
+
+    ``CIoU = IoU - d^2/c^2 - alpha*v`` with ``d`` the centre distance, ``c`` the diagonal of the enclosing box,
+    ``v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2`` and ``alpha = v / (1 - IoU + v)``, a constant in the gradient
+    (as in the paper). In ``(-1.5, 1]``; 1 for identical boxes. ``eps`` keeps empty boxes finite.
+    """
+    _check_paired(boxes1, boxes2)
+    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
+    bx1, by1, bx2, by2 = boxes2.unbind(-1)
+    aw, ah, bw, bh = ax2 - ax1, ay2 - ay1, bx2 - bx1, by2 - by1
+    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
+    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
+    inter = iw * ih
+    iou = inter / (aw * ah + bw * bh - inter + eps)
+    c2 = (torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)) ** 2 + (torch.maximum(ay2, by2) - torch.minimum(ay1, by1)) ** 2
+    d2 = ((ax1 + ax2 - bx1 - bx2) ** 2 + (ay1 + ay2 - by1 - by2) ** 2) / 4
+    v = (4 / math.pi**2) * (torch.atan(bw / (bh + eps)) - torch.atan(aw / (ah + eps))) ** 2
+    with torch.no_grad():
+        alpha = v / (v - iou + (1 + eps))
+    return iou - d2 / (c2 + eps) - alpha * v
+
+
+def size_iou(sizes1: Tensor, sizes2: Tensor) -> Tensor:
+    """Pairwise IoU of boxes sharing a centre, from their sizes: ``Tensor[N, 2]`` (w, h), ``Tensor[M, 2]`` ->
+    ``Tensor[N, M]`` (anchor matching and k-means anchors)."""
+    inter = torch.minimum(sizes1[:, None, 0], sizes2[None, :, 0]) * torch.minimum(sizes1[:, None, 1], sizes2[None, :, 1])
+    return inter / (sizes1[:, None].prod(-1) + sizes2[None, :].prod(-1) - inter)
 
 
 def _check_paired(boxes1: Tensor, boxes2: Tensor) -> None:

@@ -11,12 +11,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from yolo_server.ops.boxes import size_iou
 
 
-def wh_iou_np(wh: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """IoU of centred boxes: ``[N, 2]`` x ``[K, 2]`` -> ``[N, K]``."""
-    inter = np.minimum(wh[:, None, 0], centres[None, :, 0]) * np.minimum(wh[:, None, 1], centres[None, :, 1])
-    return inter / (wh.prod(1)[:, None] + centres.prod(1)[None, :] - inter)
+def _size_iou(sizes: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """:func:`yolo_server.ops.boxes.size_iou` on float64 arrays: ``[N, 2]`` x ``[K, 2]`` -> ``[N, K]``."""
+    return size_iou(torch.from_numpy(np.asarray(sizes, np.float64)), torch.from_numpy(np.asarray(centres, np.float64))).numpy()
 
 
 def kmeans_anchors(wh: np.ndarray, k: int = 6, seed: int = 0, iterations: int = 300) -> np.ndarray:
@@ -31,12 +33,12 @@ def kmeans_anchors(wh: np.ndarray, k: int = 6, seed: int = 0, iterations: int = 
     rng = np.random.default_rng(seed)
     centres = [wh[rng.integers(len(wh))]]
     for _ in range(1, k):
-        distance = (1 - wh_iou_np(wh, np.stack(centres))).min(1) ** 2
+        distance = (1 - _size_iou(wh, np.stack(centres))).min(1) ** 2
         centres.append(wh[rng.choice(len(wh), p=distance / distance.sum())])
     centres_arr = np.stack(centres)
     assignment = np.full(len(wh), -1)
     for _ in range(iterations):
-        new = wh_iou_np(wh, centres_arr).argmax(1)
+        new = _size_iou(wh, centres_arr).argmax(1)
         if np.array_equal(new, assignment):
             break
         assignment = new
@@ -49,7 +51,7 @@ def kmeans_anchors(wh: np.ndarray, k: int = 6, seed: int = 0, iterations: int = 
 
 def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
     """Average over boxes of the best anchor IoU (darknet prints it as ``avg IoU``)."""
-    return float(wh_iou_np(np.asarray(wh, np.float64), np.asarray(anchors, np.float64)).max(1).mean())
+    return float(_size_iou(np.asarray(wh, np.float64), np.asarray(anchors, np.float64)).max(1).mean())
 
 
 def format_anchors(anchors: np.ndarray) -> str:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from yolo_server.darknet import DarknetSpec
-from yolo_server.training.boxes import box_iou, ciou
+from yolo_server.ops.boxes import box_iou, paired_box_ciou
 from yolo_server.training.targets import IOU_THRESHOLD, assign_targets
 
 MAX_LOG_SIZE = 6.0  # clamp of tw/th during training (exp(6) ~ 400x the anchor)
@@ -115,7 +115,7 @@ class YoloLoss:
                 chosen = x[pos.image, pos.anchor, pos.row, pos.col]  # [P, 5+C]
                 pred_boxes = boxes[pos.image, pos.anchor, pos.row, pos.col]
                 target_boxes = gt[pos.gt, 2:6]
-                overlap = ciou(pred_boxes, target_boxes)
+                overlap = paired_box_ciou(pred_boxes, target_boxes)
                 loss_box = loss_box + (1.0 - overlap).sum()
                 obj_target[pos.image, pos.anchor, pos.row, pos.col] = overlap.detach().clamp(min=0).to(obj_target.dtype)
                 obj_weight[pos.image, pos.anchor, pos.row, pos.col] = 1.0

@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from yolo_server.training.boxes import wh_iou
+from yolo_server.ops.boxes import size_iou
 
 IOU_THRESHOLD = 0.213
 
@@ -66,7 +66,7 @@ def assign_targets(
     net_w, net_h = net_size
     wh = (gt[:, 4:6] - gt[:, 2:4]).clamp(min=1e-3)
     centre = (gt[:, 2:4] + gt[:, 4:6]) / 2
-    ious = wh_iou(wh, anchors)  # [M, K]
+    ious = size_iou(wh, anchors)  # [M, K]
     best = ious.argmax(1)
     chosen = ious > iou_threshold
     chosen[torch.arange(gt.shape[0]), best] = True
