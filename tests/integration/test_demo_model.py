@@ -8,7 +8,6 @@ seeds the training never saw (training uses seed 0).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -105,7 +104,6 @@ def _side_drawn(changed: np.ndarray, box: np.ndarray, tolerance: int = 4) -> lis
     return fractions
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_demo_draws_boxes_on_the_generated_shapes(demo_server: DemoServer, tmp_path: Path) -> None:
     from yolo_server.training.scenes import decode_jpeg, generate_scene
 

@@ -169,3 +169,23 @@ def test_box_loss_vanishes_for_an_exact_prediction_with_one_anchor() -> None:
         head[0, 1, axis, 4, 5] = math.log(p / (1 - p))
     _, parts = criterion(outputs, gt, (320, 320))
     assert parts["box"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_training_step_through_the_real_network_lowers_the_loss() -> None:
+    from yolo_server.training.network import build_trainable
+
+    spec = load_spec(CFG, (128, 128))
+    model = build_trainable(spec, seed=0).train()
+    criterion = YoloLoss(spec)
+    images = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    gt = _gt((0, 1, 20.0, 30.0, 70.0, 90.0), (1, 2, 60.0, 10.0, 120.0, 50.0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(5):
+        loss, _ = criterion(model(images), gt, (128, 128))
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0], losses
