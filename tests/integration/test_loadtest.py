@@ -45,7 +45,8 @@ def test_ci_sized_run_meets_its_slo_with_zero_failures(triton_server, tmp_path: 
           f"p95 {measured['p95_ms']:.0f} ms, p99 {measured['p99_ms']:.0f} ms, {measured['requests']} requests")
     with open(tmp_path / "run_stats.csv", newline="") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
-    assert int(rows["Aggregated"]["Request Count"]) == measured["requests"]
+    # the last CSV is written as the users stop: the SLO check, later, also counts calls in flight then (<= 1 a user)
+    assert 0 <= measured["requests"] - int(rows["Aggregated"]["Request Count"]) <= 3
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     kinds = {name for name in rows if name.startswith("detect ")}
     assert len(kinds) >= 3, kinds  # the mix really mixes sizes and formats
