@@ -37,6 +37,9 @@ from yolo_load.slo import RunResult, Slo, check, report  # noqa: E402
 
 log = logging.getLogger("yolo_load")
 _mix_cache: dict[str, ImageMix] = {}
+# every user's SDK client until it is closed: a stop that kills users skips on_stop, and a gRPC channel first closed
+# by garbage collection at interpreter exit, with gevent's hub gone, can hang the process (seen on workers)
+_open_clients: set = set()
 
 
 @events.init_command_line_parser.add_listener
@@ -107,11 +110,13 @@ class YoloGrpcUser(User):
             retries=RetryPolicy.disabled() if options.no_retries else None,
             metrics=bool(options.client_metrics_port),
         )
+        _open_clients.add(self.client)
         self.mix = image_mix(options.image_mix, options.image_variants)
         self.rng = random.Random()
 
     def on_stop(self) -> None:
         self.client.close()
+        _open_clients.discard(self.client)
 
     @task
     def detect(self) -> None:
@@ -156,6 +161,12 @@ def run_result(environment: Environment) -> RunResult:
         p95_ms=total.get_response_time_percentile(0.95) or 0.0,
         p99_ms=total.get_response_time_percentile(0.99) or 0.0,
     )
+
+
+@events.quitting.add_listener
+def _close_clients(**_: object) -> None:
+    while _open_clients:
+        _open_clients.pop().close()
 
 
 @events.quitting.add_listener
