@@ -295,7 +295,13 @@ class TritonServer:
         return code
 
     def stop(self) -> int | None:
-        """SIGTERM (Triton drains in-flight requests for up to exit_timeout_s), then SIGKILL; cleans up."""
+        """SIGTERM (Triton drains in-flight requests for up to exit_timeout_s), then SIGKILL; cleans up.
+
+        Triton 2.51 stops every model from taking new requests at SIGTERM, the ensembles' composing models
+        included: an ensemble request caught between two steps is answered UNAVAILABLE ("Server is stopping"),
+        which clients retry on another replica. Deployments take the replica out of rotation first (the k8s
+        preStop delay), so that nothing is in flight by then.
+        """
         code = None
         if self._process is not None:
             self.signal(signal.SIGTERM)
