@@ -90,18 +90,22 @@ def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: f
     raise RuntimeError(f"server not ready after {timeout_s}s:\n{log.read_text()[-4000:]}")
 
 
-def start_serve(repository: Path, log: Path) -> tuple[subprocess.Popen, tuple[int, int, int]]:
-    """``yolo-server serve`` on free loopback ports (HTTP, gRPC, metrics), output to ``log``, in its own session."""
-    ports = free_ports(3)
-    http_port, grpc_port, metrics_port = ports
+def start_serve(
+    repository: Path, log: Path, *extra: str, ports: tuple[int, int, int] | None = None, exit_timeout_s: int = 10
+) -> tuple[subprocess.Popen, tuple[int, int, int]]:
+    """``yolo-server serve`` on loopback, in a session of its own, output to ``log``.
+
+    Returns the process and its (HTTP, gRPC, metrics) ports: ``ports``, else free ones.
+    """
+    http_port, grpc_port, metrics_port = ports = ports or tuple(free_ports(3))  # type: ignore[assignment]
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
              "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-             "--exit-timeout", "10"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+             "--exit-timeout", str(exit_timeout_s), *extra],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    return process, (http_port, grpc_port, metrics_port)
+    return process, ports  # type: ignore[return-value]
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:

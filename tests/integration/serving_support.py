@@ -58,6 +58,15 @@ class Found:
         return int(self.scores.shape[0])
 
 
+def as_found(detections: Sequence[Any]) -> Found:
+    """The SDK's ``list[Detection]`` as a :class:`Found` (for :func:`assert_same_detections`)."""
+    return Found(
+        np.array([d.box for d in detections], np.float64).reshape(-1, 4),
+        np.array([d.score for d in detections], np.float64),
+        np.array([d.class_id for d in detections], np.int64),
+    )
+
+
 def split_result(result: grpcclient.InferResult) -> list[Found]:
     """Ragged outputs of one request -> per image :class:`Found`."""
     counts = result.as_numpy("COUNT")

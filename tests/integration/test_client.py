@@ -25,7 +25,7 @@ from yolo_client import (
     YoloClient,
 )
 
-from tests.integration.serving_support import MAX_DETECTIONS, Found, assert_same_detections
+from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections
 
 pytestmark = pytest.mark.integration
 
@@ -59,18 +59,10 @@ def _oracle(triton_server, encoded: bytes):
     return triton_server.detector.detect([rgb])[0]
 
 
-def _found(detections: list[Detection]) -> Found:
-    return Found(
-        np.array([d.box for d in detections], np.float64).reshape(-1, 4),
-        np.array([d.score for d in detections], np.float64),
-        np.array([d.class_id for d in detections], np.int64),
-    )
-
-
 def assert_matches_oracle(found: list[Detection], oracle) -> None:
     """Same detections as the in-process Detector (boxes within 1e-3 relative, scores within 1e-4, same classes,
     matched one to one since near-equal scores may swap places), each labelled with its class's name."""
-    assert_same_detections(_found(found), oracle, MAX_DETECTIONS)
+    assert_same_detections(as_found(found), oracle, MAX_DETECTIONS)
     names = dict(zip((int(c) for c in oracle.class_ids), oracle.labels))
     assert all(d.label == names.get(d.class_id, d.label) for d in found)
 
@@ -129,7 +121,7 @@ def test_detect_batch_of_32_keeps_the_order(triton_server) -> None:
         boxes = np.array([d.box for d in found]).reshape(-1, 4)
         assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
     for i in checked:  # batched on the server or alone: the same detections, on the same image
-        assert_same_detections(_found(results[i]), _found(one_by_one[i]), MAX_DETECTIONS)
+        assert_same_detections(as_found(results[i]), as_found(one_by_one[i]), MAX_DETECTIONS)
     for i in (0, 12, 31):  # and against the oracle
         assert_matches_oracle(results[i], _oracle(triton_server, batch[i]))
 

@@ -11,7 +11,6 @@ import ipaddress
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,8 @@ from yolo_client import (
     YoloClient,
 )
 
+from tests.integration.conftest import start_serve
+from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections
 from yolo_server.triton.launch import free_ports
 
 pytestmark = pytest.mark.integration
@@ -83,13 +84,8 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
         expected = [client.detect(data) for data in images]  # served by the first: the second is not up
         _wait_until(lambda: not client.pool.is_up(second), 10, "the checker takes the missing endpoint out")
 
-        log = open(tmp_path / "second.log", "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "yolo_server.cli", "serve", str(triton_server.repository), "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-             "--exit-timeout", "5"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        process, _ = start_serve(triton_server.repository, tmp_path / "second.log",
+                                 ports=(http_port, grpc_port, metrics_port), exit_timeout_s=5)
         try:
             alive = lambda: process.poll() is None  # noqa: E731
             _wait_until(lambda: client.pool.is_up(second), READY_TIMEOUT_S, "the second server to be readmitted", alive)
@@ -111,14 +107,11 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
                 results = [f.result() for f in futures]  # raises if any request was lost
         finally:
             _kill_group(process)
-            log.close()
         assert served_by_second > 0, "round-robin should have sent requests to the second server"
         assert not client.pool.is_up(second)
     assert len(results) == 200
-    for i, found in enumerate(results):
-        want = expected[i % len(images)]
-        assert [d.class_id for d in found] == [d.class_id for d in want]
-        np.testing.assert_allclose([d.box for d in found], [d.box for d in want], rtol=1e-3, atol=1e-3)
+    for i, found in enumerate(results):  # either server, batched or not: the same detections
+        assert_same_detections(as_found(found), as_found(expected[i % len(images)]), MAX_DETECTIONS)
     retries = registry.get_sample_value("yolo_client_retries_total", {"model": triton_server.model_name, "status": "UNAVAILABLE"})
     ok = registry.get_sample_value(
         "yolo_client_requests_total", {"model": triton_server.model_name, "transport": "bytes", "outcome": "ok"}

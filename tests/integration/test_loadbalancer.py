@@ -22,6 +22,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.integration.conftest import start_serve
 from yolo_server.triton.launch import free_ports
 
 pytestmark = pytest.mark.integration
@@ -102,14 +103,8 @@ def replicas(triton_server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     started: list[Replica] = []
     try:
         for index in range(2):
-            http, grpc, metrics = free_ports(3)
             log = workdir / f"replica{index}.log"
-            with open(log, "wb") as handle:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "yolo_server.cli", "serve", str(triton_server.repository),
-                     "--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc),
-                     "--metrics-port", str(metrics), "--exit-timeout", "10"],
-                    stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            process, (http, grpc, _) = start_serve(triton_server.repository, log)
             started.append(Replica(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", log))
         for replica in started:
             wait_http_ok(f"http://{replica.http}/v2/health/ready", replica.process, replica.log, 240)
