@@ -101,12 +101,12 @@ def build(model: BenchModel, output: Path, size: int, max_batch_size: int, insta
 def in_process_rate(model: BenchModel, images: list[bytes], size: int, seconds: float) -> float:
     """Images/s of decode + ``Detector.detect`` one image at a time."""
     from yolo_server import Detector
+    from yolo_server.triton.imaging import DecodeLimits, decode_image
 
     detector = Detector(model.cfg, model.weights, model.names, input_size=size)
 
-    def one(data: bytes) -> None:
-        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        detector.detect([rgb])
+    def one(data: bytes) -> None:  # the server's decode and checks, then the same detector
+        detector.detect([decode_image(data, DecodeLimits()).rgb])
 
     for data in images[:3]:
         one(data)

@@ -97,7 +97,10 @@ def start_serve(
 
     Returns the process and its (HTTP, gRPC, metrics) ports: ``ports``, else free ones.
     """
-    http_port, grpc_port, metrics_port = ports = ports or tuple(free_ports(3))  # type: ignore[assignment]
+    if ports is None:
+        http_port, grpc_port, metrics_port = free_ports(3)
+    else:
+        http_port, grpc_port, metrics_port = ports
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
@@ -105,7 +108,7 @@ def start_serve(
              "--exit-timeout", str(exit_timeout_s), *extra],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    return process, ports  # type: ignore[return-value]
+    return process, (http_port, grpc_port, metrics_port)
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:

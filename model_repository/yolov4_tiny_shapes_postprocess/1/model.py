@@ -41,8 +41,8 @@ class TritonPythonModel:
         heads = [concatenate_rows([p[0][k] for p in payloads])[0] for k in range(len(self.head_names))]
         params = [param for _, request_params in payloads for param in request_params]
         with self.metrics.timer("yolo_postprocess_duration_seconds"):
-            detections = self.post.run(heads, params)
-        self.metrics.observe_all("yolo_candidates_per_image", self.post.count_candidates(heads))
+            detections, candidates = self.post.run(heads, params)
+        self.metrics.observe_all("yolo_candidates_per_image", candidates)
         self.metrics.observe_all("yolo_detections_per_image", [len(d) for d in detections])
         responses, start = [], 0
         for _, request_params in payloads:

@@ -1,7 +1,7 @@
 """Detections for every image of a :class:`CocoDataset`: in process (:class:`~yolo_server.Detector`) or through a server (SDK).
 
 Both read the image files' bytes: the server decodes them itself, the in-process
-path decodes them with OpenCV as the server's preprocess does.
+path with the server's own decode (:func:`yolo_server.triton.imaging.decode_image`).
 
 Example:
     >>> rows = detect_inprocess(detector, dataset)                         # COCO result rows
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from yolo_server.evaluation.coco import CocoDataset, detection_rows
+from yolo_server.triton.imaging import DecodeLimits, decode_image
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -32,10 +32,7 @@ def detect_inprocess(detector: Any, dataset: CocoDataset, batch: int = 8, progre
     with _progress(len(images), "in-process", progress) as bar:
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
-            decoded = [
-                cv2.cvtColor(cv2.imdecode(np.fromfile(str(item.path), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                for item in chunk
-            ]
+            decoded = [decode_image(item.path.read_bytes(), DecodeLimits()).rgb for item in chunk]
             for item, found in zip(chunk, detector.detect(decoded)):
                 rows += detection_rows(item.id, found.boxes, found.scores, found.class_ids, category_ids)
             bar.update(len(chunk))

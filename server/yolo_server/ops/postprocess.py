@@ -97,7 +97,6 @@ def select_candidates(
     return image_idx[row], box_idx[row], class_id, scores[row, class_id]
 
 
-@torch.no_grad()
 def postprocess(
     outputs: Sequence[Tensor],
     heads: Sequence[YoloSpec],
@@ -106,7 +105,20 @@ def postprocess(
     resize: Sequence[ResizeParams],
     config: PostprocessConfig,
 ) -> list[Detections]:
-    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels.
+    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels (see :func:`postprocess_counted`)."""
+    return postprocess_counted(outputs, heads, net_width, net_height, resize, config)[0]
+
+
+@torch.no_grad()
+def postprocess_counted(
+    outputs: Sequence[Tensor],
+    heads: Sequence[YoloSpec],
+    net_width: int,
+    net_height: int,
+    resize: Sequence[ResizeParams],
+    config: PostprocessConfig,
+) -> tuple[list[Detections], np.ndarray]:
+    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels, and candidate counts.
 
     Args:
         outputs: per head, ``Tensor[B, A*(5+C), h, w]`` (see :func:`decode_yolo`).
@@ -117,13 +129,15 @@ def postprocess(
         config: thresholds and caps.
     Returns:
         ``B`` :class:`Detections`, each sorted by score, descending, at most
-        ``config.max_detections`` long.
+        ``config.max_detections`` long; and int64 ``[B]``, the (box, class)
+        candidates above the score threshold per image, before NMS (a metric).
     """
     boxes, objectness, class_probs = decode_yolo(outputs, heads, net_width, net_height)
     batch, _, classes = class_probs.shape
     if len(resize) != batch:
         raise ValueError(f"got {len(resize)} resize params for a batch of {batch}")
     image_idx, box_idx, class_id, scores = select_candidates(objectness, class_probs, config.score_threshold)
+    candidates = np.bincount(image_idx.cpu().numpy(), minlength=batch)
     top = _rank_in_image(image_idx, scores) < config.pre_nms_top_k
     image_idx, box_idx, class_id, scores = image_idx[top], box_idx[top], class_id[top], scores[top]
     candidate_boxes = boxes[image_idx, box_idx]
@@ -131,13 +145,14 @@ def postprocess(
     keep = batched_diou_nms(candidate_boxes, scores, groups, config.nms_threshold, config.beta_nms)
     image_idx, class_id, scores, candidate_boxes = image_idx[keep], class_id[keep], scores[keep], candidate_boxes[keep]
     capped = _rank_in_image(image_idx, scores) < config.max_detections
-    return _split(
+    found = _split(
         image_idx[capped].cpu().numpy(),
         candidate_boxes[capped].cpu().numpy(),
         scores[capped].cpu().numpy().astype(np.float32),
         class_id[capped].cpu().numpy().astype(np.int32),
         resize,
     )
+    return found, candidates
 
 
 def _rank_in_image(image_idx: Tensor, scores: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 Example:
     >>> post = Postprocessor.from_parameters(parameters, version_dir)
-    >>> dets = post.run(heads, resize_params)       # heads: per head float32 [B, A*(5+C), h, w]
+    >>> dets, candidates = post.run(heads, resize_params)   # heads: per head float32 [B, A*(5+C), h, w]
     >>> outputs = pack_ragged(dets[:2])              # BOXES [2, K, 4], SCORES [2, K], CLASSES [2, K], COUNT [2, 1]
 """
 
@@ -17,8 +17,7 @@ import torch
 from yolo_client.geometry import ResizeParams
 
 from yolo_server.darknet.cfg import YoloSpec, parse_cfg_file
-from yolo_server.ops.decode import decode_yolo
-from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess, select_candidates
+from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess_counted
 from yolo_server.triton.settings import ModelInfo, PostprocessSettings
 
 OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "COUNT")
@@ -43,18 +42,11 @@ class Postprocessor:
             torch.set_num_threads(settings.num_threads)
         return cls(heads, info.input_width, info.input_height, info.postprocess_config(settings.pre_nms_top_k))
 
-    def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> list[Detections]:
-        """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`."""
+    def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> tuple[list[Detections], np.ndarray]:
+        """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`, and int64
+        ``[B]`` candidates above the score threshold before NMS (one decode for both)."""
         tensors = [torch.from_numpy(np.ascontiguousarray(head)) for head in heads]
-        return postprocess(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
-
-    def count_candidates(self, heads: Sequence[np.ndarray]) -> np.ndarray:
-        """int64 ``[B]``: (box, class) pairs above the score threshold before NMS, per image."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(head)) for head in heads]
-        with torch.no_grad():
-            _, objectness, class_probs = decode_yolo(tensors, self.heads, self.net_width, self.net_height)
-            image_idx, _, _, _ = select_candidates(objectness, class_probs, self.config.score_threshold)
-        return np.bincount(image_idx.numpy(), minlength=objectness.shape[0])
+        return postprocess_counted(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
 
 
 def pack_ragged(detections: Sequence[Detections]) -> dict[str, np.ndarray]:
