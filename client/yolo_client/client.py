@@ -109,7 +109,7 @@ class YoloClient:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         for conn in self._conns.values():
-            conn.close()
+            _close_once(conn)
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -297,3 +297,17 @@ def _watch(ref: "weakref.ref[YoloClient]", stop: threading.Event, pool: Endpoint
                 return
             pool.record_probe(url, client._probe(url))
         del client
+
+
+def _close_once(conn: Any) -> None:
+    """Close a ``tritonclient.grpc.InferenceServerClient`` exactly once.
+
+    Its ``close`` is not idempotent and its ``__del__`` calls it again: a gRPC channel closed twice under gevent
+    (locust) can block the interpreter's exit for good. The instance attribute shadows the method, ``__del__``
+    included.
+    """
+    if getattr(conn, "_yolo_closed", False):
+        return
+    conn.close()
+    conn._yolo_closed = True
+    conn.close = lambda: None

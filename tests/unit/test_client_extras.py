@@ -66,3 +66,19 @@ def test_cli_reports_errors_without_a_traceback(capsys: pytest.CaptureFixture[st
     assert report[0]["image"] == "/nonexistent.jpg" and report[0]["error_type"] == "InvalidInputError"
     assert main(["health", "--url", _dead_url(), "--timeout", "1"]) == 1
     assert "NOT READY" in capsys.readouterr().out
+
+
+def test_close_closes_each_channel_once_even_when_repeated_and_collected() -> None:
+    import gc
+
+    client = YoloClient([_dead_url(), _dead_url()], "m", health_check=None)
+    channels = [conn._channel for conn in client._conns.values()]
+    closes: list[object] = []
+    for channel in channels:  # count real closes of the real grpc channels
+        original = channel.close
+        channel.close = lambda original=original, channel=channel: (closes.append(channel), original())[1]
+    client.close()
+    client.close()  # the context manager's exit after an explicit close, say
+    del client
+    gc.collect()  # tritonclient's __del__ calls close() again: it must not reach the channel
+    assert sorted(map(id, closes)) == sorted(map(id, channels))
