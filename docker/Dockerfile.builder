@@ -1,15 +1,17 @@
 # syntax=docker/dockerfile:1.7
-# The model builder: darknet cfg/weights -> Torch-TensorRT TorchScript -> Triton model repository (TARGET=tensorrt).
-# docker/compose.yaml runs it once as the `builder` service; docker/k8s/ as the pod's init container.
+# The model builder: darknet cfg/weights -> torch.export -> Torch-TensorRT (dynamo) -> TorchScript with embedded
+# engines -> Triton model repository (TARGET=tensorrt). docker/compose.yaml runs it once as the `builder` service;
+# docker/k8s/ as the pod's init container.
 #
-# The builder and the server are the SAME NGC release (24.10); upgrade both tags together:
-#   nvcr.io/nvidia/pytorch:24.10-py3      PyTorch 2.5.0a0, Torch-TensorRT 2.5.0a0, TensorRT 10.5.0.18, CUDA 12.6
-#   nvcr.io/nvidia/tritonserver:24.10-py3 Triton 2.51.0, PyTorch backend (libtorch 2.5.0a0 + Torch-TensorRT runtime),
-#                                         TensorRT 10.5.0.18, CUDA 12.6
+# The builder and the server are the SAME NGC release (25.10, with Triton's 2025 security fixes); upgrade both tags
+# together:
+#   nvcr.io/nvidia/pytorch:25.10-py3      PyTorch 2.9.0a0, Torch-TensorRT (dynamo frontend), TensorRT 10.13.3, CUDA 13.0
+#   nvcr.io/nvidia/tritonserver:25.10-py3 Triton 2.62.0, PyTorch backend (libtorch + the Torch-TensorRT runtime),
+#                                         TensorRT 10.13.3, CUDA 13.0
 # A Torch-TensorRT engine is serialized for one TensorRT version and one GPU model: it deserializes only in a
 # Triton whose TensorRT is the builder's, on the same GPU model (docker/entrypoint.sh stamps the GPU name).
 # tests/unit/test_deploy_images.py checks that the two tags name the same release.
-FROM nvcr.io/nvidia/pytorch:24.10-py3
+FROM nvcr.io/nvidia/pytorch:25.10-py3
 
 WORKDIR /opt/yolo
 COPY client client
@@ -31,5 +33,6 @@ ENV TARGET=tensorrt \
     REPOSITORY=/repository \
     MODELS_DIR=/models
 USER 10001
-ENTRYPOINT ["/opt/yolo/entrypoint.sh"]
+# NVIDIA's entrypoint first: it sets up CUDA forward compatibility on older drivers, then runs ours
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/yolo/entrypoint.sh"]
 CMD ["build"]

@@ -17,7 +17,11 @@
 #   SIZE        network input, N or WxH                                        default: the cfg's
 #   TARGET      tensorrt | cpu                                                 default: cpu
 #   PRECISION   fp16 | fp32 | int8 (tensorrt), fp32 | bf16 (cpu)              default: yolo-server's
-#   MAX_BATCH_SIZE                                                             default: yolo-server's
+#   MAX_BATCH_SIZE  largest dynamic batch (the TensorRT profile's max)         default: yolo-server's per target
+#   OPT_BATCH_SIZE  the TensorRT profile's optimum                             default: half of MAX_BATCH_SIZE
+#   PREFERRED_BATCH_SIZES  the detector's preferred batches, e.g. 16,32        default: yolo-server's per target
+#   PREPROCESS_INSTANCES, DETECTOR_INSTANCES, POSTPROCESS_INSTANCES  model instances (GPU ones per GPU)
+#                                                                              default: yolo-server's
 #   REPOSITORY  the model repository folder (a volume shared by builder and server)   default /repository
 #   EXIT_TIMEOUT  seconds Triton drains in-flight requests after SIGTERM       default 30 (< stop grace period)
 #   YOLO_DRY_RUN=1  print the yolo-server argv, one argument a line, instead of running it (tests/unit/test_deploy_*)
@@ -66,6 +70,11 @@ build() {
     [ -z "${SIZE:-}" ] || set -- "$@" --size "$SIZE"
     [ -z "${PRECISION:-}" ] || set -- "$@" --precision "$PRECISION"
     [ -z "${MAX_BATCH_SIZE:-}" ] || set -- "$@" --max-batch-size "$MAX_BATCH_SIZE"
+    [ -z "${OPT_BATCH_SIZE:-}" ] || set -- "$@" --opt-batch-size "$OPT_BATCH_SIZE"
+    [ -z "${PREFERRED_BATCH_SIZES:-}" ] || set -- "$@" --preferred-batch-sizes "$PREFERRED_BATCH_SIZES"
+    [ -z "${PREPROCESS_INSTANCES:-}" ] || set -- "$@" --instances "preprocess=$PREPROCESS_INSTANCES"
+    [ -z "${DETECTOR_INSTANCES:-}" ] || set -- "$@" --instances "detector=$DETECTOR_INSTANCES"
+    [ -z "${POSTPROCESS_INSTANCES:-}" ] || set -- "$@" --instances "postprocess=$POSTPROCESS_INSTANCES"
     if [ "${YOLO_DRY_RUN:-}" = 1 ]; then
         run "$@"
         return

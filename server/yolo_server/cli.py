@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from yolo_server.repository.spec import MODEL_KINDS, Batching, Instances, Limits
+from yolo_server.repository.spec import MODEL_KINDS, TARGET_BATCHING, Batching, Instances, Limits
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -32,6 +32,13 @@ def _instances(text: str) -> tuple[str, int]:
     return kind, int(count)
 
 
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    sizes = text.replace(" ", "").split(",")
+    if not all(size.isdigit() and int(size) > 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes {text!r}: use positive integers separated by commas, e.g. 16,32")
+    return tuple(sorted({int(size) for size in sizes}))
+
+
 def _pixels(text: str) -> int:
     return int(float(text))
 
@@ -47,23 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--size", type=_size, help="network input, N or WxH, multiples of 32 (default: the cfg's)")
     build.add_argument("--target", choices=("cpu", "tensorrt", "auto"), default="cpu")
     build.add_argument("--precision", choices=("fp32", "bf16", "auto", "fp16", "int8"),
-                       help="cpu: fp32|bf16|auto; tensorrt: fp16|fp32|int8 (default fp32 / fp16)")
+                       help="cpu: fp32|bf16|auto; tensorrt: fp16|fp32, int8 is refused with the reason (default fp32 / fp16)")
     build.add_argument("--name", help="base model name (default: from the cfg file name)")
     build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
     build.add_argument("--score-threshold", type=float, default=0.25)
     build.add_argument("--nms-threshold", type=float, default=0.45)
     build.add_argument("--max-detections", type=int, default=300)
     build.add_argument("--class-agnostic", action="store_true", help="NMS across classes")
-    defaults, instances, limits = Batching(), Instances(), Limits()
-    build.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size)
+    instances, limits = Instances(), Limits()
+    cpu, gpu = TARGET_BATCHING["cpu"], TARGET_BATCHING["tensorrt"]
+    build.add_argument("--max-batch-size", type=int,
+                       help=f"largest dynamic batch (default: cpu {cpu.max_batch_size}, tensorrt {gpu.max_batch_size})")
     build.add_argument("--opt-batch-size", type=int, help="TensorRT profile optimum (default: half the max batch)")
-    build.add_argument("--max-queue-delay-us", type=int, default=defaults.max_queue_delay_us)
-    build.add_argument("--max-queue-size", type=int, default=defaults.max_queue_size, help="0: unbounded")
+    build.add_argument("--preferred-batch-sizes", type=_batch_sizes, metavar="N[,N...]",
+                       help="the detector's preferred dynamic batches (default: cpu none, tensorrt optimum and max)")
+    build.add_argument("--max-queue-delay-us", type=int,
+                       help=f"default: cpu {cpu.max_queue_delay_us}, tensorrt {gpu.max_queue_delay_us}")
+    build.add_argument("--max-queue-size", type=int,
+                       help=f"0: unbounded (default: cpu {cpu.max_queue_size}, tensorrt {gpu.max_queue_size})")
     build.add_argument("--instances", type=_instances, action="append", default=[], metavar="KIND=N",
                        help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
                        f"detector={instances.detector}, postprocess={instances.postprocess})")
     build.add_argument("--detector-threads", type=int, default=0, help="PyTorch threads per cpu detector (0: default)")
-    build.add_argument("--calibration-images", type=Path, help="tensorrt int8: folder of representative images")
     build.add_argument("--max-pixels", type=_pixels, default=limits.max_pixels, help="per image, checked before decoding")
     build.add_argument("--max-bytes", type=int, default=limits.max_bytes, help="per encoded image")
 
@@ -82,30 +94,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Namespace of ``build`` -> :class:`yolo_server.repository.build.BuildOptions`."""
-    from yolo_server.repository.build import BuildOptions
+    from yolo_server.repository.build import BuildOptions, resolve_target
 
+    target = resolve_target(args.target)
     return BuildOptions(
         cfg=args.cfg,
         weights=args.weights,
         names=args.names,
         size=args.size,
-        target=args.target,
+        target=target,
         precision=args.precision,
         name=args.name,
         score_threshold=args.score_threshold,
         nms_threshold=args.nms_threshold,
         max_detections=args.max_detections,
         class_agnostic=args.class_agnostic,
-        batching=Batching(
+        batching=Batching.for_target(
+            target,
             max_batch_size=args.max_batch_size,
-            opt_batch_size=args.opt_batch_size or max(1, args.max_batch_size // 2),
+            opt_batch_size=args.opt_batch_size,
+            preferred_batch_sizes=args.preferred_batch_sizes,
             max_queue_delay_us=args.max_queue_delay_us,
             max_queue_size=args.max_queue_size,
         ),
         instances=Instances(**dict(args.instances)),
         limits=Limits(max_pixels=args.max_pixels, max_bytes=args.max_bytes),
         detector_threads=args.detector_threads,
-        calibration_images=args.calibration_images,
         output=args.output,
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_deploy_entrypoint import default_model_name, entrypoint_argv, parse_yolo_server
+from tests.unit.test_deploy_entrypoint import BUILD_VARIABLES, default_model_name, entrypoint_argv, parse_yolo_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -96,6 +96,7 @@ def test_builders_run_accepted_build_commands(resolved: dict[str, Any], service:
     env = {k: v or "" for k, v in spec["environment"].items()}
     args = parse_yolo_server(entrypoint_argv(spec["command"][0], env))
     assert args.command == "build" and args.target == env["TARGET"]
+    assert set(BUILD_VARIABLES) <= set(env), "compose passes every build setting of docker/entrypoint.sh"
     user = {**env, "CFG": "darknet/yolov4.cfg", "WEIGHTS": "yolov4.weights"}
     args = parse_yolo_server(entrypoint_argv("build", user))
     mounted = [v for v in volumes(spec) if v["target"] == "/models"][0]

@@ -22,6 +22,11 @@ ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 IMAGE_APP = "/opt/yolo"  # where the Dockerfiles COPY the repository's files (test_deploy_images checks it)
 
 
+# every variable compose passes to the builders (x-model-inputs), all optional
+BUILD_VARIABLES = ("CFG", "WEIGHTS", "NAMES", "SIZE", "PRECISION", "MAX_BATCH_SIZE", "OPT_BATCH_SIZE",
+                   "PREFERRED_BATCH_SIZES", "PREPROCESS_INSTANCES", "DETECTOR_INSTANCES", "POSTPROCESS_INSTANCES")
+
+
 def makefile_var(name: str) -> str:
     """A ``NAME := value`` / ``NAME ?= value`` of the Makefile."""
     match = re.search(rf"^{name}\s*[:?]?=\s*(.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE)
@@ -73,9 +78,17 @@ def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
     assert str(args.output) == "/repository"
 
 
+def test_gpu_shape_comes_from_the_environment() -> None:
+    env = {"TARGET": "tensorrt", "MAX_BATCH_SIZE": "64", "OPT_BATCH_SIZE": "32", "PREFERRED_BATCH_SIZES": "32,64",
+           "PREPROCESS_INSTANCES": "4", "DETECTOR_INSTANCES": "2", "POSTPROCESS_INSTANCES": "3"}
+    args = parse_yolo_server(entrypoint_argv("build", env))
+    assert (args.max_batch_size, args.opt_batch_size, args.preferred_batch_sizes) == (64, 32, (32, 64))
+    assert args.instances == [("preprocess", 4), ("detector", 2), ("postprocess", 3)]
+
+
 def test_empty_variables_mean_defaults() -> None:
     """compose passes ``CFG: ${CFG:-}``: an empty value must behave like an unset one."""
-    empty = dict.fromkeys(("CFG", "WEIGHTS", "NAMES", "SIZE", "PRECISION", "MAX_BATCH_SIZE"), "")
+    empty = dict.fromkeys(BUILD_VARIABLES, "")
     assert entrypoint_argv("build", empty) == entrypoint_argv("build")
 
 

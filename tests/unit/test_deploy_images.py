@@ -117,7 +117,10 @@ def test_entrypoint_and_default_model_are_copied_where_the_script_looks(name: st
     assert any(c.endswith("docker/entrypoint.sh entrypoint.sh") and "--chmod=755" in c for c in copies)
     assert any(c == f"{Path(makefile_var('DEFAULT_CFG')).parent} {Path(makefile_var('DEFAULT_CFG')).parent}"
                for c in copies)
-    assert final["ENTRYPOINT"] == f'["{IMAGE_APP}/entrypoint.sh"]'
+    # NGC images keep NVIDIA's entrypoint (CUDA forward compatibility) in front of ours
+    nvidia = '"/opt/nvidia/nvidia_entrypoint.sh", ' if NGC.match(stages(DOCKER / name)[-1][0][1].split()[0]) else ""
+    assert final["ENTRYPOINT"] == f'[{nvidia}"{IMAGE_APP}/entrypoint.sh"]'
+    assert bool(nvidia) == (name != "Dockerfile.cpu")
 
 
 @pytest.mark.parametrize("name", ["Dockerfile.server", "Dockerfile.cpu"])

@@ -82,6 +82,9 @@ def test_pod_runs_the_entrypoint_commands_with_matching_probes_and_drain(kustomi
     serve = parse_yolo_server(entrypoint_argv(server["args"][0], {e["name"]: e["value"] for e in server["env"]}))
     gpu = kustomization == "base"
     assert build.command == "build" and build.target == ("tensorrt" if gpu else "cpu")
+    # the GPU shape (TensorRT profile, preferred batches, detector instances) is set here; cpu keeps its defaults
+    assert (build.max_batch_size, build.preferred_batch_sizes) == ((32, (16, 32)) if gpu else (None, None))
+    assert ("detector", 1) in build.instances
     assert serve.command == "serve" and str(serve.repository) == str(build.output)
     mounts = {m["name"]: m for m in init["volumeMounts"]}, {m["name"]: m for m in server["volumeMounts"]}
     assert mounts[0]["repository"]["mountPath"] == mounts[1]["repository"]["mountPath"] == str(build.output)

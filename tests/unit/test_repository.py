@@ -17,7 +17,7 @@ from yolo_server.darknet import load_spec
 from yolo_server.darknet.model import DarknetModel
 from yolo_server.repository.build import BuildOptions, plan_repository
 from yolo_server.repository.configs import head_shapes, model_configs
-from yolo_server.repository.spec import Batching, Instances, ModelNames, model_base_name
+from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import repository_files, write_repository
 from yolo_server.triton.settings import RANDOM_WEIGHTS, ModelInfo
 
@@ -69,7 +69,7 @@ def test_committed_repository_is_what_make_build_writes(monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])
 def test_configs_round_trip_through_the_protobuf(target: str) -> None:
-    repository_plan = plan(target)
+    repository_plan = plan(target, batching=Batching.for_target(target, max_batch_size=8))
     configs = {name: round_trip(config) for name, config in model_configs(repository_plan.spec, repository_plan.darknet).items()}
     names = ModelNames("yolov4_tiny")
     assert sorted(configs) == sorted(names.all())
@@ -77,12 +77,13 @@ def test_configs_round_trip_through_the_protobuf(target: str) -> None:
         assert config.name == name and config.max_batch_size == 8
         if config.platform != "ensemble":
             assert config.dynamic_batching.max_queue_delay_microseconds == 2000
-            assert config.dynamic_batching.default_queue_policy.max_queue_size == 128
+            assert config.dynamic_batching.default_queue_policy.max_queue_size == TARGET_BATCHING[target].max_queue_size
     detector = configs[names.detector]
-    if target == "tensorrt":
+    gpu = target == "tensorrt"
+    if gpu:
         assert detector.platform == "pytorch_libtorch" and not detector.backend
         assert [g.kind for g in detector.instance_group] == [pb.ModelInstanceGroup.KIND_GPU]
-        assert list(detector.dynamic_batching.preferred_batch_size) == [4, 8]
+        assert list(detector.dynamic_batching.preferred_batch_size) == [4, 8]  # the profile's optimum and max
         assert detector.parameters["precision"].string_value == "fp16"
     else:
         assert detector.backend == "python" and not detector.platform
@@ -90,9 +91,32 @@ def test_configs_round_trip_through_the_protobuf(target: str) -> None:
         assert not detector.dynamic_batching.preferred_batch_size
     assert [(t.name, list(t.dims)) for t in detector.output] == [("YOLO__0", [255, 10, 16]), ("YOLO__1", [255, 20, 32])]
     assert [w.batch_size for w in detector.model_warmup] == [1, 8]
-    for python_model in (names.preprocess, names.postprocess):
+    kinds = {names.preprocess: pb.ModelInstanceGroup.KIND_CPU,  # decoding images is CPU work on both targets
+             names.postprocess: pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU}
+    for python_model, kind in kinds.items():
         assert configs[python_model].backend == "python"
-        assert [g.kind for g in configs[python_model].instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
+        assert [g.kind for g in configs[python_model].instance_group] == [kind]
+
+
+def test_gpu_repository_defaults_and_options() -> None:
+    """The tensorrt target's batching is sized for a GPU; every part of it is a build option."""
+    detector = model_configs(plan("tensorrt").spec, plan("tensorrt").darknet)["yolov4_tiny_detector"]
+    assert detector.max_batch_size == 32 and list(detector.dynamic_batching.preferred_batch_size) == [16, 32]
+    args = build_parser().parse_args(
+        ["build", "--cfg", str(TINY), "--target", "tensorrt", "--max-batch-size", "64", "--opt-batch-size", "24",
+         "--preferred-batch-sizes", "32,64,24", "--instances", "detector=3"]
+    )  # fmt: skip
+    options = build_options(args)
+    assert options.batching == Batching(
+        max_batch_size=64, opt_batch_size=24, max_queue_size=512, preferred_batch_sizes=(24, 32, 64)
+    )
+    configs = model_configs(plan_repository(options).spec, plan_repository(options).darknet)
+    detector = configs["yolov4_tiny_detector"]
+    assert [(g.kind, g.count) for g in detector.instance_group] == [(pb.ModelInstanceGroup.KIND_GPU, 3)]
+    assert list(detector.dynamic_batching.preferred_batch_size) == [24, 32, 64]
+    assert Batching.for_target("tensorrt", max_batch_size=8).preferred_batch_sizes == (4, 8)
+    with pytest.raises(ValueError, match="preferred batch sizes"):
+        Batching.for_target("tensorrt", max_batch_size=8, preferred_batch_sizes=(16,))
 
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])

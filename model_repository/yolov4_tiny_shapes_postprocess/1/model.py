@@ -11,7 +11,7 @@ import triton_python_backend_utils as pb_utils
 
 from yolo_server.triton.execution import concatenate_rows, execute_batched
 from yolo_server.triton.metrics import ModelMetrics
-from yolo_server.triton.postprocess import Postprocessor, pack_ragged
+from yolo_server.triton.postprocess import Postprocessor, instance_device, pack_ragged
 from yolo_server.triton.settings import read_parameters
 from yolo_server.triton.validation import check_resize
 
@@ -20,7 +20,8 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.post = Postprocessor.from_parameters(read_parameters(config), version_dir)
+        device = instance_device(args["model_instance_kind"], args["model_instance_device_id"])
+        self.post = Postprocessor.from_parameters(read_parameters(config), version_dir, device)
         self.head_names = [entry["name"] for entry in config["input"] if entry["name"].startswith("YOLO__")]
         self.metrics = ModelMetrics(
             pb_utils,

@@ -1,36 +1,46 @@
-"""The GPU artifact: the detector compiled with Torch-TensorRT, saved as TorchScript with embedded engines.
+"""The GPU artifact: the exported detector compiled by Torch-TensorRT's dynamo frontend, saved as TorchScript.
 
-That is the format the NGC Triton container serves with ``platform: "pytorch_libtorch"``
-(the documented Torch-TensorRT -> Triton path): the engines are built for one
-TensorRT version, so build in the NGC PyTorch image of the same release as the
-Triton image (see docker/). ``torch_tensorrt`` is imported only here.
+The path is ``torch.export`` (:mod:`yolo_server.export.program`, dynamic batch)
+-> ``torch_tensorrt.dynamo.compile`` (one optimization profile: min/opt/max batch)
+-> ``torch_tensorrt.save(output_format="torchscript")``, which Triton's PyTorch
+backend serves (``platform: "pytorch_libtorch"``; it links the Torch-TensorRT
+runtime). TorchScript rather than a bare TensorRT plan because the dynamo
+partitioner leaves any op without a converter in PyTorch between engines: every
+cfg a user brings still compiles, and the result is one file either way. The
+engines are built for one TensorRT version and GPU model, so build in the NGC
+PyTorch image of the Triton image's release (docker/). ``torch_tensorrt`` is
+imported only here.
 
 Example:
-    >>> export_tensorrt(model, spec, "model.pt", precision="fp16", min_batch=1, opt_batch=8, max_batch=16)
+    >>> export_tensorrt(model, spec, "model.pt", precision="fp16", batches=BatchRange(1, 16, 32))
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable
 
 import torch
 from torch import nn
 
 from yolo_server.darknet.cfg import DarknetSpec
-from yolo_server.export.torchscript import InferenceWrapper, example_input
+from yolo_server.export.program import BatchRange, export_program
+from yolo_server.export.torchscript import example_input
+from yolo_server.repository.spec import check_precision
 
-TENSORRT_PRECISIONS = ("fp16", "fp32", "int8")
+TARGET = "tensorrt"
+ENABLED_PRECISIONS = {"fp16": (torch.float16, torch.float32), "fp32": (torch.float32,)}
+# the dynamo partitioner names the TensorRT submodules of the compiled GraphModule so
+ENGINE_PREFIX = "_run_on_acc"
 
 
 class TensorRTUnavailable(RuntimeError):
-    """The tensorrt target cannot run here; the message says what to install."""
+    """The tensorrt target cannot run here; the message says what is missing."""
 
 
-def tensorrt_available() -> str | None:
-    """None when the tensorrt target can run here, else the reason it cannot."""
-    if not torch.cuda.is_available():
+def tensorrt_available(device: str | torch.device = "cuda") -> str | None:
+    """None when the tensorrt target can build on ``device`` here, else the reason it cannot."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         return "no CUDA GPU is visible to torch (the tensorrt target needs an NVIDIA GPU and a CUDA build of torch)"
     try:
         _import_torch_tensorrt()
@@ -44,10 +54,15 @@ def _import_torch_tensorrt() -> ModuleType:
         import torch_tensorrt
     except ImportError as exc:
         raise TensorRTUnavailable(
-            f"torch_tensorrt is not importable ({exc}); install it with `pip install 'yolo-server[tensorrt]'` "
+            f"torch_tensorrt is not importable ({exc}); install it with `pip install './server[tensorrt]'` "
             "matching your torch and CUDA, or build inside the NGC PyTorch image (docker/Dockerfile.builder)"
         ) from None
     return torch_tensorrt
+
+
+def count_engines(compiled: nn.Module) -> int:
+    """How many TensorRT engines the partitioner made (1 when the whole network converted)."""
+    return sum(1 for name, _ in compiled.named_children() if name.startswith(ENGINE_PREFIX))
 
 
 def export_tensorrt(
@@ -55,56 +70,54 @@ def export_tensorrt(
     spec: DarknetSpec,
     path: str | Path,
     precision: str = "fp16",
-    min_batch: int = 1,
-    opt_batch: int = 8,
-    max_batch: int = 16,
-    calibration: Iterable[torch.Tensor] | None = None,
-) -> None:
-    """Compile for the GPU with a dynamic batch dimension and save TorchScript with embedded engines.
+    batches: BatchRange = BatchRange(1, 16, 32),
+    device: str | torch.device = "cuda",
+) -> int:
+    """Compile for TensorRT with a dynamic batch and save TorchScript with the engines embedded.
 
     Args:
-        precision: ``fp16`` (default), ``fp32``, or ``int8`` (needs ``calibration`` batches, float32 [B, 3, H, W]).
+        precision: ``fp16`` (TensorRT may pick fp16 kernels; fp32 in and out) or ``fp32``.
+        batches: the profile: every batch in ``minimum..maximum`` runs, tuned for ``optimum``.
+        device: the CUDA device to build on (the engines run on that GPU model only).
+    Returns:
+        The number of TensorRT engines in the artifact.
     """
-    if precision not in TENSORRT_PRECISIONS:
-        raise ValueError(f"tensorrt precision must be one of {', '.join(TENSORRT_PRECISIONS)}; got {precision!r}")
-    if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise ValueError(f"need 1 <= min_batch <= opt_batch <= max_batch, got {min_batch}, {opt_batch}, {max_batch}")
-    reason = tensorrt_available()
+    check_precision(TARGET, precision)
+    reason = tensorrt_available(device)
     if reason:
         raise TensorRTUnavailable(reason)
     torch_tensorrt = _import_torch_tensorrt()
-    device = torch.device("cuda")
-    # fp32 in and out at the Triton boundary; TensorRT picks fp16 kernels inside when enabled
-    wrapper = InferenceWrapper(model.eval(), torch.float32, channels_last=False).to(device).eval()
+    program = export_program(model, spec, batches, device)
     shape = (3, spec.net.height, spec.net.width)
     inputs = [
         torch_tensorrt.Input(
-            min_shape=(min_batch, *shape), opt_shape=(opt_batch, *shape), max_shape=(max_batch, *shape), dtype=torch.float32
+            min_shape=(batches.minimum, *shape),
+            opt_shape=(batches.optimum, *shape),
+            max_shape=(batches.maximum, *shape),
+            dtype=torch.float32,
         )
     ]
-    enabled = {torch.float32}
-    if precision == "fp16":
-        enabled.add(torch.float16)
-    options: dict[str, object] = {}
-    if precision == "int8":
-        if calibration is None:
-            raise ValueError("int8 needs calibration batches (representative float32 [B, 3, H, W] inputs)")
-        enabled |= {torch.float16, torch.int8}
-        options["calibrator"] = _int8_calibrator(torch_tensorrt, calibration, device)
-    with torch.no_grad():
-        compiled = torch_tensorrt.compile(
-            wrapper, ir="torchscript", inputs=inputs, enabled_precisions=enabled, truncate_long_and_double=True, **options
-        )
-        example = example_input(spec, batch=min_batch, device=device)
-        compiled(example)  # fail here, not in Triton, if the engine does not run
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(compiled, str(path))
-
-
-def _int8_calibrator(torch_tensorrt: ModuleType, batches: Iterable[torch.Tensor], device: torch.device) -> object:
-    """A TensorRT entropy calibrator over in-memory batches (TorchScript-path PTQ API)."""
-    dataset = torch.utils.data.TensorDataset(torch.cat([batch.float() for batch in batches]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8)
-    return torch_tensorrt.ptq.DataLoaderCalibrator(
-        loader, use_cache=False, algo_type=torch_tensorrt.ptq.CalibrationAlgo.ENTROPY_CALIBRATION_2, device=device
+    compiled = torch_tensorrt.dynamo.compile(
+        program,
+        inputs=inputs,
+        enabled_precisions=set(ENABLED_PRECISIONS[precision]),
+        device=torch.device(device),
+        truncate_double=True,
+        # the C++ runtime: the only one TorchScript can carry into Triton's libtorch
+        use_python_runtime=False,
     )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    example = example_input(spec, batch=batches.optimum, device=device)
+    torch_tensorrt.save(compiled, str(path), output_format="torchscript", inputs=[example])
+    _check_saved(path, spec, batches, device)
+    return count_engines(compiled)
+
+
+def _check_saved(path: str | Path, spec: DarknetSpec, batches: BatchRange, device: str | torch.device) -> None:
+    """Fail the build, not Triton, when the saved file does not load or run at the profile's ends."""
+    module = torch.jit.load(str(path), map_location=device).eval()
+    with torch.no_grad():
+        for batch in sorted({batches.minimum, batches.maximum}):
+            heads = module(example_input(spec, batch=batch, device=device))
+            if any(head.shape[0] != batch or head.dtype != torch.float32 for head in heads):
+                raise RuntimeError(f"{path}: the saved detector returns {[tuple(h.shape) for h in heads]} at batch {batch}")

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from yolo_server.darknet import load_spec
 from yolo_server.darknet.cfg import DarknetSpec
@@ -27,6 +27,7 @@ from yolo_server.darknet.weights import file_digest
 from yolo_server.repository.spec import (
     ARTIFACT,
     DEFAULT_PRECISION,
+    TARGET_BATCHING,
     Batching,
     Instances,
     Limits,
@@ -35,9 +36,6 @@ from yolo_server.repository.spec import (
 )
 from yolo_server.repository.writer import artifact_path, write_repository
 from yolo_server.triton.settings import RANDOM_WEIGHTS, ModelInfo
-
-if TYPE_CHECKING:
-    import torch
 
 RANDOM_WEIGHTS_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -67,11 +65,10 @@ class BuildOptions:
     nms_threshold: float = 0.45
     max_detections: int = 300
     class_agnostic: bool = False
-    batching: Batching = field(default_factory=Batching)
+    batching: Batching | None = None  # None: the target's defaults (TARGET_BATCHING)
     instances: Instances = field(default_factory=Instances)
     limits: Limits = field(default_factory=Limits)
     detector_threads: int = 0
-    calibration_images: Path | None = None  # int8 (tensorrt) only: a folder of representative images
     output: Path = Path("model_repository")
 
 
@@ -134,7 +131,7 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
     spec = RepositorySpec(
         name=options.name or model_base_name(options.cfg),
         info=info,
-        batching=options.batching,
+        batching=options.batching or TARGET_BATCHING[target],
         instances=options.instances,
         limits=options.limits,
         detector_threads=options.detector_threads,
@@ -143,7 +140,7 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
     return RepositoryPlan(spec, darknet, Path(options.cfg).read_bytes())
 
 
-def export_detector(options: BuildOptions, plan: RepositoryPlan, path: Path) -> None:
+def export_detector(options: BuildOptions, plan: RepositoryPlan, path: Path, log: Callable[[str], None] = print) -> None:
     """Load the network (random calibrated weights without ``options.weights``) and export it for the target."""
     from yolo_server.darknet import load_darknet
 
@@ -153,44 +150,14 @@ def export_detector(options: BuildOptions, plan: RepositoryPlan, path: Path) -> 
         from yolo_server.export.torchscript import export_torchscript
 
         export_torchscript(model, darknet, path, precision=spec.info.precision)
-    else:
-        from yolo_server.export.tensorrt import export_tensorrt
+        return
+    from yolo_server.export.program import BatchRange
+    from yolo_server.export.tensorrt import export_tensorrt
 
-        batching = spec.batching
-        calibration = None
-        if spec.info.precision == "int8":
-            if options.calibration_images is None:
-                raise ValueError("--precision int8 needs --calibration-images DIR (representative images)")
-            calibration = calibration_batches(options.calibration_images, darknet)
-        export_tensorrt(
-            model, darknet, path, spec.info.precision, min_batch=1, opt_batch=batching.opt_batch_size,
-            max_batch=batching.max_batch_size, calibration=calibration,
-        )  # fmt: skip
-
-
-def calibration_batches(directory: Path, darknet: DarknetSpec, limit: int = 256, batch: int = 8) -> list[torch.Tensor]:
-    """INT8 calibration input: up to ``limit`` images of ``directory`` prepared exactly as the server does.
-
-    Returns:
-        float32 ``Tensor[b, 3, H, W]`` batches.
-    """
-    import numpy as np
-    import torch
-    from yolo_client.geometry import letterbox
-
-    from yolo_server.triton.imaging import DecodeLimits, decode_image
-    from yolo_server.triton.validation import InvalidInput
-
-    prepared = []
-    for path in sorted(p for p in Path(directory).iterdir() if p.is_file())[:limit]:
-        try:
-            rgb = decode_image(path.read_bytes(), DecodeLimits()).rgb
-        except InvalidInput:
-            continue
-        prepared.append(letterbox(rgb, darknet.net.width, darknet.net.height, darknet.net.letter_box)[0])
-    if not prepared:
-        raise ValueError(f"no decodable images in {directory} for INT8 calibration")
-    return [torch.from_numpy(np.stack(prepared[i : i + batch])) for i in range(0, len(prepared), batch)]
+    batching = spec.batching
+    batches = BatchRange(1, batching.opt_batch_size, batching.max_batch_size)
+    engines = export_tensorrt(model, darknet, path, spec.info.precision, batches)
+    log(f"  TensorRT: {engines} engine(s), batch {batches.minimum}..{batches.maximum} (optimum {batches.optimum})")
 
 
 def build_repository(options: BuildOptions, log: Callable[[str], None] = print) -> RepositoryPlan:
@@ -211,7 +178,7 @@ def build_repository(options: BuildOptions, log: Callable[[str], None] = print) 
     )
     with tempfile.TemporaryDirectory(prefix=".yolo-server-build-", dir=output) as scratch:
         exported = Path(scratch) / ARTIFACT  # a failed export leaves the previous repository as it was
-        export_detector(options, plan, exported)
+        export_detector(options, plan, exported, log)
         written = write_repository(spec, plan.darknet, plan.cfg_bytes, output)
         artifact = artifact_path(spec, output)
         os.replace(exported, artifact)

@@ -73,13 +73,14 @@ def _batching(spec: RepositorySpec, preferred: Sequence[int] = ()) -> pb.ModelDy
     )
 
 
-def _python_model(spec: RepositorySpec, name: str, instances: int) -> pb.ModelConfig:
+def _python_model(spec: RepositorySpec, name: str, instances: int, on_gpu: bool = False) -> pb.ModelConfig:
+    kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
     return pb.ModelConfig(
         name=name,
         backend="python",
         max_batch_size=spec.batching.max_batch_size,
         dynamic_batching=_batching(spec),
-        instance_group=[pb.ModelInstanceGroup(count=instances, kind=pb.ModelInstanceGroup.KIND_CPU)],
+        instance_group=[pb.ModelInstanceGroup(count=instances, kind=kind)],
     )
 
 
@@ -101,11 +102,12 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
     """``NAME_detector``: INPUT__0 fp32 [3, H, W] -> YOLO__i fp32 [A*(5+C), h, w].
 
     cpu: the Python backend running the TorchScript artifact; tensorrt: Triton's
-    libtorch backend on the GPU, with the TensorRT profile's batch sizes preferred.
+    libtorch backend on the GPU. Both prefer ``spec.batching.preferred_batch_sizes``.
     """
     info, batching = spec.info, spec.batching
     if info.target == "cpu":
         config = _python_model(spec, spec.names.detector, spec.instances.detector)
+        config.dynamic_batching.preferred_batch_size.extend(sorted(set(batching.preferred_batch_sizes)))
         settings = DetectorSettings(info.input_width, info.input_height, info.precision, ARTIFACT, spec.detector_threads)
         _parameters(config, settings.to_parameters())
     else:
@@ -114,7 +116,7 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
             platform="pytorch_libtorch",
             max_batch_size=batching.max_batch_size,
             default_model_filename=ARTIFACT,
-            dynamic_batching=_batching(spec, (batching.opt_batch_size, batching.max_batch_size)),
+            dynamic_batching=_batching(spec, batching.preferred_batch_sizes),
             instance_group=[pb.ModelInstanceGroup(count=spec.instances.detector, kind=pb.ModelInstanceGroup.KIND_GPU)],
         )
         _parameters(config, {"INFERENCE_MODE": "true", "precision": info.precision})
@@ -131,8 +133,12 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
 
 
 def postprocess_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]) -> pb.ModelConfig:
-    """``NAME_postprocess``: YOLO__i + RESIZE -> BOXES, SCORES, CLASSES, COUNT (ragged with a count)."""
-    config = _python_model(spec, spec.names.postprocess, spec.instances.postprocess)
+    """``NAME_postprocess``: YOLO__i + RESIZE -> BOXES, SCORES, CLASSES, COUNT (ragged with a count).
+
+    On the tensorrt target its instances are KIND_GPU: decode and NMS run in torch on that GPU.
+    """
+    on_gpu = spec.info.target == "tensorrt"
+    config = _python_model(spec, spec.names.postprocess, spec.instances.postprocess, on_gpu)
     for index, dims in enumerate(heads):
         config.input.append(_tensor(pb.ModelInput, f"YOLO__{index}", pb.TYPE_FP32, dims))
     config.input.append(_tensor(pb.ModelInput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,)))

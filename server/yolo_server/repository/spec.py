@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,28 @@ from pathlib import Path
 from yolo_server.triton.settings import ModelInfo
 
 TARGETS = ("cpu", "tensorrt")
-PRECISIONS = {"cpu": ("fp32", "bf16"), "tensorrt": ("fp16", "fp32", "int8")}
+PRECISIONS = {"cpu": ("fp32", "bf16"), "tensorrt": ("fp16", "fp32")}
+# asked for by name, refused with the reason (the CLI offers them so that the user reads it)
+UNSUPPORTED_PRECISIONS = {
+    "tensorrt": {
+        "int8": "not built: Torch-TensorRT's dynamo frontend has no INT8 calibrator (the TorchScript frontend's "
+        "torch_tensorrt.ptq cannot compile this cfg-driven model); its INT8 path is quantize-aware export through "
+        "NVIDIA ModelOpt, which this project does not do. Use fp16."
+    }
+}
 DEFAULT_PRECISION = {"cpu": "fp32", "tensorrt": "fp16"}
 MODEL_KINDS = ("preprocess", "detector", "postprocess")
 ARTIFACT = "model.pt"  # the detector file in NAME_detector/1/ (TorchScript on both targets)
 CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/
+
+
+def check_precision(target: str, precision: str) -> None:
+    """Refuse a precision that ``target`` does not build, saying why."""
+    refused = UNSUPPORTED_PRECISIONS.get(target, {})
+    if precision in refused:
+        raise ValueError(f"{target} precision {precision!r}: {refused[precision]}")
+    if precision not in PRECISIONS[target]:
+        raise ValueError(f"precision {precision!r} is not available on {target} (choose from {', '.join(PRECISIONS[target])})")
 
 
 def model_base_name(cfg_path: str | Path) -> str:
@@ -62,14 +80,16 @@ class ModelNames:
 class Batching:
     """Dynamic batching of every batchable model.
 
-    ``opt_batch_size`` is the TensorRT profile's optimum (and, on that target, a
-    preferred batch size); ``max_queue_size`` 0 means unbounded.
+    ``opt_batch_size`` is the TensorRT profile's optimum; ``preferred_batch_sizes``
+    are the detector's preferred batches (the scheduler waits up to the queue delay
+    to fill one); ``max_queue_size`` 0 means unbounded.
     """
 
     max_batch_size: int = 8
     opt_batch_size: int = 4
     max_queue_delay_us: int = 2000
     max_queue_size: int = 128
+    preferred_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -78,6 +98,34 @@ class Batching:
             raise ValueError(f"opt_batch_size={self.opt_batch_size} must be in 1..max_batch_size={self.max_batch_size}")
         if self.max_queue_delay_us < 0 or self.max_queue_size < 0:
             raise ValueError("max_queue_delay_us and max_queue_size must be >= 0")
+        if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
+            raise ValueError(
+                f"preferred batch sizes {list(self.preferred_batch_sizes)} must be in 1..max_batch_size={self.max_batch_size}"
+            )
+
+    @classmethod
+    def for_target(cls, target: str, **overrides: int | tuple[int, ...] | None) -> "Batching":
+        """The target's defaults (:data:`TARGET_BATCHING`) with the given fields replaced; None keeps a default.
+
+        A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it, and
+        preferred sizes the default does not fit are dropped for (optimum, maximum) on the GPU.
+        """
+        base = TARGET_BATCHING[target]
+        given = {key: value for key, value in overrides.items() if value is not None}
+        maximum = int(given.get("max_batch_size", base.max_batch_size))  # type: ignore[arg-type]
+        if "max_batch_size" in given:
+            given.setdefault("opt_batch_size", max(1, maximum // 2))
+        optimum = int(given.get("opt_batch_size", base.opt_batch_size))  # type: ignore[arg-type]
+        if "preferred_batch_sizes" not in given and base.preferred_batch_sizes:
+            given["preferred_batch_sizes"] = tuple(sorted({optimum, maximum}))
+        return dataclasses.replace(base, **given)  # type: ignore[arg-type]
+
+
+# CPU: small batches keep latency near one image's; GPU: batches large enough to fill the device at 416-608
+TARGET_BATCHING = {
+    "cpu": Batching(),
+    "tensorrt": Batching(max_batch_size=32, opt_batch_size=16, max_queue_size=512, preferred_batch_sizes=(16, 32)),
+}
 
 
 @dataclass(frozen=True)
@@ -122,11 +170,7 @@ class RepositorySpec:
     def __post_init__(self) -> None:
         if self.info.target not in TARGETS:
             raise ValueError(f"target {self.info.target!r} is not one of {', '.join(TARGETS)}")
-        if self.info.precision not in PRECISIONS[self.info.target]:
-            raise ValueError(
-                f"precision {self.info.precision!r} is not available on {self.info.target} "
-                f"(choose from {', '.join(PRECISIONS[self.info.target])})"
-            )
+        check_precision(self.info.target, self.info.precision)
         if not re.fullmatch(r"[A-Za-z_][0-9A-Za-z_\-]*", self.name):
             raise ValueError(f"model name {self.name!r}: use letters, digits, '_' and '-'")
 

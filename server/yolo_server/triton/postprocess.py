@@ -1,7 +1,7 @@
 """``NAME_postprocess``: raw ``[yolo]`` tensors of a whole dynamic batch -> ragged detections per request.
 
 Example:
-    >>> post = Postprocessor.from_parameters(parameters, version_dir)
+    >>> post = Postprocessor.from_parameters(parameters, version_dir, instance_device("GPU", 0))
     >>> dets, candidates = post.run(heads, resize_params)   # heads: per head float32 [B, A*(5+C), h, w]
     >>> outputs = pack_ragged(dets[:2])              # BOXES [2, K, 4], SCORES [2, K], CLASSES [2, K], COUNT [2, 1]
 """
@@ -31,22 +31,33 @@ class Postprocessor:
     net_width: int
     net_height: int
     config: PostprocessConfig
+    device: torch.device = torch.device("cpu")
 
     @classmethod
-    def from_parameters(cls, parameters: Mapping[str, str], version_dir: str | Path) -> "Postprocessor":
-        """From the model's config parameters and the cfg copy beside ``model.py``."""
+    def from_parameters(
+        cls, parameters: Mapping[str, str], version_dir: str | Path, device: torch.device = torch.device("cpu")
+    ) -> "Postprocessor":
+        """From the model's config parameters and the cfg copy beside ``model.py``; torch ops run on ``device``."""
         info = ModelInfo.from_parameters(parameters)
         settings = PostprocessSettings.from_parameters(parameters)
         heads = parse_cfg_file(Path(version_dir) / settings.cfg).yolo_layers
         if settings.num_threads:
             torch.set_num_threads(settings.num_threads)
-        return cls(heads, info.input_width, info.input_height, info.postprocess_config(settings.pre_nms_top_k))
+        return cls(heads, info.input_width, info.input_height, info.postprocess_config(settings.pre_nms_top_k), device)
 
     def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> tuple[list[Detections], np.ndarray]:
         """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`, and int64
         ``[B]`` candidates above the score threshold before NMS (one decode for both)."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(head)) for head in heads]
+        tensors = [torch.from_numpy(np.ascontiguousarray(head)).to(self.device, non_blocking=True) for head in heads]
         return postprocess_counted(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
+
+
+def instance_device(kind: str, device_id: int | str = 0) -> torch.device:
+    """Where one Triton model instance runs its torch ops: ``cuda:ID`` for a ``GPU`` instance when torch sees
+    CUDA, else the CPU (``kind`` and ``device_id`` are ``args["model_instance_kind"]`` and ``..._device_id``)."""
+    if kind == "GPU" and torch.cuda.is_available():
+        return torch.device("cuda", int(device_id))
+    return torch.device("cpu")
 
 
 def pack_ragged(detections: Sequence[Detections]) -> dict[str, np.ndarray]:
