@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.darknet_files import cfg_text_at_size, write_random_model  # noqa: E402
 from yolo_server.export.precision import cpu_has_native_bf16  # noqa: E402
-from yolo_server.ops.boxes import box_iou  # noqa: E402
+from yolo_server.evaluation.agreement import matched_share  # noqa: E402
 from yolo_server.pipeline import Detector  # noqa: E402
 
 THREADS = 2
@@ -82,18 +82,6 @@ class OpenCVDetector:
         boxes = rows[keep, :4] * SIZE
         xywh = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, 2:]], 1)
         cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores[keep].max(1).tolist(), scores[keep].argmax(1).tolist(), self.score, self.nms)
-
-
-def matched_share(fp32: Detector, bf16: Detector, frames: list[np.ndarray]) -> float:
-    """Share of fp32 boxes with a same-class bf16 box at IoU >= 0.9."""
-    matched = total = 0
-    for a, b in zip(fp32.detect(frames), bf16.detect(frames)):
-        total += len(a)
-        if len(a) and len(b):
-            iou = box_iou(torch.from_numpy(a.boxes), torch.from_numpy(b.boxes)).numpy()
-            same = a.class_ids[:, None] == b.class_ids[None, :]
-            matched += int(((iou >= 0.9) & same).any(1).sum())
-    return matched / max(total, 1)
 
 
 @dataclass(frozen=True)
@@ -150,7 +138,7 @@ def main() -> None:
                     )
             per_image = sum(len(found) for found in fp32.detect(work.frames)) / len(work.frames)
             print(f"{name}: {per_image:.1f} detections per image; bf16 boxes matching fp32 at IoU>=0.9: "
-                  f"{matched_share(fp32, bf16, work.frames):.1%}")
+                  f"{matched_share(fp32.detect(work.frames), bf16.detect(work.frames)):.1%}")
 
 
 if __name__ == "__main__":
