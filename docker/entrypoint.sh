@@ -16,7 +16,7 @@
 #   NAMES       class names file (relative to MODELS_DIR or absolute)          default with CFG: class ids
 #   SIZE        network input, N or WxH                                        default: the cfg's
 #   TARGET      tensorrt | cpu                                                 default: cpu
-#   PRECISION   fp16 | fp32 | int8 (tensorrt), fp32 | bf16 (cpu)              default: yolo-server's
+#   PRECISION   fp16 | fp32 (tensorrt), fp32 | bf16 (cpu)                     default: yolo-server's
 #   MAX_BATCH_SIZE  largest dynamic batch (the TensorRT profile's max)         default: yolo-server's per target
 #   OPT_BATCH_SIZE  the TensorRT profile's optimum                             default: half of MAX_BATCH_SIZE
 #   PREFERRED_BATCH_SIZES  the detector's preferred batches, e.g. 16,32        default: yolo-server's per target

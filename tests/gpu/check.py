@@ -81,7 +81,9 @@ def run_tensorrt(model, spec, batches: BatchRange, inputs: dict, device: torch.d
     engines = export_tensorrt(model, spec, artifact, "fp16", batches, device)
     build_seconds = time.perf_counter() - started
     torch.save(inputs, inputs_file)
-    runtime = next(Path(torch_tensorrt.__file__).parent.glob("lib/libtorchtrt_runtime.so"))
+    runtime = Path(torch_tensorrt.__file__).parent / "lib" / "libtorchtrt_runtime.so"
+    if not runtime.is_file():
+        raise FileNotFoundError(f"{runtime}: the Torch-TensorRT runtime library Triton loads is not in this install")
     command = [sys.executable, str(Path(__file__).parent / "runtime_probe.py"), str(artifact), str(inputs_file),
                str(output_file), "--device", str(device), "--runtime-library", str(runtime), "--seconds", str(seconds)]
     subprocess.run(command, check=True, timeout=600)

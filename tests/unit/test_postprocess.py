@@ -261,3 +261,14 @@ def test_cuda_matches_cpu():
         np.testing.assert_array_equal(a.class_ids, b.class_ids)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
         np.testing.assert_allclose(a.boxes, b.boxes, rtol=1e-5, atol=1e-3)
+
+
+def test_a_gpu_instance_runs_on_cuda_only_where_torch_sees_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolo_server.triton.postprocess import instance_device
+
+    assert instance_device("CPU", 0) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert instance_device("GPU", 1) == torch.device("cpu")  # a GPU repository on a host whose torch has no CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert instance_device("GPU", "1") == torch.device("cuda", 1)
+    assert instance_device("CPU", 1) == torch.device("cpu")
