@@ -117,6 +117,8 @@ def test_gpu_repository_defaults_and_options() -> None:
     assert Batching.for_target("tensorrt", max_batch_size=8).preferred_batch_sizes == (4, 8)
     with pytest.raises(ValueError, match="preferred batch sizes"):
         Batching.for_target("tensorrt", max_batch_size=8, preferred_batch_sizes=(16,))
+    cpu = plan("cpu", batching=Batching.for_target("cpu", preferred_batch_sizes=(4, 8)))
+    assert list(model_configs(cpu.spec, cpu.darknet)["yolov4_tiny_detector"].dynamic_batching.preferred_batch_size) == [4, 8]
 
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])

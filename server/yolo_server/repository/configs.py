@@ -73,13 +73,15 @@ def _batching(spec: RepositorySpec, preferred: Sequence[int] = ()) -> pb.ModelDy
     )
 
 
-def _python_model(spec: RepositorySpec, name: str, instances: int, on_gpu: bool = False) -> pb.ModelConfig:
+def _python_model(
+    spec: RepositorySpec, name: str, instances: int, on_gpu: bool = False, preferred: Sequence[int] = ()
+) -> pb.ModelConfig:
     kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
     return pb.ModelConfig(
         name=name,
         backend="python",
         max_batch_size=spec.batching.max_batch_size,
-        dynamic_batching=_batching(spec),
+        dynamic_batching=_batching(spec, preferred),
         instance_group=[pb.ModelInstanceGroup(count=instances, kind=kind)],
     )
 
@@ -106,8 +108,9 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
     """
     info, batching = spec.info, spec.batching
     if info.target == "cpu":
-        config = _python_model(spec, spec.names.detector, spec.instances.detector)
-        config.dynamic_batching.preferred_batch_size.extend(sorted(set(batching.preferred_batch_sizes)))
+        config = _python_model(
+            spec, spec.names.detector, spec.instances.detector, preferred=batching.preferred_batch_sizes
+        )
         settings = DetectorSettings(info.input_width, info.input_height, info.precision, ARTIFACT, spec.detector_threads)
         _parameters(config, settings.to_parameters())
     else:
