@@ -38,6 +38,7 @@ from yolo_client.geometry import letterbox  # noqa: E402
 
 from yolo_server.darknet import load_darknet  # noqa: E402
 from yolo_server.evaluation.agreement import matched_share  # noqa: E402
+from yolo_server.export.precision import torch_dtype  # noqa: E402
 from yolo_server.export.program import BatchRange, export_program  # noqa: E402
 from yolo_server.export.torchscript import InferenceWrapper  # noqa: E402
 from yolo_server.pipeline import postprocess_config_for  # noqa: E402
@@ -131,7 +132,10 @@ def check_model(name: str, mode: str, device: torch.device, dtype: torch.dtype, 
 
 
 def check_postprocess(on_device: Postprocessor, heads: list[torch.Tensor], placements: list) -> dict:
-    """The postprocess on the device against the CPU: the same detections; CPU ms per image of each."""
+    """The postprocess on the device against the CPU: the same detections; CPU ms per image of each.
+
+    On a CPU-only run both sides are the CPU, so this only shows the report's shape there.
+    """
     on_cpu = Postprocessor(on_device.heads, on_device.net_width, on_device.net_height, on_device.config)
     arrays = [h.numpy() for h in heads]
     timings, results = {}, {}
@@ -162,7 +166,7 @@ def main() -> int:
         return 2
     has_trt = importlib.util.find_spec("torch_tensorrt") is not None
     mode = "tensorrt" if has_trt and device.type == "cuda" else "torch"
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    dtype = torch_dtype(args.dtype)
     plan = QUICK if args.quick else FULL
     names = ["demo"] if args.quick else list(MODELS)
     report: dict = {

@@ -7,7 +7,6 @@ reference affordable on 2 cores while still crossing the traced batch of 2 in bo
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -65,7 +64,7 @@ def _user_input_batch(program: torch.export.ExportedProgram) -> object:
 
 
 def test_a_single_batch_size_exports_static() -> None:
-    model, spec = load_darknet(Path(MODELS["demo"][0]), MODELS["demo"][1])
+    model, spec = load_darknet(*MODELS["demo"][:2])
     program = export_program(model, spec, BatchRange(4, 4, 4))
     assert _user_input_batch(program) == 4
 

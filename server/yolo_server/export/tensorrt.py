@@ -30,7 +30,7 @@ from yolo_server.repository.spec import check_precision
 
 TARGET = "tensorrt"
 ENABLED_PRECISIONS = {"fp16": (torch.float16, torch.float32), "fp32": (torch.float32,)}
-# the dynamo partitioner names the TensorRT submodules of the compiled GraphModule so
+# the prefix the dynamo partitioner gives the TensorRT submodules of the compiled GraphModule
 ENGINE_PREFIX = "_run_on_acc"
 
 

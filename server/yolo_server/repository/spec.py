@@ -107,8 +107,8 @@ class Batching:
     def for_target(cls, target: str, **overrides: int | tuple[int, ...] | None) -> "Batching":
         """The target's defaults (:data:`TARGET_BATCHING`) with the given fields replaced; None keeps a default.
 
-        A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it, and
-        preferred sizes the default does not fit are dropped for (optimum, maximum) on the GPU.
+        A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it; on a target
+        that prefers batches (the GPU), preferred sizes not given follow as (optimum, maximum).
         """
         base = TARGET_BATCHING[target]
         given = {key: value for key, value in overrides.items() if value is not None}

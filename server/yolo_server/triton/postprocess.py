@@ -48,7 +48,7 @@ class Postprocessor:
     def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> tuple[list[Detections], np.ndarray]:
         """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`, and int64
         ``[B]`` candidates above the score threshold before NMS (one decode for both)."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(head)).to(self.device, non_blocking=True) for head in heads]
+        tensors = [torch.from_numpy(np.ascontiguousarray(head)).to(self.device) for head in heads]
         return postprocess_counted(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
 
 
