@@ -4,8 +4,10 @@
 #
 #   entrypoint.sh build    yolo-server build ... --output $REPOSITORY, skipped when $REPOSITORY/.build-stamp
 #                          matches the inputs (arguments, cfg/weights/names bytes, GPU model): built once per volume
-#   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics)
-#   entrypoint.sh health   exit 0 when every model is ready (GET /v2/health/ready; Triton runs --strict-readiness)
+#   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics);
+#                          the launcher exits 3 when a Python-backend stub dies or hangs: let the orchestrator restart it
+#   entrypoint.sh health   yolo-server probe: exit 0 when the server is ready and a canary inference through every
+#                          image ensemble of $REPOSITORY answers within 12 s (the container's one health check)
 #   anything else          run as a command (e.g. `sh`)
 #
 # Environment (unset or empty: the default):
@@ -24,6 +26,13 @@
 #                                                                              default: yolo-server's
 #   REPOSITORY  the model repository folder (a volume shared by builder and server)   default /repository
 #   EXIT_TIMEOUT  seconds Triton drains in-flight requests after SIGTERM       default 30 (< stop grace period)
+#   ADMIN_KEY_FILE  file with the key the `admin-key` header (gRPC: triton-grpc-protocol-admin-key) must carry
+#               for Triton's repository, shared-memory, trace and logging APIs (serve --admin-key-file; set:
+#               the file must exist)                                           default: those APIs off
+#   TLS_CERT, TLS_KEY  PEM certificate (chain) and key: gRPC over TLS; HTTP then binds 127.0.0.1 only (health
+#               checks still reach it)                                         default: no TLS
+#   TLS_CLIENT_CA  PEM CA that client certificates must chain to: mutual TLS (needs TLS_CERT, TLS_KEY)
+#                                                                              default: no client certificates
 #   YOLO_DRY_RUN=1  print the yolo-server argv, one argument a line, instead of running it (tests/unit/test_deploy_*)
 set -eu
 
@@ -92,17 +101,17 @@ build() {
     printf '%s\n' "$stamp" > "$REPOSITORY/.build-stamp"
 }
 
-serve() {
+serve() {  # the options go before the caller's arguments, which come last and so win
+    [ -z "${TLS_CLIENT_CA:-}" ] || set -- --tls-client-ca "$TLS_CLIENT_CA" "$@"
+    [ -z "${TLS_KEY:-}" ] || set -- --tls-key "$TLS_KEY" "$@"
+    [ -z "${TLS_CERT:-}" ] || set -- --tls-cert "$TLS_CERT" "$@"
+    [ -z "${ADMIN_KEY_FILE:-}" ] || set -- --admin-key-file "$ADMIN_KEY_FILE" "$@"
     run yolo-server serve "$REPOSITORY" --host 0.0.0.0 --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
         --metrics-port "$METRICS_PORT" --exit-timeout "${EXIT_TIMEOUT:-30}" "$@"
 }
 
-health() {
-    exec python3 -c "import sys, urllib.request
-try:
-    sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$HTTP_PORT/v2/health/ready', timeout=3).status == 200 else 1)
-except OSError:
-    sys.exit(1)"
+health() {  # HTTP on loopback: reachable with TLS on (it binds 127.0.0.1 then), and without any network policy
+    run yolo-server probe --url "127.0.0.1:$HTTP_PORT" --repository "$REPOSITORY" --timeout 12
 }
 
 command=${1:-serve}

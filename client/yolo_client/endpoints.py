@@ -68,6 +68,7 @@ class _State:
     up: bool = True
     down_since: float = 0.0
     next_probe: float = 0.0
+    held_until: float = 0.0  # probes do not put it back before this time
 
 
 class EndpointPool:
@@ -113,18 +114,22 @@ class EndpointPool:
         with self._lock:
             return self._state[url].up
 
-    def mark_down(self, url: str) -> None:
+    def mark_down(self, url: str, hold: bool = False) -> None:
+        """Take ``url`` out of rotation; ``hold``: keep it out for ``options.fault_hold`` s whatever probes say."""
         with self._lock:
             state = self._state[url]
             now = self._clock()
             if state.up:
                 state.up = False
                 state.down_since = now
-            state.next_probe = now + self.options.recheck_interval
+            if hold:
+                state.held_until = now + self.options.fault_hold
+            state.next_probe = max(now + self.options.recheck_interval, state.held_until)
 
     def mark_up(self, url: str) -> None:
         with self._lock:
             state = self._state[url]
+            state.held_until = 0.0  # it answered: whatever held it out is over
             if not state.up:
                 state.up = True
                 state.next_probe = self._clock() + self.options.interval
@@ -136,8 +141,12 @@ class EndpointPool:
             return
         with self._lock:
             state = self._state[url]
+            now = self._clock()
+            if now < state.held_until:
+                state.next_probe = state.held_until
+                return
             state.up = True
-            state.next_probe = self._clock() + self.options.interval
+            state.next_probe = now + self.options.interval
 
     def due_probes(self) -> list[str]:
         """Endpoints whose probe is due now."""

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -31,7 +32,15 @@ __all__ = [
     "DeadlineExceededError",
     "from_exception",
     "status_name",
+    "is_overloaded",
+    "is_endpoint_fault",
+    "is_too_large",
 ]
+
+# Triton's words for a request it shed while healthy: a full queue, or the queue policy's timeout (REJECT)
+OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+# Triton 2.51's answer once a Python-backend stub died: the model is broken on that server until it restarts
+STUB_UNHEALTHY_MESSAGE = re.compile(r"Stub process '[^']*' is not healthy")
 
 
 class YoloClientError(Exception):
@@ -129,6 +138,23 @@ def from_exception(exc: BaseException, endpoint: str | None = None) -> YoloClien
     if cls is UnavailableError and ("ssl" in message.lower() or "handshake" in message.lower()):
         message += " (TLS: check the root certificate and the server name)"
     return cls(message or status.lower(), status=status, endpoint=endpoint, debug_details=debug)
+
+
+def is_overloaded(error: YoloClientError) -> bool:
+    """The server shed the request because it is busy (it stays in rotation; the retry backs off)."""
+    return error.status in ("UNAVAILABLE", "RESOURCE_EXHAUSTED") and any(m in error.message for m in OVERLOAD_MESSAGES)
+
+
+def is_too_large(error: YoloClientError) -> bool:
+    """A message over a size cap (gRPC's own, or the load balancer's): sending it again cannot succeed."""
+    return error.status == "RESOURCE_EXHAUSTED" and "larger than" in error.message
+
+
+def is_endpoint_fault(error: YoloClientError) -> bool:
+    """The endpoint cannot serve now: unreachable, stopping, or a model's stub is dead (fail over to another)."""
+    if error.status == "INTERNAL":
+        return STUB_UNHEALTHY_MESSAGE.search(error.message) is not None
+    return error.status == "UNAVAILABLE" and not is_overloaded(error)
 
 
 def _unpack(exc: BaseException) -> tuple[str | None, str, str | None]:

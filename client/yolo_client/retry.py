@@ -28,7 +28,7 @@ import time
 from typing import Callable
 
 from .endpoints import EndpointPool
-from .errors import DeadlineExceededError, YoloClientError
+from .errors import DeadlineExceededError, YoloClientError, is_endpoint_fault, is_too_large
 from .types import RetryPolicy
 
 Clock = Callable[[], float]
@@ -147,17 +147,22 @@ class CallPlan:
     def on_failure(self, url: str, error: YoloClientError) -> float | None:
         """Record a failed attempt; return the seconds to sleep before the next one, or None to give up.
 
-        ``UNAVAILABLE`` takes the endpoint out of rotation; the retry then goes at once when another endpoint
-        is up. Otherwise the sleep is the full-jitter backoff. The call gives up on a status not in
-        ``policy.retry_on``, after ``max_attempts``, when the budget is empty, or when the sleep would run past
+        An endpoint fault (unreachable, stopping, or INTERNAL "Stub process ... is not healthy": a model
+        there is dead) takes the endpoint out of rotation, and the retry goes at once when another endpoint is
+        up; that INTERNAL is retried although INTERNAL is not in ``policy.retry_on``, since another replica
+        can serve it. A shed request (queue full, queue timeout) keeps its endpoint in rotation: the server is
+        busy, not broken, and the retry sleeps the full-jitter backoff. The call gives up on a status not in
+        ``policy.retry_on``, on a message over a size cap (RESOURCE_EXHAUSTED "... larger than ..."), after ``max_attempts``, when the budget is empty, or when the sleep would run past
         the deadline. ``error.attempts`` is set to the number of attempts made.
         """
         error.attempts = self.attempts
-        if error.status == "UNAVAILABLE":
-            self.pool.mark_down(url)
-        if error.status not in self.policy.retry_on or self.attempts >= self.policy.max_attempts:
+        fault = is_endpoint_fault(error)
+        if fault:
+            self.pool.mark_down(url, hold=error.status == "INTERNAL")  # a dead stub: readiness would still say ready
+        retryable = fault or (error.status in self.policy.retry_on and not is_too_large(error))
+        if not retryable or self.attempts >= self.policy.max_attempts:
             return None
-        if error.status == "UNAVAILABLE" and any(u not in self.tried for u in self.pool.up()):
+        if fault and any(u not in self.tried for u in self.pool.up()):
             delay = 0.0
         else:
             delay = backoff_delay(self.policy, self.attempts, self._rng)

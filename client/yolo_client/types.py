@@ -203,8 +203,11 @@ class HealthCheckOptions:
 
     Every endpoint is probed (model readiness) every ``interval`` seconds; one taken out of rotation (a failed
     probe or an ``UNAVAILABLE`` answer) is probed every ``recheck_interval`` seconds and put back once ready.
+    One taken out because a model's stub died there stays out for ``fault_hold`` seconds whatever its readiness
+    says: Triton keeps reporting ready with a dead stub (``yolo-server serve`` exits and is restarted meanwhile).
     """
 
     interval: float = 5.0
     recheck_interval: float = 1.0
     probe_timeout: float = 1.0
+    fault_hold: float = 30.0

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from yolo_server.repository.spec import MODEL_KINDS, TARGET_BATCHING, Batching, Instances, Limits
+from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+from yolo_server.triton.supervise import Supervision
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -61,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--nms-threshold", type=float, default=0.45)
     build.add_argument("--max-detections", type=int, default=300)
     build.add_argument("--class-agnostic", action="store_true", help="NMS across classes")
-    instances, limits = Instances(), Limits()
+    instances, limits, supervision = Instances(), Limits(), Supervision()
     cpu, gpu = TARGET_BATCHING["cpu"], TARGET_BATCHING["tensorrt"]
     build.add_argument("--max-batch-size", type=int,
                        help=f"largest dynamic batch (default: cpu {cpu.max_batch_size}, tensorrt {gpu.max_batch_size})")
@@ -70,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the detector's preferred dynamic batches (default: cpu none, tensorrt optimum and max)")
     build.add_argument("--max-queue-delay-us", type=int,
                        help=f"default: cpu {cpu.max_queue_delay_us}, tensorrt {gpu.max_queue_delay_us}")
-    build.add_argument("--max-queue-size", type=int,
-                       help=f"0: unbounded (default: cpu {cpu.max_queue_size}, tensorrt {gpu.max_queue_size})")
+    build.add_argument("--max-queue-images", type=int,
+                       help=f"images each model's queue holds, full-batch requests counted "
+                       f"(default: cpu {cpu.max_queue_images}, tensorrt {gpu.max_queue_images})")
+    build.add_argument("--queue-timeout-us", type=int,
+                       help=f"longest wait in one model's queue before UNAVAILABLE (default {cpu.queue_timeout_us})")
     build.add_argument("--instances", type=_instances, action="append", default=[], metavar="KIND=N",
                        help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
                        f"detector={instances.detector}, postprocess={instances.postprocess})")
@@ -89,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for every model")
     serve.add_argument("--shm-bytes", type=int, default=32 << 20, help="Python-backend shared memory per instance")
     serve.add_argument("--log-verbose", type=int, default=0)
+    serve.add_argument("--admin-key-file", type=Path,
+                       help=f"file holding the key that the {ADMIN_KEY_HEADER!r} HTTP header (gRPC: {GRPC_ADMIN_KEY_HEADER!r}) must carry for the repository, "
+                       "shared-memory, trace and logging APIs (default: a random key nobody knows: those APIs are off)")
+    serve.add_argument("--tls-cert", type=Path, help="gRPC TLS: PEM server certificate (chain); HTTP then binds 127.0.0.1")
+    serve.add_argument("--tls-key", type=Path, help="gRPC TLS: PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", type=Path, help="mutual TLS: PEM CA that client certificates must chain to")
+    serve.add_argument("--check-interval", type=float, default=supervision.check_interval_s,
+                       help="seconds between checks of the Python-backend stubs (0: no supervision)")
+    serve.add_argument("--canary-interval", type=float, default=supervision.canary_interval_s,
+                       help="seconds between canary inferences through each image ensemble")
+    serve.add_argument("--canary-timeout", type=float, default=supervision.canary_timeout_s,
+                       help="deadline of one canary inference")
+
+    probe = commands.add_parser("probe", help="exit 0 when the server answers a canary inference in time (health checks)")
+    probe.add_argument("--url", default="127.0.0.1:8000", help="HTTP endpoint host:port (loopback in a container)")
+    probe.add_argument("--repository", type=Path, help="model repository: canary every image ensemble in it")
+    probe.add_argument("--model", action="append", default=[], help="an image ensemble to canary (repeatable)")
+    probe.add_argument("--timeout", type=float, default=supervision.canary_timeout_s, help="seconds for the whole probe")
     return parser
 
 
@@ -115,7 +138,8 @@ def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             opt_batch_size=args.opt_batch_size,
             preferred_batch_sizes=args.preferred_batch_sizes,
             max_queue_delay_us=args.max_queue_delay_us,
-            max_queue_size=args.max_queue_size,
+            max_queue_images=args.max_queue_images,
+            queue_timeout_us=args.queue_timeout_us,
         ),
         instances=Instances(**dict(args.instances)),
         limits=Limits(max_pixels=args.max_pixels, max_bytes=args.max_bytes),
@@ -126,8 +150,10 @@ def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def serve_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Namespace of ``serve`` -> :class:`yolo_server.triton.launch.ServeOptions`."""
+    from yolo_server.triton.access import Access, TlsFiles, read_admin_key
     from yolo_server.triton.launch import ServeOptions
 
+    access = Access(read_admin_key(args.admin_key_file), TlsFiles.from_options(args.tls_cert, args.tls_key, args.tls_client_ca))
     return ServeOptions(
         repository=args.repository,
         host=args.host,
@@ -139,7 +165,22 @@ def serve_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         shm_default_bytes=args.shm_bytes,
         shm_growth_bytes=args.shm_bytes,
         log_verbose=args.log_verbose,
+        access=access,
+        supervision=Supervision(args.check_interval, args.canary_interval, args.canary_timeout),
     )
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    """``probe``: 0 when the server is ready and answers a canary through every image ensemble, else 1."""
+    from yolo_server.triton.canary import image_ensembles
+    from yolo_server.triton.supervise import probe
+
+    models = list(args.model) + (image_ensembles(args.repository) if args.repository else [])
+    if not models:
+        raise ValueError("name the models to probe: --model NAME or --repository PATH")
+    healthy, lines = probe(args.url, models, args.timeout)
+    print("\n".join(lines), file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             build_repository(build_options(args))
             return 0
+        if args.command == "probe":
+            return run_probe(args)
         from yolo_server.triton.launch import serve
 
         if not args.repository.is_dir():

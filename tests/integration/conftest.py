@@ -13,14 +13,18 @@ for every integration test (serving, client SDK, metrics):
     input_width, input_height, max_batch_size, max_pixels   what the repository was built with
     detector           in-process ``yolo_server.Detector`` on the same weights and thresholds (the oracle)
     pid                pid of the ``yolo-server serve`` process (stopped by the fixture)
+    admin_headers      gRPC metadata with the admin key: what the repository, shared-memory, trace and logging APIs
+                       ask for (admin_http_headers: the same over HTTP)
 
 The server is built at 320x256 (non-square on purpose, small for CPU) with max
-batch 8, bound to 127.0.0.1 on free ports, and stopped by pid at the end.
+batch 8, bound to 127.0.0.1 on free ports, unsupervised (no canary traffic), and
+stopped by pid at the end.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +35,7 @@ from typing import Iterator
 
 import pytest
 
+from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.launch import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +66,8 @@ class TritonTestServer:
     max_pixels: int
     detector: object  # yolo_server.Detector
     pid: int
+    admin_headers: dict[str, str]
+    admin_http_headers: dict[str, str]
 
 
 def write_random_weights(path: Path) -> Path:
@@ -139,7 +146,13 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
          "--output", str(repository)]
     )  # fmt: skip
     assert built == 0, "yolo-server build failed"
-    process, (http_port, grpc_port, metrics_port) = start_serve(repository, workdir / "serve.log")
+    admin_key = secrets.token_hex(24)
+    (workdir / "admin-key").write_text(admin_key + "\n")
+    # no supervision: its canary inferences would add to the counts and metrics that tests compare
+    # (tests/integration/test_supervision.py runs it)
+    process, (http_port, grpc_port, metrics_port) = start_serve(
+        repository, workdir / "serve.log", "--admin-key-file", str(workdir / "admin-key"), "--check-interval", "0"
+    )
     try:
         grpc_url = f"127.0.0.1:{grpc_port}"
         wait_ready(grpc_url, process, workdir / "serve.log", READY_TIMEOUT_S)
@@ -161,6 +174,8 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
             max_pixels=MAX_PIXELS,
             detector=detector,
             pid=process.pid,
+            admin_headers={GRPC_ADMIN_KEY_HEADER: admin_key},
+            admin_http_headers={ADMIN_KEY_HEADER: admin_key},
         )
     finally:
         stop_process(process)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import queue
+import re
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -12,6 +14,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from yolo_server.ops.postprocess import PostprocessConfig
+from yolo_server.triton.supervise import STUB_NAME, stub_processes
 
 INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"
 SCORE_ATOL = 1e-4
@@ -142,3 +145,18 @@ def assert_same_detections(got: Found, want: Any, max_detections: int) -> None:
     assert not stray or (capped and max(stray) <= cut), (
         f"{len(got)} served vs {len(want)} in-process detections; unmatched scores {sorted(stray)[-5:]}"
     )
+
+
+# -- processes of a running server ---------------------------------------------------------------------------
+def detector_stub(triton_pid: int) -> int:
+    for pid in stub_processes(triton_pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if any(arg.endswith(b"_detector/1/model.py") for arg in argv):
+            return pid
+    raise AssertionError(f"no detector stub ({STUB_NAME}) under tritonserver {triton_pid}")
+
+
+def triton_pid(log: Path) -> int:
+    match = re.search(r"tritonserver pid (\d+)", log.read_text())
+    assert match, "the launcher did not print tritonserver's pid"
+    return int(match.group(1))

@@ -168,7 +168,7 @@ def test_a_deadline_too_short_for_inference_is_deadline_exceeded(triton_server, 
 
 
 def test_health_models_and_headers(triton_server) -> None:
-    headers = {"authorization": "Bearer test-token", "x-request-source": "pytest"}
+    headers = {"authorization": "Bearer test-token", "x-request-source": "pytest", **triton_server.admin_headers}
     with YoloClient(triton_server.grpc_url, triton_server.model_name, headers=headers) as client:
         [state] = client.health()
         names = {m.name for m in client.models()}
@@ -221,7 +221,10 @@ def test_cli_health_models_and_a_short_bench(triton_server) -> None:
     url = ["--url", triton_server.grpc_url, "--model", triton_server.model_name]
     health = _cli("health", *url)
     assert health.returncode == 0 and "OK" in health.stdout, health.stdout + health.stderr
-    models = _cli("models", "--json", *url)
+    locked = _cli("models", "--json", *url)  # the repository index is an admin API
+    assert locked.returncode == 1 and "expecting header 'triton-grpc-protocol-admin-key'" in locked.stderr, locked.stderr
+    [(name, key)] = triton_server.admin_headers.items()
+    models = _cli("models", "--json", "--header", f"{name}={key}", *url)
     assert json.loads(models.stdout)["model_info"]["input_width"] == triton_server.input_width
     bench = _cli("bench", "--concurrency", "2", "--duration", "2", "--warmup", "0.5", "--json", *url)
     assert bench.returncode == 0, bench.stderr

@@ -30,8 +30,8 @@ from yolo_client import (
     YoloClient,
 )
 
-from tests.integration.conftest import start_serve
-from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections
+from tests.integration.conftest import start_serve, stop_process
+from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections, detector_stub, triton_pid
 from yolo_server.triton.launch import free_ports
 
 pytestmark = pytest.mark.integration
@@ -179,47 +179,130 @@ def _certificates(directory: Path) -> dict[str, Path]:
     return files
 
 
-def test_mutual_tls(triton_server, tmp_path) -> None:
-    from yolo_server.triton.launch import ServeOptions, TritonServer
+def _start_tls(triton_server, tmp_path: Path, *tls_args: str):  # type: ignore[no-untyped-def]
+    """``yolo-server serve --tls-...`` on the session's repository; returns the process and its gRPC URL once ready
+    (HTTP is plaintext, so it listens on loopback only and serves the readiness check)."""
+    from yolo_server.triton.canary import server_ready
 
+    process, (http_port, grpc_port, _) = start_serve(triton_server.repository, tmp_path / "tls.log", *tls_args,
+                                                     exit_timeout_s=5)  # fmt: skip
+    _wait_until(lambda: server_ready(f"127.0.0.1:{http_port}", 2.0), READY_TIMEOUT_S, "the TLS server",
+                lambda: process.poll() is None)  # fmt: skip
+    return process, f"127.0.0.1:{grpc_port}"
+
+
+def _assert_refused(url: str, model: str, failures: dict[str, TlsConfig | None]) -> None:
+    for what, tls in failures.items():
+        with YoloClient(url, model, tls=tls, timeout=5, retries=RetryPolicy.disabled()) as client:
+            start = time.monotonic()
+            with pytest.raises(UnavailableError):
+                client.detect(_images(1)[0])
+            assert time.monotonic() - start < 5, what
+
+
+def test_server_tls(triton_server, tmp_path) -> None:
+    """--tls-cert/--tls-key: a TLS round trip with the CA; plaintext and an unknown CA are refused on that port."""
     pem = _certificates(tmp_path)
-    http_port, grpc_port, metrics_port = free_ports(3)
-    tls_args = (
-        "--grpc-use-ssl-mutual=true",
-        f"--grpc-server-cert={pem['server']}",
-        f"--grpc-server-key={pem['server_key']}",
-        f"--grpc-root-cert={pem['ca']}",
-    )
-    options = ServeOptions(triton_server.repository, "127.0.0.1", http_port, grpc_port, metrics_port,
-                           exit_timeout_s=5, extra_args=tls_args)  # fmt: skip
-    server = TritonServer(options)
-    server.start(stream=None)
-    url = f"127.0.0.1:{grpc_port}"
-    good = TlsConfig(root_certificates=pem["ca"], private_key=pem["server_key"].with_name("client_key.pem"),
-                     certificate_chain=pem["client"])  # fmt: skip
+    process, url = _start_tls(triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key", str(pem["server_key"]))
     try:
-        with YoloClient(url, triton_server.model_name, tls=good, timeout=5) as client:
-            _wait_until(lambda: client.health()[0].ok, READY_TIMEOUT_S, "the TLS server", lambda: server.poll() is None)
+        with YoloClient(f"grpcs://{url}", triton_server.model_name, tls=TlsConfig(root_certificates=pem["ca"]),
+                        timeout=30) as client:  # fmt: skip
+            assert client.detect(_images(1)[0])
+        _assert_refused(url, triton_server.model_name, {"plaintext": None, "wrong CA": TlsConfig(pem["other_ca"])})
+    finally:
+        stop_process(process)
+
+
+def test_mutual_tls(triton_server, tmp_path) -> None:
+    pem = _certificates(tmp_path)
+    process, url = _start_tls(triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key",
+                              str(pem["server_key"]), "--tls-client-ca", str(pem["ca"]))  # fmt: skip
+    good = TlsConfig(root_certificates=pem["ca"], private_key=pem["client_key"], certificate_chain=pem["client"])
+    try:
+        with YoloClient(url, triton_server.model_name, tls=good, timeout=30) as client:
+            assert client.health()[0].ok
             found = client.detect(_images(1)[0])
             assert found and client.model_info().input_width == triton_server.input_width
         # PEM bytes instead of paths, and the certificate's DNS name checked instead of the URL's address
         by_name = TlsConfig(pem["ca"].read_bytes(), pem["client_key"].read_bytes(), pem["client"].read_bytes(),
                             server_name="triton.test")  # fmt: skip
-        with YoloClient(url, triton_server.model_name, tls=by_name, timeout=5) as client:
+        with YoloClient(url, triton_server.model_name, tls=by_name, timeout=30) as client:
             assert client.detect(_images(1)[0]) == found
-
-        no_retry = RetryPolicy.disabled()
-        failures = {
+        _assert_refused(url, triton_server.model_name, {
             "wrong CA": TlsConfig(pem["other_ca"], good.private_key, good.certificate_chain),
             "no client certificate": TlsConfig(root_certificates=pem["ca"]),
             "wrong server name": TlsConfig(pem["ca"], good.private_key, good.certificate_chain, server_name="other.test"),
             "plaintext": None,
-        }
-        for what, tls in failures.items():
-            with YoloClient(url, triton_server.model_name, tls=tls, timeout=5, retries=no_retry) as client:
-                start = time.monotonic()
-                with pytest.raises(UnavailableError):
-                    client.detect(_images(1)[0])
-                assert time.monotonic() - start < 5, what
+        })  # fmt: skip
     finally:
-        server.stop()
+        stop_process(process)
+
+
+# -- rolling restart ----------------------------------------------------------------------------------------------
+def test_rolling_restart_under_load_loses_no_request(triton_server, tmp_path) -> None:
+    """Two replicas, 16 clients through the SDK: SIGTERM one, start it again, then the other; 0 calls fail.
+
+    Then a dead model: replica 0's detector stub is SIGKILLed. Supervision is off here, so that replica stays up,
+    ready by Triton's account, answering INTERNAL "Stub process ... is not healthy": the SDK holds it out and
+    fails over, and still no call fails.
+    """
+    ports = [tuple(free_ports(3)), tuple(free_ports(3))]
+    urls = [f"127.0.0.1:{p[1]}" for p in ports]
+    unsupervised = ("--check-interval", "0")
+    processes = [start_serve(triton_server.repository, tmp_path / f"replica{i}.log", *unsupervised, ports=p,
+                             exit_timeout_s=10)[0] for i, p in enumerate(ports)]  # fmt: skip
+    checks = HealthCheckOptions(interval=1.0, recheck_interval=0.5, probe_timeout=1.0)
+    images = _images(4)
+    counts = {"sent": 0, "answered": 0}
+    failures: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        with YoloClient(urls, triton_server.model_name, timeout=30, health_check=checks, max_in_flight=16) as client:
+            for url, process in zip(urls, processes):
+                _wait_until(lambda u=url: client.pool.is_up(u) and client.health()[urls.index(u)].ok, READY_TIMEOUT_S,
+                            f"{url} ready", lambda p=process: p.poll() is None)  # fmt: skip
+
+            def run(worker: int) -> None:
+                i = worker
+                while not stop.is_set():
+                    with lock:
+                        counts["sent"] += 1
+                    try:
+                        client.detect(images[i % len(images)])
+                    except Exception as exc:  # noqa: BLE001 - a lost request, reported below
+                        with lock:
+                            failures.append(f"{type(exc).__name__}: {exc}")
+                    else:
+                        with lock:
+                            counts["answered"] += 1
+                    i += 16
+
+            with ThreadPoolExecutor(16) as pool:
+                workers = [pool.submit(run, w) for w in range(16)]
+                _wait_until(lambda: counts["answered"] >= 50, 120, "steady load")
+                for index in range(2):
+                    stop_process(processes[index])  # SIGTERM: Triton drains, then exits
+                    assert processes[index].returncode == 0, (tmp_path / f"replica{index}.log").read_text()[-3000:]
+                    processes[index] = start_serve(triton_server.repository, tmp_path / f"replica{index}b.log",
+                                                   *unsupervised, ports=ports[index], exit_timeout_s=10)[0]  # fmt: skip
+                    before = counts["answered"]
+                    _wait_until(lambda u=urls[index]: client.pool.is_up(u) and _success_count(u, triton_server.model_name) > 0,
+                                READY_TIMEOUT_S, f"{urls[index]} back in rotation",
+                                lambda p=processes[index]: p.poll() is None)  # fmt: skip
+                    assert counts["answered"] > before
+                restarted = dict(counts)
+                os.kill(detector_stub(triton_pid(tmp_path / "replica0b.log")), signal.SIGKILL)
+                _wait_until(lambda: counts["answered"] >= restarted["answered"] + 150, 180, "150 more answers")
+                assert not client.pool.is_up(urls[0]) and client.health()[0].ready  # held out although "ready"
+                stop.set()
+                for worker in workers:
+                    worker.result(timeout=120)
+    finally:
+        stop.set()
+        for process in processes:
+            stop_process(process)
+    print(f"rolling restart, then a dead stub: sent {counts['sent']}, answered {counts['answered']} "
+          f"({restarted['answered']} by the end of the restarts), failed {len(failures)}")  # fmt: skip
+    assert not failures, failures[:5]
+    assert counts["sent"] == counts["answered"] > 100

@@ -104,7 +104,8 @@ def replicas(triton_server, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         for index in range(2):
             log = workdir / f"replica{index}.log"
-            process, (http, grpc, _) = start_serve(triton_server.repository, log)
+            # no supervision: its canaries would add inferences to the counts these tests compare
+            process, (http, grpc, _) = start_serve(triton_server.repository, log, "--check-interval", "0")
             started.append(Replica(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", log))
         for replica in started:
             wait_http_ok(f"http://{replica.http}/v2/health/ready", replica.process, replica.log, 240)
@@ -172,6 +173,44 @@ def test_requests_through_nginx_reach_both_replicas(triton_server, replicas: lis
         time.sleep(0.2)
     assert all(count > 0 for count in served), served
     assert sum(served) == len(images)
+
+
+def requests_seen(replica: Replica, model: str) -> int:
+    """Requests ``model`` has finished on ``replica``, whether they succeeded or failed."""
+    with urllib.request.urlopen(f"http://{replica.http}/v2/models/{model}/stats", timeout=10) as response:
+        stats = json.load(response)["model_stats"]
+    return sum(int(entry["inference_stats"][outcome].get("count", 0)) for entry in stats for outcome in ("success", "fail"))
+
+
+def test_a_request_over_the_64_mib_cap_is_resource_exhausted_and_reaches_no_model(
+        triton_server, replicas: list[Replica], balancer: Balancer) -> None:
+    """65 MiB of IMAGE bytes: nginx stops it at ``client_max_body_size 64m`` and answers RESOURCE_EXHAUSTED.
+
+    nginx streams gRPC bodies, so a replica may see the start of the request but never a whole one: neither the
+    ensemble nor its preprocess model counts a request (success or failure). The same connection then serves a
+    normal request.
+    """
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    model = triton_server.model_name
+    watched = [model, f"{model}_preprocess"]
+    oversized = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    oversized.set_data_from_numpy(np.array([[bytes(65 << 20)]], dtype=object))
+    # tritonclient's channel sends messages up to 2 GiB - 1, as Triton accepts: the cap is nginx's alone
+    with grpcclient.InferenceServerClient(balancer.grpc) as client:
+        before = [[requests_seen(r, name) for name in watched] for r in replicas]
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer(model, [oversized], client_timeout=60)
+        after = [[requests_seen(r, name) for name in watched] for r in replicas]
+        assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
+        assert "64 MiB" in refused.value.message()
+        assert after == before, "the oversized request reached a model"
+        image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+        image.set_data_from_numpy(np.array([[frames()[0]]], dtype=object))
+        result = client.infer(model, [image], client_timeout=60)
+    assert result.as_numpy("COUNT").shape == (1, 1)
 
 
 def test_a_replica_killed_mid_run_loses_no_request(triton_server, replicas: list[Replica],

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import payloads
 from tests.integration.serving_support import (
     MAX_DETECTIONS,
     assert_invalid_argument,
@@ -51,7 +52,7 @@ def assert_valid_neighbours_answered(triton_server, neighbours, valid_jpeg: byte
 
 def assert_server_ready(triton_server, client) -> None:  # type: ignore[no-untyped-def]
     assert client.is_server_ready()
-    for model in client.get_model_repository_index(as_json=True)["models"]:
+    for model in client.get_model_repository_index(headers=triton_server.admin_headers, as_json=True)["models"]:
         assert client.is_model_ready(model["name"]), model
 
 
@@ -63,6 +64,9 @@ BAD_IMAGES = {
         lambda: bytes.fromhex("89504e470d0a1a0a0000000d49484452000000000000000a0802000000"), ["no pixels", "0x10"],
     ),
     "over-pixel-cap": (lambda: encode(".png", np.zeros((7100, 7100), np.uint8)), ["7100x7100", "over the limit of 50000000"]),
+    "tiff": (lambda: payloads.tiff(scene(120, 160, 5)), ["TIFF images are not accepted"]),
+    "jpeg2000": (lambda: payloads.jpeg2000(scene(120, 160, 6)), ["JPEG2000 images are not accepted"]),
+    "jpeg-scan-bomb": (lambda: payloads.scan_bomb(scene(240, 320, 7), 65), ["JPEG has 65 scans, over the limit of 64"]),
 }
 
 

@@ -66,6 +66,24 @@ def test_probe_schedule() -> None:
     assert pool.due_probes() == ["a", "b"]
 
 
+def test_a_held_endpoint_stays_out_whatever_its_probes_say_until_the_hold_ends() -> None:
+    clock = FakeClock()
+    pool = EndpointPool(["a", "b"], HealthCheckOptions(interval=5.0, recheck_interval=1.0, fault_hold=30.0), clock)
+    pool.mark_down("a", hold=True)
+    assert "a" not in pool.due_probes()
+    clock.now += 10.0
+    pool.record_probe("a", ok=True)  # Triton says ready although a stub is dead there
+    assert not pool.is_up("a") and [pool.pick() for _ in range(3)] == ["b"] * 3
+    clock.now += 20.5
+    assert "a" in pool.due_probes()
+    pool.record_probe("a", ok=True)
+    assert pool.is_up("a")
+    pool.mark_down("b", hold=True)
+    pool.mark_up("b")  # a call there succeeded: the hold is over
+    pool.record_probe("b", ok=True)
+    assert pool.is_up("b")
+
+
 def test_mark_down_keeps_the_first_failure_time() -> None:
     clock = FakeClock()
     pool = EndpointPool(["a", "b"], clock=clock)

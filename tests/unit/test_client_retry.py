@@ -7,7 +7,7 @@ import random
 import pytest
 
 from yolo_client.endpoints import EndpointPool
-from yolo_client.errors import DeadlineExceededError, ServerRejectedError, UnavailableError
+from yolo_client.errors import DeadlineExceededError, ServerError, ServerRejectedError, UnavailableError
 from yolo_client.retry import CallPlan, RetryBudget, backoff_cap, backoff_delay
 from yolo_client.types import HealthCheckOptions, RetryPolicy
 
@@ -82,6 +82,38 @@ def test_resource_exhausted_backs_off_without_taking_the_endpoint_out() -> None:
     url = plan.next_endpoint()
     delay = plan.on_failure(url, UnavailableError("busy", status="RESOURCE_EXHAUSTED"))
     assert delay is not None and 0.0 <= delay <= 0.2
+    assert plan.pool.is_up(url)
+
+
+@pytest.mark.parametrize("message", ["Exceeds maximum queue size", "Request timeout expired"])
+def test_a_shed_request_backs_off_and_keeps_a_busy_endpoint_in_rotation(message: str) -> None:
+    plan = _plan(initial_backoff=0.2, max_backoff=5)
+    first = plan.next_endpoint()
+    delay = plan.on_failure(first, UnavailableError(message, status="UNAVAILABLE"))
+    assert delay is not None and 0.0 <= delay <= 0.2 and plan.pool.is_up(first)
+    plan.next_endpoint()
+    other = plan.pool.urls[1]
+    delay = plan.on_failure(other, UnavailableError("Server is stopping", status="UNAVAILABLE"))
+    assert not plan.pool.is_up(other)  # a stopping server is a fault, not a busy one
+
+
+def test_a_dead_stub_fails_over_although_internal_is_not_retried_otherwise() -> None:
+    plan = _plan()
+    first = plan.next_endpoint()
+    dead = ServerError("Failed to process the request(s) for model 'm_detector_0_0', message: Stub process "
+                       "'m_detector_0_0' is not healthy.", status="INTERNAL")  # fmt: skip
+    assert plan.on_failure(first, dead) == 0.0 and not plan.pool.is_up(first)
+    assert plan.next_endpoint() != first and dead.attempts == 1
+    other = ServerError("CUDA error: out of memory", status="INTERNAL")
+    assert plan.on_failure(plan.tried[-1], other) is None and plan.pool.is_up(plan.tried[-1])
+
+
+@pytest.mark.parametrize("message", ["request larger than the 64 MiB cap of this load balancer",
+                                     "Sent message larger than max (70000000 vs. 67108864)"])
+def test_a_message_over_a_size_cap_is_not_sent_again(message: str) -> None:
+    plan = _plan()
+    url = plan.next_endpoint()
+    assert plan.on_failure(url, UnavailableError(message, status="RESOURCE_EXHAUSTED")) is None
     assert plan.pool.is_up(url)
 
 

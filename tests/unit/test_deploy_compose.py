@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_deploy_entrypoint import BUILD_VARIABLES, default_model_name, entrypoint_argv, parse_yolo_server
+from tests.unit.test_deploy_entrypoint import (ACCESS_VARIABLES, BUILD_VARIABLES, PROBE_TIMEOUT_S, default_model_name,
+                                               entrypoint_argv, health_probe, parse_yolo_server)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 PROFILES = ("cpu", "lb", "prometheus", "grafana", "loadtest")
+SERVERS = ("server", "server-replica", "server-cpu")
 
 
 def docker_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -52,10 +54,24 @@ def volumes(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
+def ports(spec: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """A service's published ports as (host address, published, target); docker-compose 1.29 prints
+    ``ADDRESS:PUBLISHED:TARGET/PROTOCOL`` when an address is given, the long syntax otherwise."""
+    result = []
+    for port in spec.get("ports", []):
+        if isinstance(port, str):
+            match = re.fullmatch(r"(?:(.+):)?(\d+):(\d+)(?:/\w+)?", port)
+            assert match, f"unsupported port {port!r}"
+            result.append((match.group(1) or "", int(match.group(2)), int(match.group(3))))
+        else:
+            result.append((port.get("host_ip", ""), int(port["published"]), int(port["target"])))
+    return result
+
+
 def seconds(duration: str) -> float:
-    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", duration)
     assert match and duration, f"unsupported duration {duration!r}"
-    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+    return int(match.group(1) or 0) * 3600 + int(match.group(2) or 0) * 60 + int(match.group(3) or 0)
 
 
 def test_compose_file_is_valid() -> None:
@@ -111,7 +127,7 @@ def test_servers_publish_the_served_ports_and_stop_after_the_drain(resolved: dic
     args = parse_yolo_server(entrypoint_argv(spec["command"][0], env))
     assert args.command == "serve"
     if service != "server-replica":  # replicas are reached through nginx and the `server` alias only
-        assert sorted((p["published"], p["target"]) for p in spec["ports"]) == [
+        assert sorted((published, target) for _, published, target in ports(spec)) == [
             (port, port) for port in (args.http_port, args.grpc_port, args.metrics_port)]
     assert seconds(spec["stop_grace_period"]) > args.exit_timeout
     shm = re.fullmatch(r"(\d+)([kmg]?)b?", str(spec["shm_size"]).lower())
@@ -176,6 +192,68 @@ def test_locust_commands_use_options_that_exist(resolved: dict[str, Any]) -> Non
 def test_lb_publishes_the_nginx_listen_ports(resolved: dict[str, Any]) -> None:
     nginx = (DOCKER / "nginx" / "nginx.conf").read_text()
     listens = sorted(int(port) for port in re.findall(r"listen (\d+)", nginx))
-    assert sorted(p["target"] for p in resolved["services"]["nginx"]["ports"]) == listens
+    assert sorted(target for _, _, target in ports(resolved["services"]["nginx"])) == listens
     bind = [v for v in volumes(resolved["services"]["nginx"]) if v["target"] == "/etc/nginx/nginx.conf"]
     assert Path(bind[0]["source"]) == DOCKER / "nginx" / "nginx.conf"
+
+
+def test_every_port_is_published_on_loopback_unless_publish_address_says_otherwise(resolved: dict[str, Any]) -> None:
+    published = {name: ports(spec) for name, spec in resolved["services"].items() if spec.get("ports")}
+    assert {"server", "server-cpu", "nginx", "prometheus", "grafana", "locust-master"} <= set(published)
+    assert {address for found in published.values() for address, _, _ in found} == {"127.0.0.1"}, published
+    result = docker_compose("config", env={"PUBLISH_ADDRESS": "0.0.0.0"})
+    assert result.returncode == 0, result.stderr
+    everywhere = yaml.safe_load(result.stdout)["services"]
+    for name, found in published.items():
+        assert ports(everywhere[name]) == [("0.0.0.0", p, t) for _, p, t in found], name
+
+
+@pytest.mark.parametrize("service", SERVERS)
+def test_servers_are_healthy_when_the_probe_passes(resolved: dict[str, Any], service: str) -> None:
+    spec = resolved["services"][service]
+    check = spec["healthcheck"]
+    assert check["test"][0] == "CMD" and check["test"][1:] == ["/opt/yolo/entrypoint.sh", "health"]
+    env = {k: v or "" for k, v in spec.get("environment", {}).items()}
+    probe = health_probe(env)
+    serve = parse_yolo_server(entrypoint_argv(spec["command"][0], env))
+    assert probe.repository == serve.repository and probe.url.endswith(f":{serve.http_port}")
+    assert seconds(check["timeout"]) > probe.timeout == PROBE_TIMEOUT_S  # the probe answers before it is killed
+    assert seconds(check["interval"]) == 10 and check["retries"] == 3 and seconds(check["start_period"]) == 300
+    assert spec["restart"] == "unless-stopped"  # also after the launcher's exit 3 (a dead or hung backend stub)
+    nginx = resolved["services"]["nginx"]["depends_on"]
+    assert nginx["server"] == {"condition": "service_healthy"}
+
+
+@pytest.mark.parametrize("service", SERVERS)
+def test_access_settings_reach_the_servers_from_the_mounted_secrets(service: str) -> None:
+    """Unset: no access option (the admin APIs off, no TLS). Set: the CLI gets the files, from a read-only mount of
+    docker/secrets/, which git ignores and no image's build context includes."""
+    from tests.unit.test_deploy_images import DOCKERFILES, ignored
+
+    default = docker_compose("config")
+    assert default.returncode == 0, default.stderr
+    spec = yaml.safe_load(default.stdout)["services"][service]
+    assert {k: spec["environment"][k] for k in ACCESS_VARIABLES} == dict.fromkeys(ACCESS_VARIABLES, "")
+    env = {k: v or "" for k, v in spec["environment"].items()}
+    args = parse_yolo_server(entrypoint_argv(spec["command"][0], env))
+    assert (args.admin_key_file, args.tls_cert, args.tls_key, args.tls_client_ca) == (None, None, None, None)
+
+    names = {"ADMIN_KEY_FILE": "admin-key", "TLS_CERT": "tls.crt", "TLS_KEY": "tls.key", "TLS_CLIENT_CA": "ca.crt"}
+    [mount] = [v for v in volumes(spec) if v["target"] == "/run/secrets/yolo"]
+    assert mount["read_only"] and Path(mount["source"]) == DOCKER / "secrets"
+    configured = docker_compose("config", env={k: f"{mount['target']}/{name}" for k, name in names.items()})
+    assert configured.returncode == 0, configured.stderr
+    spec = yaml.safe_load(configured.stdout)["services"][service]
+    args = parse_yolo_server(entrypoint_argv(spec["command"][0], {k: v or "" for k, v in spec["environment"].items()}))
+    assert (args.admin_key_file, args.tls_cert, args.tls_key, args.tls_client_ca) == tuple(
+        Path(mount["target"]) / names[k] for k in ACCESS_VARIABLES)
+    gitignore = [line.strip() for line in (DOCKER / "secrets" / ".gitignore").read_text().splitlines()
+                 if line.strip() and not line.startswith("#")]
+    assert not ignored(gitignore, ".gitignore")  # the folder itself is committed (compose mounts it)
+    for name in names.values():
+        assert ignored(gitignore, name), f"git would commit docker/secrets/{name}"
+        secret = f"docker/secrets/{name}"
+        for dockerfile in DOCKERFILES:
+            patterns = [line.strip() for line in Path(f"{dockerfile}.dockerignore").read_text().splitlines()
+                        if line.strip() and not line.startswith("#")]
+            assert ignored(patterns, secret), f"{dockerfile.name}'s build context would include {secret}"

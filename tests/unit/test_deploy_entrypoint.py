@@ -104,7 +104,65 @@ def test_serve_listens_on_all_interfaces_on_the_cli_default_ports() -> None:
     assert args.exit_timeout == 30
 
 
-def test_health_check_asks_the_http_port_for_readiness() -> None:
-    text = ENTRYPOINT.read_text()
-    port = parse_yolo_server(entrypoint_argv("serve")).http_port
-    assert "http://127.0.0.1:$HTTP_PORT/v2/health/ready" in text and f"HTTP_PORT={port}" in text
+# every variable of the servers' access settings (docker/compose.yaml passes them all, empty by default)
+ACCESS_VARIABLES = ("ADMIN_KEY_FILE", "TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA")
+PROBE_TIMEOUT_S = 12.0  # `entrypoint.sh health`'s own deadline: the images', compose's and k8s' timeouts exceed it
+
+
+def health_probe(env: dict[str, str] | None = None) -> argparse.Namespace:
+    """``entrypoint.sh health`` under ``env``, parsed: a ``yolo-server probe``."""
+    args = parse_yolo_server(entrypoint_argv("health", env))
+    assert args.command == "probe"
+    return args
+
+
+@pytest.mark.parametrize("repository", [None, "/srv/models-built"])
+def test_health_probes_the_served_repository_on_the_loopback_http_port(repository: str | None) -> None:
+    env = {"REPOSITORY": repository} if repository else {}
+    serve = parse_yolo_server(entrypoint_argv("serve", env))
+    probe = health_probe(env)
+    # loopback: with TLS on, Triton's HTTP binds 127.0.0.1 only, and no network policy stands in the way
+    assert probe.url == f"127.0.0.1:{serve.http_port}"
+    assert probe.repository == serve.repository == Path(repository or "/repository")
+    assert probe.model == [] and probe.timeout == PROBE_TIMEOUT_S
+
+
+def test_access_variables_become_serve_options_that_the_cli_accepts(tmp_path: Path) -> None:
+    """The argv's options are turned into the launcher's settings by the real ``serve_options`` (files read)."""
+    from yolo_server.cli import serve_options
+
+    files = {name: tmp_path / name.lower() for name in ACCESS_VARIABLES}
+    files["ADMIN_KEY_FILE"].write_text("0123456789abcdef0123456789abcdef\n")
+    for name in ("TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"):
+        files[name].write_text("-----BEGIN PEM-----\n")
+    args = parse_yolo_server(entrypoint_argv("serve", {name: str(path) for name, path in files.items()}))
+    assert (args.admin_key_file, args.tls_cert, args.tls_key, args.tls_client_ca) == tuple(
+        files[name] for name in ACCESS_VARIABLES)
+    access = serve_options(args).access
+    assert access.admin_key == "0123456789abcdef0123456789abcdef"
+    assert access.tls is not None and access.tls.client_ca == files["TLS_CLIENT_CA"]
+    assert access.http_host(args.host) == "127.0.0.1"  # plaintext HTTP stays in the container with TLS on
+    # server TLS alone, no client certificates
+    one_way = {name: str(files[name]) for name in ("TLS_CERT", "TLS_KEY")}
+    args = parse_yolo_server(entrypoint_argv("serve", one_way))
+    assert args.tls_client_ca is None and args.admin_key_file is None
+    assert serve_options(args).access.tls.client_ca is None
+
+
+def test_empty_access_variables_leave_the_admin_apis_off_and_tls_off() -> None:
+    empty = parse_yolo_server(entrypoint_argv("serve", dict.fromkeys(ACCESS_VARIABLES, "")))
+    assert (empty.admin_key_file, empty.tls_cert, empty.tls_key, empty.tls_client_ca) == (None, None, None, None)
+    assert entrypoint_argv("serve", dict.fromkeys(ACCESS_VARIABLES, "")) == entrypoint_argv("serve")
+
+
+def test_set_access_variables_are_strict(tmp_path: Path) -> None:
+    """A key file that is not there, or a client CA without a certificate, stops the server: no silent fallback."""
+    from yolo_server.cli import serve_options
+
+    missing = parse_yolo_server(entrypoint_argv("serve", {"ADMIN_KEY_FILE": str(tmp_path / "absent")}))
+    with pytest.raises(OSError):
+        serve_options(missing)
+    (tmp_path / "ca.pem").write_text("-----BEGIN PEM-----\n")
+    ca_only = parse_yolo_server(entrypoint_argv("serve", {"TLS_CLIENT_CA": str(tmp_path / "ca.pem")}))
+    with pytest.raises(ValueError, match="--tls-cert"):
+        serve_options(ca_only)

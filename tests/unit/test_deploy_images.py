@@ -123,12 +123,24 @@ def test_entrypoint_and_default_model_are_copied_where_the_script_looks(name: st
     assert bool(nvidia) == (name != "Dockerfile.cpu")
 
 
+def healthcheck_options(arguments: str) -> dict[str, float]:
+    """``--interval=10s --timeout=10s ... CMD [...]`` -> {"interval": 10.0, ...} in seconds."""
+    options = re.findall(r"--([a-z-]+)=(\d+)(s|m)?\b", arguments.partition(" CMD ")[0])
+    return {name: float(value) * (60 if unit == "m" else 1) for name, value, unit in options}
+
+
 @pytest.mark.parametrize("name", ["Dockerfile.server", "Dockerfile.cpu"])
-def test_servers_expose_the_served_ports_and_check_readiness(name: str) -> None:
+def test_servers_expose_the_served_ports_and_check_health_with_the_probe(name: str) -> None:
     final = dict((kw, rest) for kw, rest in stages(DOCKER / name)[-1])
     serve = parse_yolo_server(entrypoint_argv("serve"))
     assert final["EXPOSE"].split() == [str(p) for p in (serve.http_port, serve.grpc_port, serve.metrics_port)]
     assert final["HEALTHCHECK"].endswith(f'CMD ["{IMAGE_APP}/entrypoint.sh", "health"]')
+    probe = parse_yolo_server(entrypoint_argv("health"))
+    assert probe.command == "probe"
+    options = healthcheck_options(final["HEALTHCHECK"])
+    # Docker kills a check at --timeout: the probe must give its own verdict first
+    assert options["timeout"] > probe.timeout, options
+    assert options["start-period"] >= 300 and options["retries"] >= 2 and options["interval"] > 0, options
     assert final["CMD"] == '["serve"]'
 
 

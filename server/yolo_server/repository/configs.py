@@ -69,7 +69,11 @@ def _batching(spec: RepositorySpec, preferred: Sequence[int] = ()) -> pb.ModelDy
     return pb.ModelDynamicBatching(
         preferred_batch_size=sorted(set(preferred)),
         max_queue_delay_microseconds=spec.batching.max_queue_delay_us,
-        default_queue_policy=pb.ModelQueuePolicy(max_queue_size=spec.batching.max_queue_size),
+        default_queue_policy=pb.ModelQueuePolicy(
+            max_queue_size=spec.batching.max_queue_size,
+            timeout_action=pb.ModelQueuePolicy.REJECT,
+            default_timeout_microseconds=spec.batching.queue_timeout_us,
+        ),
     )
 
 

@@ -82,13 +82,21 @@ class Batching:
 
     ``opt_batch_size`` is the TensorRT profile's optimum; ``preferred_batch_sizes``
     are the detector's preferred batches (the scheduler waits up to the queue delay
-    to fill one); ``max_queue_size`` 0 means unbounded.
+    to fill one).
+
+    Each model's queue holds at most ``max_queue_images`` images: Triton bounds a queue
+    in requests, and one request carries up to ``max_batch_size`` images, so the bound
+    is :attr:`max_queue_size` requests. A request waits at most ``queue_timeout_us`` in
+    one queue and is then rejected (UNAVAILABLE), so an ensemble request waits at most
+    three times that in queues — under the SDK's default deadline, so the server sheds
+    it before the client gives up on it.
     """
 
     max_batch_size: int = 8
     opt_batch_size: int = 4
     max_queue_delay_us: int = 2000
-    max_queue_size: int = 128
+    max_queue_images: int = 512
+    queue_timeout_us: int = 3_000_000
     preferred_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -96,12 +104,21 @@ class Batching:
             raise ValueError(f"max_batch_size={self.max_batch_size} must be at least 1")
         if not 1 <= self.opt_batch_size <= self.max_batch_size:
             raise ValueError(f"opt_batch_size={self.opt_batch_size} must be in 1..max_batch_size={self.max_batch_size}")
-        if self.max_queue_delay_us < 0 or self.max_queue_size < 0:
-            raise ValueError("max_queue_delay_us and max_queue_size must be >= 0")
+        if self.max_queue_delay_us < 0 or self.queue_timeout_us < 1:
+            raise ValueError("max_queue_delay_us must be >= 0 and queue_timeout_us >= 1")
+        if self.max_queue_images < self.max_batch_size:
+            raise ValueError(
+                f"max_queue_images={self.max_queue_images} must hold at least one full batch ({self.max_batch_size})"
+            )
         if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
             raise ValueError(
                 f"preferred batch sizes {list(self.preferred_batch_sizes)} must be in 1..max_batch_size={self.max_batch_size}"
             )
+
+    @property
+    def max_queue_size(self) -> int:
+        """The queue bound in requests: as many full-batch requests as fit in ``max_queue_images``."""
+        return self.max_queue_images // self.max_batch_size
 
     @classmethod
     def for_target(cls, target: str, **overrides: int | tuple[int, ...] | None) -> "Batching":
@@ -124,7 +141,9 @@ class Batching:
 # CPU: small batches keep latency near one image's; GPU: batches large enough to fill the device at 416-608
 TARGET_BATCHING = {
     "cpu": Batching(),
-    "tensorrt": Batching(max_batch_size=32, opt_batch_size=16, max_queue_size=512, preferred_batch_sizes=(16, 32)),
+    "tensorrt": Batching(
+        max_batch_size=32, opt_batch_size=16, max_queue_images=16384, preferred_batch_sizes=(16, 32)
+    ),
 }
 
 

@@ -1,8 +1,17 @@
 """Encoded image bytes -> checked RGB uint8 pixels (the preprocess model's decode step).
 
 Order of checks, cheapest first: empty, byte cap, header (PIL reads only the
-header: format, width x height) against the pixel cap, truncation (JPEG EOI /
-PNG IEND), then the OpenCV decode. ``cv2.IMREAD_COLOR`` applies EXIF
+header: format, width x height) against the pixel cap, the format (JPEG, PNG,
+WebP or BMP: the formats cameras and browsers send, and the decoders worth
+exposing; TIFF, JPEG 2000, GIF and the rest are refused by name), truncation
+(JPEG EOI / PNG IEND), the JPEG scan cap, then the OpenCV decode.
+
+The scan cap bounds decode time: libjpeg works through a progressive JPEG once
+per scan, so a small file of thousands of scans (a "scan bomb") costs seconds
+of CPU. Encoders write about 10 scans; ``max_jpeg_scans`` refuses more before
+any pixel is decoded. ``0xFFDA`` (start of scan) cannot occur inside
+entropy-coded data (a 0xFF there is followed by 0x00), so counting it is exact
+up to an embedded thumbnail's own scans. ``cv2.IMREAD_COLOR`` applies EXIF
 orientation and turns grayscale, RGBA, 16-bit and CMYK images into 8-bit BGR;
 those are valid images and come back as RGB.
 
@@ -22,7 +31,8 @@ import numpy as np
 
 from yolo_server.triton.validation import InvalidInput
 
-IMAGE_FORMATS = ("jpeg", "png", "bmp", "webp", "other")
+IMAGE_FORMATS = ("jpeg", "png", "bmp", "webp", "other")  # "other": a metrics label; those images are refused
+ACCEPTED_FORMATS = IMAGE_FORMATS[:-1]
 _JPEG_SOS, _JPEG_EOI = b"\xff\xda", b"\xff\xd9"
 _PNG_IEND = b"IEND\xaeB`\x82"
 
@@ -33,6 +43,7 @@ class DecodeLimits:
 
     max_pixels: int = 50_000_000
     max_bytes: int = 64 << 20
+    max_jpeg_scans: int = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +98,17 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def container_name(data: bytes) -> str:
+    """The format PIL names for an image outside :data:`ACCEPTED_FORMATS` (for the error message)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return str(image.format or "unknown")
+    except Exception:  # noqa: BLE001 - only a name for the message
+        return "unknown"
+
+
 def check_complete(data: bytes, image_format: str) -> None:
     """Reject JPEGs without an EOI after the last scan and PNGs without IEND."""
     if image_format == "jpeg" and data.rfind(_JPEG_EOI) < data.rfind(_JPEG_SOS):
@@ -99,14 +121,14 @@ def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
     """Checked decode of one encoded image.
 
     Args:
-        data: the encoded file (JPEG, PNG, BMP, WebP, or anything else PIL
-            identifies and OpenCV decodes).
-        limits: byte and pixel caps.
+        data: the encoded file: JPEG, PNG, BMP or WebP.
+        limits: byte, pixel and JPEG scan caps.
     Returns:
         RGB uint8 ``[H, W, 3]`` (EXIF orientation applied) and the sniffed format.
     Raises:
         InvalidInput: with reason ``empty``, ``too_large``, ``too_many_pixels``,
-            ``bad_dimensions``, ``undecodable`` or ``truncated``.
+            ``bad_dimensions``, ``undecodable``, ``unsupported_format``, ``truncated``
+            or ``too_many_scans``.
     """
     import cv2
 
@@ -122,7 +144,16 @@ def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
             "too_many_pixels", f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}"
         )
     image_format = sniff_format(data)
+    if image_format not in ACCEPTED_FORMATS:
+        raise InvalidInput(
+            "unsupported_format", f"{container_name(data)} images are not accepted: send JPEG, PNG, WebP or BMP"
+        )
     check_complete(data, image_format)
+    scans = data.count(_JPEG_SOS) if image_format == "jpeg" else 0
+    if scans > limits.max_jpeg_scans:
+        raise InvalidInput(
+            "too_many_scans", f"JPEG has {scans} scans, over the limit of {limits.max_jpeg_scans} (progressive scan bomb?)"
+        )
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise InvalidInput("undecodable", f"OpenCV could not decode the {image_format} image ({width}x{height})")

@@ -31,6 +31,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Sequence
 
+from yolo_server.triton.access import LOOPBACK, Access, read_admin_key
+from yolo_server.triton.canary import image_ensembles, server_ready
+from yolo_server.triton.supervise import FAULT_EXIT_CODE, Supervision, Supervisor
+
 WHEEL_PACKAGE = "pytriton"
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 STUB = "triton_python_backend_stub"
@@ -54,6 +58,8 @@ class ServeOptions:
     shm_default_bytes: int = 32 << 20  # per Python model instance; grows by shm_growth_bytes
     shm_growth_bytes: int = 32 << 20
     log_verbose: int = 0
+    access: Access | None = None  # None: admin APIs behind a random key nobody knows, no TLS
+    supervision: Supervision = Supervision()
     extra_args: tuple[str, ...] = ()
 
 
@@ -146,11 +152,23 @@ class TritonServer:
         self._workdir: Path | None = None
         self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
         self._pump: threading.Thread | None = None
+        self.access = options.access or Access(read_admin_key(None))
+        self.shm_prefix = f"yolo_server_{os.getpid()}_{id(self):x}_"
+
+    @property
+    def http_host(self) -> str:
+        return self.access.http_host(self.options.host)
 
     @property
     def endpoints(self) -> Endpoints:
         o = self.options
-        return Endpoints(f"{o.host}:{o.http_port}", f"{o.host}:{o.grpc_port}", f"http://{o.host}:{o.metrics_port}/metrics")
+        return Endpoints(f"{self.http_host}:{o.http_port}", f"{o.host}:{o.grpc_port}", f"http://{o.host}:{o.metrics_port}/metrics")
+
+    @property
+    def local_http(self) -> str:
+        """``host:port`` where this machine reaches the HTTP endpoint (the canary's and readiness' way in)."""
+        host = self.http_host
+        return f"{LOOPBACK if host in ('0.0.0.0', '::', '') else host}:{self.options.http_port}"
 
     @property
     def pid(self) -> int | None:
@@ -166,7 +184,7 @@ class TritonServer:
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--disable-auto-complete-config",
-            f"--http-address={o.host}",
+            f"--http-address={self.http_host}",
             f"--http-port={o.http_port}",
             f"--grpc-address={o.host}",
             f"--grpc-port={o.grpc_port}",
@@ -178,7 +196,8 @@ class TritonServer:
             f"--log-verbose={o.log_verbose}",
             f"--backend-config=python,shm-default-byte-size={o.shm_default_bytes}",
             f"--backend-config=python,shm-growth-byte-size={o.shm_growth_bytes}",
-            f"--backend-config=python,shm-region-prefix-name=yolo_server_{os.getpid()}_{id(self):x}_",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            *self.access.tritonserver_args(),
         ]
         if backend_directory is not None:
             argv.append(f"--backend-directory={backend_directory}")
@@ -254,30 +273,18 @@ class TritonServer:
         Raises:
             TritonError: tritonserver exited (with its error text) or the timeout passed.
         """
-        import tritonclient.grpc as grpcclient
-
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.options.ready_timeout_s)
-        client = grpcclient.InferenceServerClient(self.endpoints.grpc)
-        try:
-            while True:
-                code = self.poll()
-                if code is not None:
-                    raise TritonError(f"tritonserver exited with code {code}:\n{self.error_text()}")
-                if time.monotonic() > deadline:
-                    raise TritonError(f"tritonserver not ready after {timeout_s}s:\n{self.error_text()}")
-                try:
-                    if client.is_server_ready() and self._all_models_ready(client):
-                        return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-                time.sleep(0.5)
-        finally:
-            client.close()
-
-    @staticmethod
-    def _all_models_ready(client: object) -> bool:
-        index = client.get_model_repository_index(as_json=True).get("models", [])  # type: ignore[attr-defined]
-        return bool(index) and all(client.is_model_ready(m["name"]) for m in index)  # type: ignore[attr-defined]
+        timeout_s = timeout_s if timeout_s is not None else self.options.ready_timeout_s
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.poll()
+            if code is not None:
+                raise TritonError(f"tritonserver exited with code {code}:\n{self.error_text()}")
+            if time.monotonic() > deadline:
+                raise TritonError(f"tritonserver not ready after {timeout_s}s:\n{self.error_text()}")
+            # --strict-readiness: ready only once every model in the repository is
+            if server_ready(self.local_http, timeout_s=2.0):
+                return
+            time.sleep(0.5)
 
     def poll(self) -> int | None:
         return None if self._process is None else self._process.poll()
@@ -292,6 +299,19 @@ class TritonServer:
             raise TritonError("tritonserver was not started")
         code = self._process.wait(timeout_s)
         self._join_output(timeout=5)
+        return code
+
+    def kill(self) -> int | None:
+        """SIGKILL tritonserver's process group (its stubs too) and remove the shared memory it leaves."""
+        code = None
+        if self._process is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            code = self.wait(30)
+        for leftover in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            leftover.unlink(missing_ok=True)
         return code
 
     def stop(self) -> int | None:
@@ -344,6 +364,11 @@ def serve(options: ServeOptions) -> int:
                 return 1
         else:
             _print_endpoints(server)
+            fault = _supervise(server, options.supervision, received)
+            if fault is not None:
+                print(f"yolo-server serve: {fault}; stopping tritonserver (exit {FAULT_EXIT_CODE})", file=sys.stderr, flush=True)
+                server.kill()
+                return FAULT_EXIT_CODE
         code = server.wait()
         if code != 0 and not received:
             print(f"yolo-server serve: tritonserver exited with code {code}:\n{server.error_text()}", file=sys.stderr)
@@ -352,6 +377,24 @@ def serve(options: ServeOptions) -> int:
         server.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _supervise(server: TritonServer, supervision: Supervision, received: list[int]) -> str | None:
+    """Check the running server until it exits or a signal arrives; returns the fault that ended it, if any."""
+    if not supervision.enabled or server.pid is None:
+        return None
+    models = image_ensembles(server.options.repository)
+    supervisor = Supervisor(server.pid, server.local_http, models, supervision)
+    print(f"yolo-server: supervising {len(supervisor.stubs)} Python-backend stubs, canary {', '.join(models)}", flush=True)
+    while server.poll() is None and not received:
+        fault = supervisor.check()
+        if fault is not None and not received:  # a drain stops the stubs: that is no fault
+            return fault
+        try:
+            server.wait(supervision.check_interval_s)
+        except subprocess.TimeoutExpired:
+            pass
+    return None
 
 
 def _print_endpoints(server: TritonServer) -> None:
