@@ -34,6 +34,7 @@ __all__ = [
     "status_name",
     "is_overloaded",
     "is_endpoint_fault",
+    "is_dead_model",
     "is_too_large",
 ]
 
@@ -150,11 +151,14 @@ def is_too_large(error: YoloClientError) -> bool:
     return error.status == "RESOURCE_EXHAUSTED" and "larger than" in error.message
 
 
+def is_dead_model(error: YoloClientError) -> bool:
+    """A model's stub died on that endpoint; Triton still reports it ready, so probes cannot tell."""
+    return error.status == "INTERNAL" and STUB_UNHEALTHY_MESSAGE.search(error.message) is not None
+
+
 def is_endpoint_fault(error: YoloClientError) -> bool:
     """The endpoint cannot serve now: unreachable, stopping, or a model's stub is dead (fail over to another)."""
-    if error.status == "INTERNAL":
-        return STUB_UNHEALTHY_MESSAGE.search(error.message) is not None
-    return error.status == "UNAVAILABLE" and not is_overloaded(error)
+    return is_dead_model(error) or (error.status == "UNAVAILABLE" and not is_overloaded(error))
 
 
 def _unpack(exc: BaseException) -> tuple[str | None, str, str | None]:

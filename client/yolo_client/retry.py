@@ -28,7 +28,7 @@ import time
 from typing import Callable
 
 from .endpoints import EndpointPool
-from .errors import DeadlineExceededError, YoloClientError, is_endpoint_fault, is_too_large
+from .errors import DeadlineExceededError, YoloClientError, is_dead_model, is_endpoint_fault, is_too_large
 from .types import RetryPolicy
 
 Clock = Callable[[], float]
@@ -158,7 +158,7 @@ class CallPlan:
         error.attempts = self.attempts
         fault = is_endpoint_fault(error)
         if fault:
-            self.pool.mark_down(url, hold=error.status == "INTERNAL")  # a dead stub: readiness would still say ready
+            self.pool.mark_down(url, hold=is_dead_model(error))
         retryable = fault or (error.status in self.policy.retry_on and not is_too_large(error))
         if not retryable or self.attempts >= self.policy.max_attempts:
             return None

@@ -33,11 +33,10 @@ from typing import IO, Sequence
 
 from yolo_server.triton.access import LOOPBACK, Access, read_admin_key
 from yolo_server.triton.canary import image_ensembles, server_ready
-from yolo_server.triton.supervise import FAULT_EXIT_CODE, Supervision, Supervisor
+from yolo_server.triton.supervise import FAULT_EXIT_CODE, STUB_NAME, Supervision, Supervisor
 
 WHEEL_PACKAGE = "pytriton"
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
-STUB = "triton_python_backend_stub"
 
 
 class TritonError(RuntimeError):
@@ -109,7 +108,7 @@ def _wheel_installation(binary: Path) -> TritonInstallation | None:
     if not (binary.is_file() and (backend / "libtriton_python.so").is_file()):
         return None
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = root / "python_backend_stubs" / version / STUB
+    stub = root / "python_backend_stubs" / version / STUB_NAME
     if not stub.is_file():
         raise TritonError(f"the pytriton wheel has no Python-backend stub for Python {version} ({stub})")
     return TritonInstallation(binary, backend, stub, (root.parent.parent / "nvidia_pytriton.libs",))
@@ -225,7 +224,7 @@ class TritonServer:
         python_dir.mkdir(parents=True)
         for name in PYTHON_BACKEND_FILES:
             (python_dir / name).symlink_to(inst.python_backend / name)
-        (python_dir / STUB).symlink_to(inst.stub)
+        (python_dir / STUB_NAME).symlink_to(inst.stub)
         return self._workdir / "backends"
 
     def start(self, stream: IO[str] | None = sys.stdout) -> None:
