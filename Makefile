@@ -41,7 +41,7 @@ $(VENV)/.installed: server/pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of torch (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ./client -e './server[serve,test]'
+	$(BIN)/python -m pip install -q -e ./client -e './server[serve,openvino,test]'
 	touch $@
 
 # Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: validates docker/compose.yaml)
@@ -77,4 +77,4 @@ evaluate: install
 	  --size $(SIZE)
 
 clean:
-	rm -rf build model_repository/*/1/*.pt
+	rm -rf build model_repository/*/1/*.pt model_repository/*/1/*.xml model_repository/*/1/*.bin

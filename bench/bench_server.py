@@ -3,7 +3,8 @@
 Prints, for the shipped demo detector on generated shape scenes (``--model demo``, the default: real
 detections, as in production) or yolov4-tiny on calibrated random weights and synthetic frames
 (``--model yolov4-tiny``: far more NMS candidates than a trained model gives):
-  * in-process ``Detector`` images/s (cv2 decode + detect, one image at a time),
+  * in-process ``Detector`` on the served artifact (the repository's OpenVINO IR at its precision):
+    images/s and p50 latency of decode + detect, one image at a time,
   * server images/s at concurrency 1, 8, 16 (one image per gRPC request), as a ratio to in-process,
   * the dynamic-batching gain: the same load against a repository built with ``--max-batch-size 1``
     (every execution holds exactly one image: batching off), at the highest concurrency,
@@ -85,7 +86,7 @@ def scene_jpegs(count: int, seed: int = 99) -> list[bytes]:
     return [encode_jpeg(generate_scene(seed, index)) for index in range(count)]
 
 
-def build(model: BenchModel, output: Path, size: int, max_batch_size: int, instances: list[str]) -> None:
+def build(model: BenchModel, output: Path, size: int, max_batch_size: int, instances: list[str], delay_us: int | None) -> None:
     from yolo_server.cli import build_options, build_parser
     from yolo_server.repository.build import build_repository
 
@@ -95,26 +96,32 @@ def build(model: BenchModel, output: Path, size: int, max_batch_size: int, insta
         argv += ["--weights", str(model.weights)]
     for item in instances:
         argv += ["--instances", item]
+    if delay_us is not None:
+        argv += ["--max-queue-delay-us", str(delay_us)]
     build_repository(build_options(build_parser().parse_args(argv)), log=lambda line: None)
 
 
-def in_process_rate(model: BenchModel, images: list[bytes], size: int, seconds: float) -> float:
-    """Images/s of decode + ``Detector.detect`` one image at a time."""
+def in_process_rate(model: BenchModel, repository: Path, images: list[bytes], size: int, seconds: float) -> tuple[float, float]:
+    """Images/s and p50 ms of decode + ``Detector.detect`` one image at a time, on the repository's artifact."""
     from yolo_server import Detector
+    from yolo_server.export.openvino import OpenVINORunner
+    from yolo_server.repository.spec import ARTIFACTS
     from yolo_server.triton.imaging import DecodeLimits, decode_image
 
-    detector = Detector(model.cfg, model.weights, model.names, input_size=size)
+    artifact = OpenVINORunner(repository / f"{model.name}_detector" / "1" / ARTIFACTS["cpu"], "auto")
+    detector = Detector(model.cfg, model.weights, model.names, input_size=size, network=artifact)
 
     def one(data: bytes) -> None:  # the server's decode and checks, then the same detector
         detector.detect([decode_image(data, DecodeLimits()).rgb])
 
     for data in images[:3]:
         one(data)
-    done, start = 0, time.perf_counter()
+    latencies, start = [], time.perf_counter()
     while time.perf_counter() - start < seconds:
-        one(images[done % len(images)])
-        done += 1
-    return done / (time.perf_counter() - start)
+        began = time.perf_counter()
+        one(images[len(latencies) % len(images)])
+        latencies.append(time.perf_counter() - began)
+    return len(latencies) / (time.perf_counter() - start), 1e3 * statistics.median(latencies)
 
 
 def load(url: str, model: str, images: list[bytes], concurrency: int, seconds: float) -> LoadResult:
@@ -189,23 +196,27 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--instances", action="append", default=[], metavar="KIND=N")
+    parser.add_argument("--max-queue-delay-us", type=int, help="default: the cpu target's")
     args = parser.parse_args()
 
     model = MODELS[args.model]
     images = scene_jpegs(16) if args.model == "demo" else synthetic_jpegs(16)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         batched, unbatched = Path(tmp) / "batched", Path(tmp) / "unbatched"
-        build(model, batched, args.size, args.max_batch_size, args.instances)
-        build(model, unbatched, args.size, 1, args.instances)
-        local = in_process_rate(model, images, args.size, args.seconds)
+        build(model, batched, args.size, args.max_batch_size, args.instances, args.max_queue_delay_us)
+        build(model, unbatched, args.size, 1, args.instances, args.max_queue_delay_us)
+        local, local_p50 = in_process_rate(model, batched, images, args.size, args.seconds)
         results, spent = serve_and_measure(batched, model.name, images, args.concurrency, args.seconds)
         [baseline], _ = serve_and_measure(unbatched, model.name, images, [max(args.concurrency)], args.seconds)
 
-    print(f"\n{model.label} @{args.size}, cpu fp32, JPEGs, one image per request")
-    print(f"in-process Detector (decode + detect, batch 1): {local:7.1f} images/s")
-    print(f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8}")
+    from yolo_server.export.precision import resolve_cpu_precision
+
+    print(f"\n{model.label} @{args.size}, cpu target (OpenVINO {resolve_cpu_precision('auto')}), JPEGs, one image per request")
+    print(f"in-process Detector on the served artifact (decode + detect, batch 1): {local:7.1f} images/s, p50 {local_p50:.1f} ms")
+    print(f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8} {'p50 - in-process':>17}")
     for r in results:
-        print(f"{r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f}")
+        print(f"{r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} "
+              f"{r.p50_ms - local_p50:>+14.1f} ms")
     top = results[-1]
     print(
         f"dynamic batching gain at concurrency {top.concurrency}: {top.images_per_s:.1f} vs {baseline.images_per_s:.1f} "

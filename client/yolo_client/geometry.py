@@ -102,13 +102,13 @@ def resize_params(width: int, height: int, net_width: int, net_height: int, lett
     return ResizeParams(width, height, net_width, net_height, new_width, new_height, pad_x, pad_y)
 
 
-def prepare_input(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
-    """Resize (and pad) an RGB image into the network input.
+def prepare_pixels(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
+    """Resize an RGB image into the network input's place, still uint8: a quarter of the float bytes.
 
     Args:
         image_rgb: uint8 [H, W, 3] RGB, H and W equal to ``params.height/width``.
     Returns:
-        float32 [3, net_height, net_width] in [0, 1].
+        uint8 [3, net_height, net_width]; the padding holds zeros until :func:`pixels_to_input` fills it.
     """
     import cv2  # local: keeps `import yolo_client` light
 
@@ -117,11 +117,32 @@ def prepare_input(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
     resized = image_rgb
     if (params.new_width, params.new_height) != (params.width, params.height):
         resized = cv2.resize(image_rgb, (params.new_width, params.new_height), interpolation=cv2.INTER_LINEAR)
-    out = np.full((3, params.net_height, params.net_width), LETTERBOX_FILL, dtype=np.float32)
-    window = out[:, params.pad_y : params.pad_y + params.new_height, params.pad_x : params.pad_x + params.new_width]
-    window[...] = resized.transpose(2, 0, 1)
-    window *= np.float32(1.0 / 255.0)
+    out = np.zeros((3, params.net_height, params.net_width), dtype=np.uint8)
+    out[:, params.pad_y : params.pad_y + params.new_height, params.pad_x : params.pad_x + params.new_width] = (
+        resized.transpose(2, 0, 1)
+    )
     return out
+
+
+def pixels_to_input(pixels: np.ndarray, params: ResizeParams) -> np.ndarray:
+    """uint8 [3, H, W] from :func:`prepare_pixels` -> float32 [3, H, W] in [0, 1], padding at darknet's 0.5.
+
+    The padding is filled here, not in the uint8 pixels, because 0.5 has no uint8 code (127.5 / 255).
+    """
+    out = pixels.astype(np.float32)
+    out *= np.float32(1.0 / 255.0)
+    top, left = params.pad_y, params.pad_x
+    bottom, right = top + params.new_height, left + params.new_width
+    out[:, :top] = LETTERBOX_FILL
+    out[:, bottom:] = LETTERBOX_FILL
+    out[:, top:bottom, :left] = LETTERBOX_FILL
+    out[:, top:bottom, right:] = LETTERBOX_FILL
+    return out
+
+
+def prepare_input(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
+    """Resize (and pad) an RGB image into the network input: float32 [3, net_height, net_width] in [0, 1]."""
+    return pixels_to_input(prepare_pixels(image_rgb, params), params)
 
 
 def letterbox(image_rgb: np.ndarray, net_width: int, net_height: int, letterbox: bool) -> tuple[np.ndarray, ResizeParams]:

@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--names", type=Path, help="class names, one per line (default: class ids)")
     build.add_argument("--size", type=_size, help="network input, N or WxH, multiples of 32 (default: the cfg's)")
     build.add_argument("--target", choices=("cpu", "tensorrt", "auto"), default="cpu")
-    build.add_argument("--precision", choices=("fp32", "bf16", "auto", "fp16", "int8"),
-                       help="cpu: fp32|bf16|auto; tensorrt: fp16|fp32, int8 is refused with the reason (default fp32 / fp16)")
+    build.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                       help="cpu: auto|fp32|bf16 (default auto: bf16 where the serving CPU has native bf16, else fp32); "
+                       "tensorrt: fp16|fp32 (default fp16), int8 is refused with the reason")
     build.add_argument("--name", help="base model name (default: from the cfg file name)")
     build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
     build.add_argument("--score-threshold", type=float, default=0.25)

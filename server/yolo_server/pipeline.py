@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from yolo_client.geometry import ResizeParams, letterbox
 from yolo_server.darknet import DarknetSpec, InputSize, load_darknet
 from yolo_server.darknet.names import load_class_names
 from yolo_server.export.precision import resolve_cpu_precision, torch_dtype
-from yolo_server.export.torchscript import InferenceWrapper
+from yolo_server.export.wrapper import InferenceWrapper
 from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess
 
 
@@ -52,6 +52,8 @@ class Detector:
         precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where the CPU has native bf16).
         config: thresholds and NMS settings; default: darknet's with the cfg's ``beta_nms``.
         device: torch device for the network and the post-process.
+        network: run this instead of the torch module: float32 numpy ``[B, 3, H, W]`` -> one array per
+            head, e.g. the served artifact (``OpenVINORunner``), so that parity tests cover what is served.
     """
 
     def __init__(
@@ -63,11 +65,13 @@ class Detector:
         precision: str = "fp32",
         config: PostprocessConfig | None = None,
         device: str = "cpu",
+        network: Callable[[np.ndarray], Sequence[np.ndarray]] | None = None,
     ) -> None:
         model, self.spec = load_darknet(cfg, weights, input_size)
         self.precision = resolve_cpu_precision(precision) if device == "cpu" else precision
         self.device = torch.device(device)
         self.network = InferenceWrapper(model, torch_dtype(self.precision)).to(self.device).eval()
+        self.artifact = network
         self.class_names = load_class_names(names, self.spec.num_classes)
         self.config = config or postprocess_config_for(self.spec)
 
@@ -84,6 +88,9 @@ class Detector:
     @torch.inference_mode()
     def forward(self, batch: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         """float32 [B, 3, H, W] -> raw [yolo] inputs, float32 [B, A*(5+C), h, w] per head."""
+        if self.artifact is not None:
+            heads = self.artifact(np.asarray(batch, dtype=np.float32))
+            return [torch.from_numpy(np.asarray(head)).to(self.device) for head in heads]
         return list(self.network(torch.as_tensor(batch, dtype=torch.float32, device=self.device)))
 
     def detect_tensor(

@@ -40,7 +40,7 @@ from yolo_server.darknet import load_darknet  # noqa: E402
 from yolo_server.evaluation.agreement import matched_share  # noqa: E402
 from yolo_server.export.precision import torch_dtype  # noqa: E402
 from yolo_server.export.program import BatchRange, export_program  # noqa: E402
-from yolo_server.export.torchscript import InferenceWrapper  # noqa: E402
+from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
 from yolo_server.pipeline import postprocess_config_for  # noqa: E402
 from yolo_server.training.scenes import encode_jpeg, generate_scene  # noqa: E402
 from yolo_server.triton.imaging import DecodeLimits, decode_image  # noqa: E402

@@ -11,7 +11,8 @@ for every integration test (serving, client SDK, metrics):
     repository         Path of the built model repository
     cfg, weights, names  Paths of the darknet cfg, the .weights file served, the class names
     input_width, input_height, max_batch_size, max_pixels   what the repository was built with
-    detector           in-process ``yolo_server.Detector`` on the same weights and thresholds (the oracle)
+    detector           in-process ``yolo_server.Detector`` on the same weights, thresholds and served artifact
+                       (the oracle: the detector's OpenVINO IR at the precision the server resolved)
     pid                pid of the ``yolo-server serve`` process (stopped by the fixture)
     admin_headers      gRPC metadata with the admin key: what the repository, shared-memory, trace and logging APIs
                        ask for (admin_http_headers: the same over HTTP)
@@ -135,6 +136,7 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
     from yolo_server.cli import main as cli_main
     from yolo_server.pipeline import postprocess_config_for
     from yolo_server.darknet import load_spec
+    from yolo_server.export.openvino import OpenVINORunner
 
     workdir = tmp_path_factory.mktemp("triton")
     weights = write_random_weights(workdir / "yolov4-tiny-random.weights")
@@ -157,7 +159,10 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
         grpc_url = f"127.0.0.1:{grpc_port}"
         wait_ready(grpc_url, process, workdir / "serve.log", READY_TIMEOUT_S)
         spec = load_spec(CFG, (INPUT_WIDTH, INPUT_HEIGHT))
-        detector = Detector(CFG, weights, NAMES, input_size=(INPUT_WIDTH, INPUT_HEIGHT), config=postprocess_config_for(spec))
+        detector = Detector(
+            CFG, weights, NAMES, input_size=(INPUT_WIDTH, INPUT_HEIGHT), config=postprocess_config_for(spec),
+            network=OpenVINORunner(repository / "yolov4_tiny_detector" / "1" / "model.xml", num_threads=1),
+        )  # fmt: skip
         yield TritonTestServer(
             grpc_url=grpc_url,
             http_url=f"127.0.0.1:{http_port}",

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_serve_fails_with_tritons_error_when_a_model_does_not_load(triton_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     broken = tmp_path / "repository"
     shutil.copytree(triton_server.repository, broken)
-    (broken / f"{triton_server.model_name}_detector" / "1" / "model.pt").unlink()
+    (broken / f"{triton_server.model_name}_detector" / "1" / "model.xml").unlink()
     log = tmp_path / "serve.log"
     process, _ = start_serve(broken, log, "--ready-timeout", "240")
     try:
@@ -30,7 +30,7 @@ def test_serve_fails_with_tritons_error_when_a_model_does_not_load(triton_server
     output = log.read_text()
     assert "yolo-server serve: tritonserver exited with code" in output
     assert f"{triton_server.model_name}_detector" in output
-    assert "model.pt" in output, output[-2000:]
+    assert "model.xml" in output, output[-2000:]
 
 
 def test_sigterm_answers_every_in_flight_request_and_exits_cleanly(triton_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from yolo_client.geometry import resize_params
+from yolo_client.geometry import letterbox, resize_params
 
 from tests.helpers.payloads import gif, jpeg2000, progressive_jpeg, scan_bomb, tiff
 from yolo_server.ops.postprocess import Detections
@@ -19,7 +19,7 @@ from yolo_server.triton.imaging import DecodeLimits, decode_image, sniff_format
 from yolo_server.triton.postprocess import pack_ragged
 from yolo_server.triton.preprocess import Preprocessor
 from yolo_server.triton.settings import PreprocessSettings
-from yolo_server.triton.validation import InvalidInput, check_network_input, check_resize
+from yolo_server.triton.validation import InvalidInput, check_network_input, check_resize, network_input
 
 LIMITS = DecodeLimits(max_pixels=1_000_000, max_bytes=1 << 20)
 
@@ -143,13 +143,46 @@ def test_sniffed_formats() -> None:
 
 
 def test_preprocessor_names_the_bad_image_of_a_multi_image_request() -> None:
-    preprocess = Preprocessor(PreprocessSettings(64, 32, False, 1_000_000, 1 << 20))
+    preprocess = Preprocessor(PreprocessSettings(64, 32, False, 1_000_000, 1 << 20, pixels=False))
     good = encode(".png", scene(10, 20))
     prepared = preprocess(np.array([[good], [good]], dtype=object))
     assert prepared.inputs.shape == (2, 3, 32, 64) and prepared.resize.shape == (2, 6)
     np.testing.assert_array_equal(prepared.resize[0], [20, 10, 64, 32, 0, 0])
     with pytest.raises(InvalidInput, match="image 1 of 2: empty image"):
         preprocess(np.array([[good], [b""]], dtype=object))
+
+
+@pytest.mark.parametrize("letterboxed", [True, False])
+def test_uint8_pixels_become_the_float_input_bit_for_bit(letterboxed: bool) -> None:
+    """The cpu preprocess sends uint8 and the detector scales; the result is the float path's, padding 0.5 included."""
+    images = [scene(40, 100, seed=1), scene(90, 30, seed=2)]
+    payload = np.array([[encode(".png", image)] for image in images], dtype=object)
+    as_pixels = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, pixels=True))(payload)
+    as_floats = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, pixels=False))(payload)
+    assert as_pixels.inputs.dtype == np.uint8 and as_floats.inputs.dtype == np.float32
+    scaled = network_input(None, as_pixels.inputs, as_pixels.resize, 64, 32)
+    np.testing.assert_array_equal(scaled, as_floats.inputs)
+    decoded = [decode_image(data, LIMITS).rgb for data in payload[:, 0]]
+    np.testing.assert_array_equal(scaled, np.stack([letterbox(rgb, 64, 32, letterboxed)[0] for rgb in decoded]))
+    assert (scaled[0, :, 0] == np.float32(0.5)).all() == letterboxed  # the first row is padding when letterboxed
+
+
+def test_detector_input_is_one_of_float_or_pixels_with_resize() -> None:
+    floats = np.zeros((2, 3, 32, 64), np.float32)
+    pixels = np.zeros((2, 3, 32, 64), np.uint8)
+    resize = np.stack([resize_params(64, 32, 64, 32, False).pack()] * 2)
+    assert network_input(floats, None, None, 64, 32) is floats
+    assert network_input(None, pixels, resize, 64, 32).dtype == np.float32
+    cases = [
+        ((None, None, None), "exactly one of INPUT__0"),
+        ((floats, pixels, resize), "exactly one of INPUT__0"),
+        ((None, pixels, None), "needs RESIZE"),
+        ((None, pixels, resize[:1]), "2 images in PIXELS__0 but 1 rows"),
+        ((None, floats, resize), "PIXELS must be uint8"),
+    ]
+    for arrays, message in cases:
+        with pytest.raises(InvalidInput, match=message):
+            network_input(*arrays, 64, 32)
 
 
 def test_network_input_checks() -> None:

@@ -19,7 +19,7 @@ from yolo_server import cli
 from yolo_server.darknet import load_darknet
 from yolo_server.export.program import BatchRange
 from yolo_server.export.tensorrt import ENGINE_PREFIX, TensorRTUnavailable, count_engines, export_tensorrt
-from yolo_server.export.torchscript import InferenceWrapper
+from yolo_server.export.wrapper import InferenceWrapper
 
 DEMO = REPO_ROOT / "models" / "shapes"
 DEMO_CFG, DEMO_WEIGHTS = DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights"

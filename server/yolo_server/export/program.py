@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from yolo_server.darknet.cfg import DarknetSpec
-from yolo_server.export.torchscript import InferenceWrapper, example_input
+from yolo_server.export.wrapper import InferenceWrapper, example_input
 
 BATCH_DIM = "batch"
 

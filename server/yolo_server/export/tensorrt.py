@@ -25,7 +25,7 @@ from torch import nn
 
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.export.program import BatchRange, export_program
-from yolo_server.export.torchscript import example_input
+from yolo_server.export.wrapper import example_input
 from yolo_server.repository.spec import check_precision
 
 TARGET = "tensorrt"

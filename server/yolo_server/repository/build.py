@@ -25,7 +25,6 @@ from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.darknet.names import load_class_names
 from yolo_server.darknet.weights import file_digest
 from yolo_server.repository.spec import (
-    ARTIFACT,
     DEFAULT_PRECISION,
     TARGET_BATCHING,
     Batching,
@@ -92,13 +91,8 @@ def resolve_target(target: str) -> str:
 
 
 def resolve_precision(target: str, precision: str | None) -> str:
-    if precision is None:
-        return DEFAULT_PRECISION[target]
-    if target == "cpu" and precision == "auto":
-        from yolo_server.export.precision import resolve_cpu_precision
-
-        return resolve_cpu_precision(precision)
-    return precision
+    """None -> the target's default. cpu ``auto`` stays ``auto``: the serving machine's CPU decides at load."""
+    return DEFAULT_PRECISION[target] if precision is None else precision
 
 
 def plan_repository(options: BuildOptions) -> RepositoryPlan:
@@ -141,15 +135,20 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
 
 
 def export_detector(options: BuildOptions, plan: RepositoryPlan, path: Path, log: Callable[[str], None] = print) -> None:
-    """Load the network (random calibrated weights without ``options.weights``) and export it for the target."""
+    """Load the network (random calibrated weights without ``options.weights``) and export it for the target.
+
+    ``path`` is the artifact's main file; the export may write siblings beside it (OpenVINO's ``.bin``).
+    """
     from yolo_server.darknet import load_darknet
 
     spec = plan.spec
     model, darknet = load_darknet(options.cfg, options.weights, options.size)
     if spec.info.target == "cpu":
-        from yolo_server.export.torchscript import export_torchscript
+        from yolo_server.export.openvino import export_openvino
+        from yolo_server.export.precision import resolve_cpu_precision
 
-        export_torchscript(model, darknet, path, precision=spec.info.precision)
+        export_openvino(model, darknet, path)
+        log(f"  OpenVINO IR, {spec.info.precision} (on this CPU: {resolve_cpu_precision(spec.info.precision)})")
         return
     from yolo_server.export.program import BatchRange
     from yolo_server.export.tensorrt import export_tensorrt
@@ -176,13 +175,16 @@ def build_repository(options: BuildOptions, log: Callable[[str], None] = print) 
         f"exporting {spec.names.detector} ({spec.info.target}, {spec.info.precision}, "
         f"{spec.info.input_width}x{spec.info.input_height}, max batch {spec.batching.max_batch_size}) ..."
     )
+    artifacts: list[Path] = []
     with tempfile.TemporaryDirectory(prefix=".yolo-server-build-", dir=output) as scratch:
-        exported = Path(scratch) / ARTIFACT  # a failed export leaves the previous repository as it was
-        export_detector(options, plan, exported, log)
+        # a failed export leaves the previous repository as it was
+        export_detector(options, plan, Path(scratch) / spec.artifact, log)
         written = write_repository(spec, plan.darknet, plan.cfg_bytes, output)
-        artifact = artifact_path(spec, output)
-        os.replace(exported, artifact)
-    for path in [*written, artifact]:
+        version_dir = artifact_path(spec, output).parent
+        for exported in sorted(Path(scratch).iterdir()):
+            artifacts.append(version_dir / exported.name)
+            os.replace(exported, artifacts[-1])
+    for path in [*written, *artifacts]:
         log(f"  wrote {path}")
     names = spec.names
     log(

@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from yolo_server.darknet.cfg import ConvSpec, DarknetSpec, MaxPoolSpec, RouteSpec, UpsampleSpec, YoloSpec
 from yolo_server.darknet.weights import output_channels
-from yolo_server.repository.spec import ARTIFACT, CFG_COPY, RepositorySpec
+from yolo_server.repository.spec import CFG_COPY, RepositorySpec
 from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
 
 Dims = Sequence[int]
@@ -56,8 +56,17 @@ def head_shapes(darknet: DarknetSpec) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def _tensor(message: type, name: str, data_type: int, dims: Dims):  # type: ignore[no-untyped-def]
-    return message(name=name, data_type=data_type, dims=list(dims))
+def _tensor(message: type, name: str, data_type: int, dims: Dims, **fields: bool):  # type: ignore[no-untyped-def]
+    return message(name=name, data_type=data_type, dims=list(dims), **fields)
+
+
+def _pixels(spec: RepositorySpec) -> bool:
+    """Whether the preprocess hands the detector uint8 ``PIXELS`` (cpu) rather than float32 ``INPUT`` (tensorrt).
+
+    The cpu detector scales uint8 itself (a quarter of the bytes through shared memory); the tensorrt
+    detector is a libtorch model with one float32 input.
+    """
+    return spec.info.target == "cpu"
 
 
 def _parameters(config: pb.ModelConfig, values: Mapping[str, str]) -> None:
@@ -91,14 +100,15 @@ def _python_model(
 
 
 def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
-    """``NAME_preprocess``: IMAGE bytes [1] -> INPUT fp32 [3, H, W], RESIZE fp32 [6]."""
+    """``NAME_preprocess``: IMAGE bytes [1] -> PIXELS uint8 (cpu) or INPUT fp32 (tensorrt) [3, H, W], RESIZE fp32 [6]."""
     info = spec.info
     config = _python_model(spec, spec.names.preprocess, spec.instances.preprocess)
     config.input.append(_tensor(pb.ModelInput, "IMAGE", pb.TYPE_STRING, (1,)))
-    config.output.append(_tensor(pb.ModelOutput, "INPUT", pb.TYPE_FP32, (3, info.input_height, info.input_width)))
+    network = ("PIXELS", pb.TYPE_UINT8) if _pixels(spec) else ("INPUT", pb.TYPE_FP32)
+    config.output.append(_tensor(pb.ModelOutput, *network, (3, info.input_height, info.input_width)))
     config.output.append(_tensor(pb.ModelOutput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,)))
     settings = PreprocessSettings(
-        info.input_width, info.input_height, info.letterbox, spec.limits.max_pixels, spec.limits.max_bytes
+        info.input_width, info.input_height, info.letterbox, spec.limits.max_pixels, spec.limits.max_bytes, _pixels(spec)
     )
     _parameters(config, settings.to_parameters())
     return config
@@ -107,28 +117,35 @@ def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
 def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]) -> pb.ModelConfig:
     """``NAME_detector``: INPUT__0 fp32 [3, H, W] -> YOLO__i fp32 [A*(5+C), h, w].
 
-    cpu: the Python backend running the TorchScript artifact; tensorrt: Triton's
-    libtorch backend on the GPU. Both prefer ``spec.batching.preferred_batch_sizes``.
+    cpu: the Python backend running the OpenVINO artifact; it also takes uint8
+    ``PIXELS__0`` with ``RESIZE`` (each optional, one of the two sent). tensorrt:
+    Triton's libtorch backend on the GPU. Both prefer ``spec.batching.preferred_batch_sizes``.
     """
     info, batching = spec.info, spec.batching
     if info.target == "cpu":
         config = _python_model(
             spec, spec.names.detector, spec.instances.detector, preferred=batching.preferred_batch_sizes
         )
-        settings = DetectorSettings(info.input_width, info.input_height, info.precision, ARTIFACT, spec.detector_threads)
+        settings = DetectorSettings(
+            info.input_width, info.input_height, info.precision, spec.artifact, spec.detector_threads
+        )
         _parameters(config, settings.to_parameters())
     else:
         config = pb.ModelConfig(
             name=spec.names.detector,
             platform="pytorch_libtorch",
             max_batch_size=batching.max_batch_size,
-            default_model_filename=ARTIFACT,
+            default_model_filename=spec.artifact,
             dynamic_batching=_batching(spec, batching.preferred_batch_sizes),
             instance_group=[pb.ModelInstanceGroup(count=spec.instances.detector, kind=pb.ModelInstanceGroup.KIND_GPU)],
         )
         _parameters(config, {"INFERENCE_MODE": "true", "precision": info.precision})
     input_dims = (3, info.input_height, info.input_width)
-    config.input.append(_tensor(pb.ModelInput, "INPUT__0", pb.TYPE_FP32, input_dims))
+    optional = {"optional": True} if _pixels(spec) else {}
+    config.input.append(_tensor(pb.ModelInput, "INPUT__0", pb.TYPE_FP32, input_dims, **optional))
+    if _pixels(spec):
+        config.input.append(_tensor(pb.ModelInput, "PIXELS__0", pb.TYPE_UINT8, input_dims, **optional))
+        config.input.append(_tensor(pb.ModelInput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,), **optional))
     for index, dims in enumerate(heads):
         config.output.append(_tensor(pb.ModelOutput, f"YOLO__{index}", pb.TYPE_FP32, dims))
     for batch in sorted({1, batching.max_batch_size}):  # first calls are slow (TorchScript profiling, TRT setup)
@@ -169,21 +186,25 @@ def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]
     yolo = {f"YOLO__{index}": f"yolo_{index}" for index in range(len(heads))}
     results = {name: name for name, _, _ in RAGGED_OUTPUTS}
 
-    def detect_and_post(network_input: str, resize: str) -> list[pb.ModelEnsembling.Step]:
+    def detect_and_post(detector_inputs: Mapping[str, str], resize: str) -> list[pb.ModelEnsembling.Step]:
         return [
-            _step(names.detector, {"INPUT__0": network_input}, yolo),
+            _step(names.detector, detector_inputs, yolo),
             _step(names.postprocess, {**yolo, "RESIZE": resize}, results),
         ]
 
     network_input = ("INPUT", pb.TYPE_FP32, (3, info.input_height, info.input_width))
+    if _pixels(spec):
+        decoded = {"PIXELS": "pixels", "RESIZE": "resize"}
+        from_decoded = {"PIXELS__0": "pixels", "RESIZE": "resize"}
+    else:
+        decoded, from_decoded = {"INPUT": "input", "RESIZE": "resize"}, {"INPUT__0": "input"}
     entries = (
         (
             names.bytes_ensemble,
             [("IMAGE", pb.TYPE_STRING, (1,))],
-            [_step(names.preprocess, {"IMAGE": "IMAGE"}, {"INPUT": "input", "RESIZE": "resize"})]
-            + detect_and_post("input", "resize"),
+            [_step(names.preprocess, {"IMAGE": "IMAGE"}, decoded)] + detect_and_post(from_decoded, "resize"),
         ),
-        (names.tensor_ensemble, [network_input, ("RESIZE", pb.TYPE_FP32, (RESIZE_LEN,))], detect_and_post("INPUT", "RESIZE")),
+        (names.tensor_ensemble, [network_input, ("RESIZE", pb.TYPE_FP32, (RESIZE_LEN,))], detect_and_post({"INPUT__0": "INPUT"}, "RESIZE")),
     )
     configs = []
     for name, inputs, steps in entries:

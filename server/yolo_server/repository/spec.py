@@ -16,7 +16,8 @@ from pathlib import Path
 from yolo_server.triton.settings import ModelInfo
 
 TARGETS = ("cpu", "tensorrt")
-PRECISIONS = {"cpu": ("fp32", "bf16"), "tensorrt": ("fp16", "fp32")}
+# cpu "auto": bf16 where the serving CPU has native bf16 (AMX, AVX512-BF16), else fp32; the detector decides at load
+PRECISIONS = {"cpu": ("auto", "fp32", "bf16"), "tensorrt": ("fp16", "fp32")}
 # asked for by name, refused with the reason (the CLI offers them so that the user reads it)
 UNSUPPORTED_PRECISIONS = {
     "tensorrt": {
@@ -25,9 +26,10 @@ UNSUPPORTED_PRECISIONS = {
         "NVIDIA ModelOpt, which this project does not do. Use fp16."
     }
 }
-DEFAULT_PRECISION = {"cpu": "fp32", "tensorrt": "fp16"}
+DEFAULT_PRECISION = {"cpu": "auto", "tensorrt": "fp16"}
 MODEL_KINDS = ("preprocess", "detector", "postprocess")
-ARTIFACT = "model.pt"  # the detector file in NAME_detector/1/ (TorchScript on both targets)
+# the detector file in NAME_detector/1/: OpenVINO IR (with its model.bin beside it) / TorchScript with TensorRT engines
+ARTIFACTS = {"cpu": "model.xml", "tensorrt": "model.pt"}
 CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/
 
 
@@ -196,3 +198,8 @@ class RepositorySpec:
     @property
     def names(self) -> ModelNames:
         return ModelNames(self.name)
+
+    @property
+    def artifact(self) -> str:
+        """The detector artifact's file name in its version directory."""
+        return ARTIFACTS[self.info.target]

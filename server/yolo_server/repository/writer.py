@@ -6,7 +6,7 @@ Output is deterministic (no timestamps, no absolute paths), so the committed
 Example:
     >>> written = write_repository(spec, darknet, Path("models/darknet/yolov4-tiny.cfg").read_bytes(), Path("out"))
     >>> artifact_path(spec, Path("out"))
-    PosixPath('out/yolov4_tiny_detector/1/model.pt')
+    PosixPath('out/yolov4_tiny_detector/1/model.xml')
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.repository.configs import model_configs
-from yolo_server.repository.spec import ARTIFACT, CFG_COPY, RepositorySpec
+from yolo_server.repository.spec import CFG_COPY, RepositorySpec
 from yolo_server.triton.python_models import adapter_source
 
 VERSION = "1"
@@ -34,7 +34,7 @@ def config_text(config: pb.ModelConfig) -> str:
 
 def artifact_path(spec: RepositorySpec, output: Path) -> Path:
     """Where the detector artifact goes (written by the export, not here)."""
-    return output / spec.names.detector / VERSION / ARTIFACT
+    return output / spec.names.detector / VERSION / spec.artifact
 
 
 def repository_files(spec: RepositorySpec, darknet: DarknetSpec, cfg_bytes: bytes) -> dict[str, bytes]:

@@ -1,10 +1,10 @@
 """``NAME_preprocess``: encoded images -> network input and resize parameters.
 
 Example:
-    >>> pre = Preprocessor(PreprocessSettings(416, 416, False, 50_000_000, 64 << 20))
+    >>> pre = Preprocessor(PreprocessSettings(416, 416, False, 50_000_000, 64 << 20, pixels=True))
     >>> out = pre(np.array([[jpeg_bytes]], dtype=object))
-    >>> out.inputs.shape, out.resize.shape, out.formats
-    ((1, 3, 416, 416), (1, 6), ('jpeg',))
+    >>> out.inputs.dtype, out.inputs.shape, out.resize.shape, out.formats
+    (dtype('uint8'), (1, 3, 416, 416), (1, 6), ('jpeg',))
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from yolo_client.geometry import letterbox
+from yolo_client.geometry import pixels_to_input, prepare_pixels, resize_params
 
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.settings import PreprocessSettings
@@ -25,7 +25,8 @@ class PreprocessedRequest:
     """One request's images, ready for the detector.
 
     Attributes:
-        inputs: float32 ``[b, 3, H, W]`` RGB in [0, 1].
+        inputs: uint8 ``[b, 3, H, W]`` RGB pixels, padding unfilled (``settings.pixels``), else
+            float32 in [0, 1] with the padding at 0.5.
         resize: float32 ``[b, 6]`` (``ResizeParams.pack``).
         formats: per image, the sniffed format (metrics label).
         seconds: per image, decode + resize wall time.
@@ -66,10 +67,11 @@ class Preprocessor:
                 if images.shape[0] == 1:
                     raise
                 raise InvalidInput(exc.reason, f"image {position} of {images.shape[0]}: {exc}") from None
-            tensor, params = letterbox(
-                decoded.rgb, self.settings.input_width, self.settings.input_height, self.settings.letterbox
-            )
-            inputs.append(tensor)
+            settings = self.settings
+            height, width = decoded.rgb.shape[:2]
+            params = resize_params(width, height, settings.input_width, settings.input_height, settings.letterbox)
+            pixels = prepare_pixels(decoded.rgb, params)
+            inputs.append(pixels if settings.pixels else pixels_to_input(pixels, params))
             resize.append(params.pack())
             formats.append(decoded.format)
             seconds.append(time.perf_counter() - start)

@@ -90,13 +90,18 @@ class ModelInfo(_Parameters):
 
 @dataclass(frozen=True)
 class PreprocessSettings(_Parameters):
-    """Decode limits and network input geometry of ``NAME_preprocess``."""
+    """Decode limits and network input geometry of ``NAME_preprocess``.
+
+    ``pixels``: hand the detector uint8 ``PIXELS`` (a quarter of the bytes; the
+    cpu detector scales them) rather than the float32 ``INPUT`` (tensorrt).
+    """
 
     input_width: int
     input_height: int
     letterbox: bool
     max_pixels: int
     max_bytes: int
+    pixels: bool
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from yolo_client.geometry import PARAMS_LEN, ResizeParams
+from yolo_client.geometry import PARAMS_LEN, ResizeParams, pixels_to_input
 
 REJECTION_REASONS = (
     "empty",
@@ -61,6 +61,29 @@ def check_array(name: str, array: np.ndarray, dtype: np.dtype, shape: Sequence[i
 def check_network_input(batch: np.ndarray, net_width: int, net_height: int) -> None:
     """``INPUT`` / ``INPUT__0``: float32 ``[B, 3, net_height, net_width]``, finite."""
     check_array("INPUT", batch, np.dtype(np.float32), (3, net_height, net_width))
+
+
+def network_input(
+    inputs: np.ndarray | None, pixels: np.ndarray | None, resize: np.ndarray | None, net_width: int, net_height: int
+) -> np.ndarray:
+    """The detector's float32 ``[B, 3, H, W]`` from one request's ``INPUT__0``, or its ``PIXELS__0`` and ``RESIZE``.
+
+    ``INPUT__0`` (the tensor entry point) is float32 as sent; ``PIXELS__0`` (uint8, from the preprocess)
+    is scaled and its padding filled by :func:`yolo_client.geometry.pixels_to_input`, placed by ``RESIZE``.
+    """
+    if (inputs is None) == (pixels is None):
+        raise InvalidInput("bad_shape", "send exactly one of INPUT__0 (float32) and PIXELS__0 (uint8 with RESIZE)")
+    if inputs is not None:
+        check_network_input(inputs, net_width, net_height)
+        return inputs
+    assert pixels is not None
+    check_array("PIXELS", pixels, np.dtype(np.uint8), (3, net_height, net_width))
+    if resize is None:
+        raise InvalidInput("bad_shape", "PIXELS__0 needs RESIZE, which places the image in the padding")
+    params = check_resize(resize, net_width, net_height)
+    if len(params) != len(pixels):
+        raise InvalidInput("bad_shape", f"{len(pixels)} images in PIXELS__0 but {len(params)} rows in RESIZE")
+    return np.stack([pixels_to_input(image, placement) for image, placement in zip(pixels, params)])
 
 
 def check_resize(packed: np.ndarray, net_width: int, net_height: int) -> list[ResizeParams]:

@@ -1,0 +1,195 @@
+"""CPU runtimes side by side: same weights, frames and threads, one run; speed beside accuracy.
+
+    .venv/bin/python bench/bench_runtimes.py [--seconds 3] [--models demo,yolov4-tiny,yolov4] [--no-compile]
+    (ONNX Runtime rows need `pip install './server[bench]'`; they are left out, saying so, without it)
+
+Runtimes: torch eager fp32 and bf16 (autocast-free: the module cast to bf16, channels-last), the
+served artifact (OpenVINO IR at the ``auto`` precision the cpu target serves), torch.compile
+(inductor, freezing, bf16), ONNX Runtime fp32, OpenVINO fp32 and bf16, and OpenCV DNN as the
+outside reference. Workloads: ``network`` (the forward pass on a prepared batch) and ``pipeline``
+(frames -> detections: letterbox, forward, decode, NMS, mapping back; OpenCV with its own
+blobFromImages + NMSBoxesBatched). Models: the trained demo detector, yolov4-tiny and yolov4 at
+416 (calibrated random weights), at batch 1 and 8.
+
+Accuracy (demo model, the only trained one): the share of fp32-eager boxes each runtime finds
+again at IoU >= 0.9 on 50 scenes, and mAP@0.5 on 200 held-out scenes (score threshold 0.005).
+A runtime keeps accuracy at >= 99% matched and mAP within 0.005 of fp32 eager; the cpu target
+serves the fastest one that does. Goals printed as ratios: served / OpenVINO bf16 (>= 0.95) and
+served pipeline / OpenCV DNN at batch 8 (>= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inprocess import SIZE, THREADS, OpenCVDetector, rate, workload  # noqa: E402
+from yolo_server.darknet import load_darknet  # noqa: E402
+from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess  # noqa: E402
+from yolo_server.evaluation.agreement import matched_share  # noqa: E402
+from yolo_server.export.openvino import OpenVINORunner, export_openvino  # noqa: E402
+from yolo_server.export.precision import cpu_has_native_bf16  # noqa: E402
+from yolo_server.export.program import BatchRange, export_program  # noqa: E402
+from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
+from yolo_server.pipeline import Detector, postprocess_config_for  # noqa: E402
+
+Network = Callable[[np.ndarray], Sequence[np.ndarray]]
+MATCH_SCENES, MATCH_SEED = 50, 99
+MAP_SCENES, MAP_SEED = 200, 1000
+MIN_MATCHED, MAX_MAP_DROP = 0.99, 0.005
+SERVED = "served (openvino auto)"
+
+
+class TorchNetwork:
+    """A torch module as a numpy runner (what the Detector's own forward does, without its Detector)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            return [head.numpy() for head in self.module(torch.from_numpy(batch))]
+
+
+class OnnxRuntimeNetwork:
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input: batch})
+
+
+def torch_compiled(model: torch.nn.Module) -> TorchNetwork:
+    """Inductor with freezing, bf16 where native (else fp32); it compiles at the first call of each batch size."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    dtype = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    return TorchNetwork(torch.compile(InferenceWrapper(model, dtype).eval(), dynamic=False))
+
+
+def onnx_file(model: torch.nn.Module, spec, directory: Path) -> Path:  # type: ignore[no-untyped-def]
+    """ONNX from the same torch.export program as the IR (dynamic batch)."""
+    program = export_program(model, spec, BatchRange(1, 2, 64))
+    path = directory / "model.onnx"
+    torch.onnx.export(program, dynamo=True, f=str(path), external_data=False)
+    return path
+
+
+@dataclass
+class Row:
+    name: str
+    network: Network
+    setup_s: float = 0.0
+
+
+def contenders(name: str, work, tmp: Path, compile_too: bool) -> list[Row]:  # type: ignore[no-untyped-def]
+    model, spec = load_darknet(work.cfg, work.weights, SIZE)
+    started = time.perf_counter()
+    ir = export_openvino(model, spec, tmp / f"{name}.xml")[0]
+    ir_s = time.perf_counter() - started
+    rows = [
+        Row("torch eager fp32", TorchNetwork(InferenceWrapper(model, torch.float32).eval())),
+        Row("torch bf16", TorchNetwork(InferenceWrapper(model, torch.bfloat16).eval())),
+        Row(SERVED, OpenVINORunner(ir, "auto", THREADS), ir_s),
+        Row("openvino fp32", OpenVINORunner(ir, "fp32", THREADS), ir_s),
+        Row("openvino bf16", OpenVINORunner(ir, "bf16", THREADS), ir_s),
+    ]
+    try:
+        started = time.perf_counter()
+        onnx = onnx_file(model, spec, tmp / name)
+        rows.insert(2, Row("onnxruntime fp32", OnnxRuntimeNetwork(onnx), time.perf_counter() - started))
+    except ImportError as exc:
+        print(f"  (no ONNX Runtime row: {exc}; pip install './server[bench]')")
+    if compile_too:
+        compiled = torch_compiled(model)
+        started = time.perf_counter()
+        compiled(np.zeros((1, 3, SIZE, SIZE), np.float32))
+        rows.insert(3, Row("torch.compile", compiled, time.perf_counter() - started))
+    return rows
+
+
+def accuracy(rows: list[Row], work, tmp: Path) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """Per runtime: (share of fp32-eager boxes matched at IoU >= 0.9, mAP@0.5) on the demo model."""
+    from yolo_server.training.scenes import generate_scene, write_dataset
+
+    frames = [generate_scene(MATCH_SEED, index).image for index in range(MATCH_SCENES)]
+    dataset = CocoDataset.load(write_dataset(tmp / "heldout", MAP_SCENES, MAP_SEED, progress=False))
+    results, reference = {}, None
+    for row in rows:
+        detector = Detector(work.cfg, work.weights, input_size=SIZE, network=row.network)
+        found = [f for start in range(0, len(frames), 8) for f in detector.detect(frames[start : start + 8])]
+        reference = reference or found
+        detector.config = postprocess_config_for(detector.spec, score_threshold=0.005)
+        rows_found = detect_inprocess(detector, dataset, progress=False)
+        results[row.name] = (matched_share(reference, found), coco_evaluate(dataset, rows_found).map50)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--models", default="demo,yolov4-tiny,yolov4")
+    parser.add_argument("--batches", default="1,8")
+    parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its compile takes minutes)")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    cv2.setNumThreads(THREADS)
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"threads={THREADS} native_bf16={cpu_has_native_bf16()} torch={torch.__version__} opencv={cv2.__version__}")
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        for name in args.models.split(","):
+            work = workload(name, tmp)
+            rows = contenders(name, work, tmp, not args.no_compile)
+            opencv = OpenCVDetector(work.opencv_cfg, work.weights)
+            detectors = {row.name: Detector(work.cfg, work.weights, input_size=SIZE, network=row.network) for row in rows}
+            for batch in batches:
+                chunk = (work.frames * 8)[:batch]
+                tensor = np.stack([detectors[SERVED].preprocess(frame)[0] for frame in chunk])
+                blob = cv2.dnn.blobFromImages(chunk, 1 / 255.0, (SIZE, SIZE), swapRB=False, crop=False)
+                speed = {"network": {"opencv dnn": rate(lambda: opencv.forward(blob), batch, args.seconds)},
+                         "pipeline": {"opencv dnn": rate(lambda: opencv.detect(chunk), batch, args.seconds)}}  # fmt: skip
+                for row in rows:
+                    detector = detectors[row.name]
+                    speed["network"][row.name] = rate(lambda: row.network(tensor), batch, args.seconds)
+                    speed["pipeline"][row.name] = rate(lambda: detector.detect(chunk), batch, args.seconds)
+                for what, rates in speed.items():
+                    base = rates["torch eager fp32"]
+                    print(f"\n{name}@{SIZE} batch={batch} {what} (images/s, x torch eager fp32, x opencv dnn)")
+                    for runtime, value in rates.items():
+                        print(f"  {runtime:24} {value:8.1f}  {value / base:5.2f}x  {value / rates['opencv dnn']:5.2f}x")
+                network, pipeline = speed["network"], speed["pipeline"]
+                print(f"  goal: served / openvino bf16 network = {network[SERVED] / network['openvino bf16']:.2f} (>= 0.95)")
+                if batch == 8:
+                    print(f"  goal: served pipeline / opencv dnn = {pipeline[SERVED] / pipeline['opencv dnn']:.2f} (>= 3)")
+            if name == "demo":
+                scores = accuracy(rows, work, tmp)
+                base_map = scores["torch eager fp32"][1]
+                print(f"\n{name} accuracy: matched at IoU>=0.9 on {MATCH_SCENES} scenes, mAP@0.5 on {MAP_SCENES} held-out")
+                for runtime, (matched, map50) in scores.items():
+                    keeps = matched >= MIN_MATCHED and abs(map50 - base_map) <= MAX_MAP_DROP
+                    print(f"  {runtime:24} {matched:7.1%}  mAP {map50:.4f} ({map50 - base_map:+.4f})  "
+                          f"{'keeps accuracy' if keeps else 'LOSES accuracy'}")  # fmt: skip
+            setup = ", ".join(f"{row.name} {row.setup_s:.1f}s" for row in rows if row.setup_s)
+            print(f"\n{name} conversion / first compile: {setup}")
+
+
+if __name__ == "__main__":
+    main()

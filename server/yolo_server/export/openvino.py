@@ -1,0 +1,106 @@
+"""The CPU artifact: the detector as OpenVINO IR, and the runner that serves it.
+
+Chosen by measurement (``bench/bench_runtimes.py``): on the CPUs this project is
+built on, OpenVINO's CPU plugin runs the network faster than torch eager,
+TorchScript, torch.compile and ONNX Runtime in fp32, and in bf16 (AMX) faster
+still while keeping the boxes (README "CPU runtimes").
+
+The IR comes from the same ``torch.export`` program the tensorrt target compiles
+(:mod:`yolo_server.export.program`), with the batch dimension dynamic and the
+weights in float32. Precision is a compile-time choice of the plugin
+(``INFERENCE_PRECISION_HINT``), so one IR serves fp32 and bf16, and ``auto`` is
+resolved on the machine that serves it. ``openvino`` is imported only here.
+
+Example:
+    >>> export_openvino(model, spec, "model.xml")              # writes model.xml + model.bin
+    >>> runner = OpenVINORunner("model.xml", precision="auto", num_threads=2)
+    >>> heads = runner(batch)            # float32 [B, 3, H, W] -> list of float32 [B, A*(5+C), h, w]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from yolo_server.darknet.cfg import DarknetSpec
+from yolo_server.export.precision import resolve_cpu_precision
+
+# what the plugin calls our precisions (INFERENCE_PRECISION_HINT)
+PLUGIN_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+WEIGHTS_SUFFIX = ".bin"
+
+
+class OpenVINOUnavailable(RuntimeError):
+    """The cpu target's runtime is not installed; the message says how to install it."""
+
+
+def import_openvino() -> ModuleType:
+    try:
+        import openvino
+    except ImportError as exc:
+        raise OpenVINOUnavailable(
+            f"openvino is not importable ({exc}): the cpu target runs the detector on OpenVINO; "
+            "install it with `pip install './server[openvino]'` (`make install` does)"
+        ) from None
+    return openvino
+
+
+def artifact_files(path: str | Path) -> tuple[Path, Path]:
+    """The two files of an IR: ``model.xml`` (graph) and ``model.bin`` (weights)."""
+    path = Path(path)
+    return path, path.with_suffix(WEIGHTS_SUFFIX)
+
+
+def export_openvino(model: nn.Module, spec: DarknetSpec, path: str | Path) -> list[Path]:
+    """Convert the detector to IR: float32 ``[B, 3, H, W]`` in, float32 heads out, ``B`` dynamic.
+
+    Returns:
+        The files written (the ``.xml`` at ``path`` and its ``.bin``).
+    """
+    from yolo_server.export.program import BatchRange, export_program
+
+    openvino = import_openvino()
+    program = export_program(model, spec, BatchRange(1, 2, 64))
+    converted = openvino.convert_model(program)
+    # a static spatial size lets the plugin plan every layer once; only the batch varies
+    converted.reshape([-1, 3, spec.net.height, spec.net.width])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    openvino.save_model(converted, str(path), compress_to_fp16=False)
+    return list(artifact_files(path))
+
+
+def compile_options(precision: str, num_threads: int) -> dict[str, Any]:
+    """CPU plugin options: the precision, latency mode (one stream: batches come from Triton), the threads."""
+    options: dict[str, Any] = {
+        "INFERENCE_PRECISION_HINT": PLUGIN_PRECISION[resolve_cpu_precision(precision)],
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    if num_threads:
+        options["INFERENCE_NUM_THREADS"] = num_threads
+    return options
+
+
+class OpenVINORunner:
+    """Runs an IR on numpy batches; one instance per Triton model instance.
+
+    Args:
+        path: the ``.xml`` written by :func:`export_openvino`.
+        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where this CPU has native bf16).
+        num_threads: the plugin's threads; 0 for all cores.
+    """
+
+    def __init__(self, path: str | Path, precision: str = "auto", num_threads: int = 0) -> None:
+        openvino = import_openvino()
+        self.precision = resolve_cpu_precision(precision)
+        compiled = openvino.Core().compile_model(str(path), "CPU", compile_options(self.precision, num_threads))
+        self.outputs = list(compiled.outputs)
+        self.request = compiled.create_infer_request()
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        """float32 [B, 3, H, W] -> list of float32 [B, A*(5+C), h, w], one per [yolo] head (copies, not views)."""
+        results = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        return [results[output] for output in self.outputs]

@@ -1,0 +1,92 @@
+"""The cpu target's artifact: OpenVINO IR from the torch.export program, run by the runner Triton's detector uses.
+
+fp32 must reproduce the torch network; bf16 (what ``auto`` serves on CPUs with native
+bf16) must keep the demo detector's boxes: at least 99% of fp32-eager boxes found
+again at IoU >= 0.9 on 50 generated scenes (the bar of bench/bench_runtimes.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yolo_server.darknet import load_darknet
+from yolo_server.evaluation.agreement import matched_share
+from yolo_server.export.openvino import OpenVINORunner, OpenVINOUnavailable, compile_options, export_openvino
+from yolo_server.export.precision import cpu_has_native_bf16
+from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.pipeline import Detector
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
+DEMO_WEIGHTS = DEMO_CFG.with_suffix(".weights")
+SCENE_SEED, SCENES = 99, 50
+MIN_MATCHED = 0.99
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def demo_ir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model, spec = load_darknet(DEMO_CFG, DEMO_WEIGHTS, 416)
+    path = tmp_path_factory.mktemp("ir") / "model.xml"
+    assert export_openvino(model, spec, path) == [path, path.with_suffix(".bin")]
+    return path
+
+
+def test_fp32_ir_reproduces_the_torch_network_at_any_batch(demo_ir: Path) -> None:
+    model, _ = load_darknet(DEMO_CFG, DEMO_WEIGHTS, 416)
+    reference = InferenceWrapper(model, torch.float32).eval()
+    runner = OpenVINORunner(demo_ir, precision="fp32", num_threads=2)
+    generator = torch.Generator().manual_seed(3)
+    for batch in (1, 3, 8):  # one IR, a dynamic batch
+        inputs = torch.rand(batch, 3, 416, 416, generator=generator)
+        with torch.no_grad():
+            want = [head.numpy() for head in reference(inputs)]
+        got = runner(inputs.numpy())
+        assert [g.shape for g in got] == [w.shape for w in want]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3)
+
+
+def test_runner_outputs_are_copies_not_views_of_the_next_inference(demo_ir: Path) -> None:
+    runner = OpenVINORunner(demo_ir, precision="fp32", num_threads=1)
+    first = runner(np.zeros((1, 3, 416, 416), np.float32))
+    kept = [head.copy() for head in first]
+    runner(np.ones((1, 3, 416, 416), np.float32))
+    for head, copy in zip(first, kept):
+        np.testing.assert_array_equal(head, copy)
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX): auto serves fp32")
+def test_bf16_ir_keeps_the_demo_detectors_boxes(demo_ir: Path) -> None:
+    from yolo_server.training.scenes import generate_scene
+
+    frames = [generate_scene(SCENE_SEED, index).image for index in range(SCENES)]
+    eager = Detector(DEMO_CFG, DEMO_WEIGHTS, input_size=416)
+    served = Detector(DEMO_CFG, DEMO_WEIGHTS, input_size=416, network=OpenVINORunner(demo_ir, precision="auto"))
+    assert served.artifact.precision == "bf16"
+    reference = [found for start in range(0, SCENES, 8) for found in eager.detect(frames[start : start + 8])]
+    candidate = [found for start in range(0, SCENES, 8) for found in served.detect(frames[start : start + 8])]
+    assert sum(len(found) for found in reference) >= SCENES  # the trained demo model finds the shapes
+    assert matched_share(reference, candidate, iou_threshold=0.9) >= MIN_MATCHED
+
+
+def test_auto_precision_follows_the_cpu_and_explicit_choices_pass() -> None:
+    expected = "bf16" if cpu_has_native_bf16() else "f32"
+    assert compile_options("auto", 0)["INFERENCE_PRECISION_HINT"] == expected
+    assert compile_options("fp32", 2) == {
+        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="CPU precision"):
+        compile_options("fp16", 0)
+
+
+def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` sees when it is not installed
+    with pytest.raises(OpenVINOUnavailable, match=r"pip install '\./server\[openvino\]'"):
+        OpenVINORunner(tmp_path / "model.xml")
