@@ -8,7 +8,8 @@ served artifact (OpenVINO IR at the ``auto`` precision the cpu target serves), t
 (inductor, freezing, bf16), ONNX Runtime fp32, OpenVINO fp32 and bf16, and OpenCV DNN as the
 outside reference. Workloads: ``network`` (the forward pass on a prepared batch) and ``pipeline``
 (frames -> detections: letterbox, forward, decode, NMS, mapping back; OpenCV with its own
-blobFromImages + NMSBoxesBatched). Models: the trained demo detector, yolov4-tiny and yolov4 at
+blobFromImages + NMSBoxesBatched). Every figure is the median of ``--rounds`` turns taken in rotation
+across the runtimes, because these machines drift. Models: the trained demo detector, yolov4-tiny and yolov4 at
 416 (calibrated random weights), at batch 1 and 8.
 
 Accuracy (demo model, the only trained one): the share of fp32-eager boxes each runtime finds
@@ -87,9 +88,19 @@ def torch_compiled(model: torch.nn.Module) -> TorchNetwork:
 def onnx_file(model: torch.nn.Module, spec, directory: Path) -> Path:  # type: ignore[no-untyped-def]
     """ONNX from the same torch.export program as the IR (dynamic batch)."""
     program = export_program(model, spec, BatchRange(1, 2, 64))
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "model.onnx"
-    torch.onnx.export(program, dynamo=True, f=str(path), external_data=False)
+    torch.onnx.export(program, f=str(path), dynamo=True, external_data=False, verbose=False)
     return path
+
+
+def interleaved(runs: dict[str, Callable[[], object]], batch: int, seconds: float, rounds: int) -> dict[str, float]:
+    """Images/s of each run: the median of ``rounds`` turns taken in rotation, so that drift hits all alike."""
+    per_run: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            per_run[name].append(rate(run, batch, seconds / rounds))
+    return {name: float(np.median(values)) for name, values in per_run.items()}
 
 
 @dataclass
@@ -144,7 +155,8 @@ def accuracy(rows: list[Row], work, tmp: Path) -> dict[str, tuple[float, float]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per runtime and workload, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="turns in rotation; the median is printed")
     parser.add_argument("--models", default="demo,yolov4-tiny,yolov4")
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its compile takes minutes)")
@@ -164,12 +176,13 @@ def main() -> None:
                 chunk = (work.frames * 8)[:batch]
                 tensor = np.stack([detectors[SERVED].preprocess(frame)[0] for frame in chunk])
                 blob = cv2.dnn.blobFromImages(chunk, 1 / 255.0, (SIZE, SIZE), swapRB=False, crop=False)
-                speed = {"network": {"opencv dnn": rate(lambda: opencv.forward(blob), batch, args.seconds)},
-                         "pipeline": {"opencv dnn": rate(lambda: opencv.detect(chunk), batch, args.seconds)}}  # fmt: skip
-                for row in rows:
-                    detector = detectors[row.name]
-                    speed["network"][row.name] = rate(lambda: row.network(tensor), batch, args.seconds)
-                    speed["pipeline"][row.name] = rate(lambda: detector.detect(chunk), batch, args.seconds)
+                contenders_at_batch = {
+                    "network": {"opencv dnn": lambda: opencv.forward(blob),
+                                **{row.name: (lambda row=row: row.network(tensor)) for row in rows}},
+                    "pipeline": {"opencv dnn": lambda: opencv.detect(chunk),
+                                 **{name: (lambda d=d: d.detect(chunk)) for name, d in detectors.items()}},
+                }  # fmt: skip
+                speed = {what: interleaved(runs, batch, args.seconds, args.rounds) for what, runs in contenders_at_batch.items()}
                 for what, rates in speed.items():
                     base = rates["torch eager fp32"]
                     print(f"\n{name}@{SIZE} batch={batch} {what} (images/s, x torch eager fp32, x opencv dnn)")

@@ -86,7 +86,7 @@ def scene_jpegs(count: int, seed: int = 99) -> list[bytes]:
     return [encode_jpeg(generate_scene(seed, index)) for index in range(count)]
 
 
-def build(model: BenchModel, output: Path, size: int, max_batch_size: int, instances: list[str], delay_us: int | None) -> None:
+def build(model: BenchModel, output: Path, size: int, max_batch_size: int, extra: list[str]) -> None:
     from yolo_server.cli import build_options, build_parser
     from yolo_server.repository.build import build_repository
 
@@ -94,10 +94,7 @@ def build(model: BenchModel, output: Path, size: int, max_batch_size: int, insta
             "--max-batch-size", str(max_batch_size), "--output", str(output)]  # fmt: skip
     if model.weights is not None:
         argv += ["--weights", str(model.weights)]
-    for item in instances:
-        argv += ["--instances", item]
-    if delay_us is not None:
-        argv += ["--max-queue-delay-us", str(delay_us)]
+    argv += extra
     build_repository(build_options(build_parser().parse_args(argv)), log=lambda line: None)
 
 
@@ -197,14 +194,19 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--instances", action="append", default=[], metavar="KIND=N")
     parser.add_argument("--max-queue-delay-us", type=int, help="default: the cpu target's")
+    parser.add_argument("--detector-threads", type=int, help="default: the cpu target's")
     args = parser.parse_args()
+    extra = [arg for item in args.instances for arg in ("--instances", item)]
+    for flag in ("max_queue_delay_us", "detector_threads"):
+        if getattr(args, flag) is not None:
+            extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
 
     model = MODELS[args.model]
     images = scene_jpegs(16) if args.model == "demo" else synthetic_jpegs(16)
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         batched, unbatched = Path(tmp) / "batched", Path(tmp) / "unbatched"
-        build(model, batched, args.size, args.max_batch_size, args.instances, args.max_queue_delay_us)
-        build(model, unbatched, args.size, 1, args.instances, args.max_queue_delay_us)
+        build(model, batched, args.size, args.max_batch_size, extra)
+        build(model, unbatched, args.size, 1, extra)
         local, local_p50 = in_process_rate(model, batched, images, args.size, args.seconds)
         results, spent = serve_and_measure(batched, model.name, images, args.concurrency, args.seconds)
         [baseline], _ = serve_and_measure(unbatched, model.name, images, [max(args.concurrency)], args.seconds)
