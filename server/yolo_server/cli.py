@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--instances", type=_instances, action="append", default=[], metavar="KIND=N",
                        help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
                        f"detector={instances.detector}, postprocess={instances.postprocess})")
-    build.add_argument("--detector-threads", type=int, default=0, help="PyTorch threads per cpu detector (0: default)")
+    build.add_argument("--detector-threads", type=int, default=0, help="OpenVINO threads per cpu detector instance (0: one per core)")
     build.add_argument("--max-pixels", type=_pixels, default=limits.max_pixels, help="per image, checked before decoding")
     build.add_argument("--max-bytes", type=int, default=limits.max_bytes, help="per encoded image")
 

@@ -76,7 +76,7 @@ def test_configs_round_trip_through_the_protobuf(target: str) -> None:
     for name, config in configs.items():
         assert config.name == name and config.max_batch_size == 8
         if config.platform != "ensemble":
-            assert config.dynamic_batching.max_queue_delay_microseconds == 2000
+            assert config.dynamic_batching.max_queue_delay_microseconds == {"cpu": 0, "tensorrt": 2000}[target]
             policy = config.dynamic_batching.default_queue_policy
             assert policy.max_queue_size == TARGET_BATCHING[target].max_queue_images // 8  # in full batches of 8
             assert policy.timeout_action == pb.ModelQueuePolicy.REJECT
@@ -204,7 +204,7 @@ def test_cli_options() -> None:
     options = build_options(args)
     assert options.size == (512, 320)
     assert options.instances == Instances(preprocess=3, detector=2, postprocess=1)
-    assert options.batching == Batching(max_batch_size=16, opt_batch_size=8)
+    assert options.batching == Batching(max_batch_size=16, opt_batch_size=8, max_queue_delay_us=0)
     assert options.limits.max_pixels == 2_000_000 and options.class_agnostic
     with pytest.raises(SystemExit):
         build_parser().parse_args(["build", "--cfg", str(TINY), "--instances", "gpu=2"])

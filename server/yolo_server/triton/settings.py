@@ -106,13 +106,13 @@ class PreprocessSettings(_Parameters):
 
 @dataclass(frozen=True)
 class DetectorSettings(_Parameters):
-    """``NAME_detector`` (cpu target): the TorchScript file in the version directory and its threads."""
+    """``NAME_detector`` (cpu target): the OpenVINO IR in the version directory, its precision and threads."""
 
     input_width: int
     input_height: int
     precision: str
     artifact: str
-    num_threads: int  # 0: PyTorch's default
+    num_threads: int  # OpenVINO inference threads; 0: one per core
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ yolo_server.triton.preprocess (decode, checks, letterbox).
 
 import json
 
+import cv2
 import triton_python_backend_utils as pb_utils
 
 from yolo_server.triton.execution import execute_batched
@@ -16,6 +17,7 @@ from yolo_server.triton.settings import PreprocessSettings, read_parameters
 
 class TritonPythonModel:
     def initialize(self, args):
+        cv2.setNumThreads(1)  # one image at a time per instance: instances, not threads, use the cores
         parameters = read_parameters(json.loads(args["model_config"]))
         self.preprocess = Preprocessor(PreprocessSettings.from_parameters(parameters))
         self.network_output = "PIXELS" if self.preprocess.settings.pixels else "INPUT"
