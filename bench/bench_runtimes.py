@@ -3,10 +3,10 @@
     .venv/bin/python bench/bench_runtimes.py [--seconds 3] [--models demo,yolov4-tiny,yolov4] [--no-compile]
     (ONNX Runtime rows need `pip install './server[bench]'`; they are left out, saying so, without it)
 
-Runtimes: torch eager fp32 and bf16 (autocast-free: the module cast to bf16, channels-last), the
-served artifact (OpenVINO IR at the ``auto`` precision the cpu target serves), torch.compile
-(inductor, freezing, bf16), ONNX Runtime fp32, OpenVINO fp32 and bf16, and OpenCV DNN as the
-outside reference. Workloads: ``network`` (the forward pass on a prepared batch) and ``pipeline``
+Runtimes: torch eager fp32 and bf16 (the module cast to bf16, channels-last), torch.compile
+(inductor, freezing, bf16), ONNX Runtime fp32, OpenVINO fp32 and bf16 (the IR that
+``yolo-server build`` writes; the one the cpu target's ``auto`` picks on this CPU is marked
+``served``), and OpenCV DNN as the outside reference. Workloads: ``network`` (the forward pass on a prepared batch) and ``pipeline``
 (frames -> detections: letterbox, forward, decode, NMS, mapping back; OpenCV with its own
 blobFromImages + NMSBoxesBatched). Every figure is the median of ``--rounds`` turns taken in rotation
 across the runtimes, because these machines drift. Models: the trained demo detector, yolov4-tiny and yolov4 at
@@ -15,8 +15,8 @@ across the runtimes, because these machines drift. Models: the trained demo dete
 Accuracy (demo model, the only trained one): the share of fp32-eager boxes each runtime finds
 again at IoU >= 0.9 on 50 scenes, and mAP@0.5 on 200 held-out scenes (score threshold 0.005).
 A runtime keeps accuracy at >= 99% matched and mAP within 0.005 of fp32 eager; the cpu target
-serves the fastest one that does. Goals printed as ratios: served / OpenVINO bf16 (>= 0.95) and
-served pipeline / OpenCV DNN at batch 8 (>= 3).
+serves the fastest one that does. Goals printed as ratios: served / the fastest runtime measured
+(>= 0.95) and served pipeline / OpenCV DNN at batch 8 (>= 3).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from yolo_server.darknet import load_darknet  # noqa: E402
 from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess  # noqa: E402
 from yolo_server.evaluation.agreement import matched_share  # noqa: E402
 from yolo_server.export.openvino import OpenVINORunner, export_openvino  # noqa: E402
-from yolo_server.export.precision import cpu_has_native_bf16  # noqa: E402
+from yolo_server.export.precision import cpu_has_native_bf16, resolve_cpu_precision  # noqa: E402
 from yolo_server.export.program import BatchRange, export_program  # noqa: E402
 from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
 from yolo_server.pipeline import Detector, postprocess_config_for  # noqa: E402
@@ -49,7 +49,7 @@ Network = Callable[[np.ndarray], Sequence[np.ndarray]]
 MATCH_SCENES, MATCH_SEED = 50, 99
 MAP_SCENES, MAP_SEED = 200, 1000
 MIN_MATCHED, MAX_MAP_DROP = 0.99, 0.005
-SERVED = "served (openvino auto)"
+SERVED = f"openvino {resolve_cpu_precision('auto')} (served)"
 
 
 class TorchNetwork:
@@ -118,10 +118,10 @@ def contenders(name: str, work, tmp: Path, compile_too: bool) -> list[Row]:  # t
     rows = [
         Row("torch eager fp32", TorchNetwork(InferenceWrapper(model, torch.float32).eval())),
         Row("torch bf16", TorchNetwork(InferenceWrapper(model, torch.bfloat16).eval())),
-        Row(SERVED, OpenVINORunner(ir, "auto", THREADS), ir_s),
-        Row("openvino fp32", OpenVINORunner(ir, "fp32", THREADS), ir_s),
-        Row("openvino bf16", OpenVINORunner(ir, "bf16", THREADS), ir_s),
     ]
+    for precision in ("fp32", "bf16"):
+        label = SERVED if precision == resolve_cpu_precision("auto") else f"openvino {precision}"
+        rows.append(Row(label, OpenVINORunner(ir, precision, THREADS), ir_s))
     try:
         started = time.perf_counter()
         onnx = onnx_file(model, spec, tmp / name)
@@ -189,7 +189,8 @@ def main() -> None:
                     for runtime, value in rates.items():
                         print(f"  {runtime:24} {value:8.1f}  {value / base:5.2f}x  {value / rates['opencv dnn']:5.2f}x")
                 network, pipeline = speed["network"], speed["pipeline"]
-                print(f"  goal: served / openvino bf16 network = {network[SERVED] / network['openvino bf16']:.2f} (>= 0.95)")
+                fastest = max((r for r in network if r != "opencv dnn"), key=network.__getitem__)
+                print(f"  goal: served / fastest network ({fastest}) = {network[SERVED] / network[fastest]:.2f} (>= 0.95)")
                 if batch == 8:
                     print(f"  goal: served pipeline / opencv dnn = {pipeline[SERVED] / pipeline['opencv dnn']:.2f} (>= 3)")
             if name == "demo":

@@ -140,10 +140,9 @@ class Batching:
         return dataclasses.replace(base, **given)  # type: ignore[arg-type]
 
 
-# CPU: small batches keep latency near one image's, and no queue delay: a CPU model gains little from a
-# fuller batch (OpenVINO bf16 runs the demo detector faster per image at batch 1 than at 8), while each
-# of the three steps would add its delay to a lone request (README "Single-request latency"); under load,
-# requests still batch, taking whatever queued while the model ran.
+# CPU: small batches keep latency near one image's, and no queue delay: each of the three steps would add
+# its delay to a lone request, while under load requests still batch, each execution taking whatever queued
+# while the model ran (measured: README "CPU: OpenVINO, bf16 where the CPU has it").
 # GPU: batches large enough to fill the device at 416-608
 TARGET_BATCHING = {
     "cpu": Batching(max_queue_delay_us=0),
