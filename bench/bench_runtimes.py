@@ -146,7 +146,7 @@ def accuracy(rows: list[Row], work, tmp: Path) -> dict[str, tuple[float, float]]
     for row in rows:
         detector = Detector(work.cfg, work.weights, input_size=SIZE, network=row.network)
         found = [f for start in range(0, len(frames), 8) for f in detector.detect(frames[start : start + 8])]
-        reference = reference or found
+        reference = found if reference is None else reference
         detector.config = postprocess_config_for(detector.spec, score_threshold=0.005)
         rows_found = detect_inprocess(detector, dataset, progress=False)
         results[row.name] = (matched_share(reference, found), coco_evaluate(dataset, rows_found).map50)

@@ -70,8 +70,11 @@ class Detector:
         model, self.spec = load_darknet(cfg, weights, input_size)
         self.precision = resolve_cpu_precision(precision) if device == "cpu" else precision
         self.device = torch.device(device)
-        self.network = InferenceWrapper(model, torch_dtype(self.precision)).to(self.device).eval()
         self.artifact = network
+        # the torch network only when nothing replaces it: a second copy of yolov4's weights is 250 MB
+        self.network: InferenceWrapper | None = None
+        if network is None:
+            self.network = InferenceWrapper(model, torch_dtype(self.precision)).to(self.device).eval()
         self.class_names = load_class_names(names, self.spec.num_classes)
         self.config = config or postprocess_config_for(self.spec)
 
@@ -88,8 +91,8 @@ class Detector:
     @torch.inference_mode()
     def forward(self, batch: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         """float32 [B, 3, H, W] -> raw [yolo] inputs, float32 [B, A*(5+C), h, w] per head."""
-        if self.artifact is not None:
-            heads = self.artifact(np.asarray(batch, dtype=np.float32))
+        if self.network is None:
+            heads = self.artifact(np.asarray(batch, dtype=np.float32))  # type: ignore[misc]
             return [torch.from_numpy(np.asarray(head)).to(self.device) for head in heads]
         return list(self.network(torch.as_tensor(batch, dtype=torch.float32, device=self.device)))
 

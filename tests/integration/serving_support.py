@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import re
+import time
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -156,7 +157,11 @@ def detector_stub(triton_pid: int) -> int:
     raise AssertionError(f"no detector stub ({STUB_NAME}) under tritonserver {triton_pid}")
 
 
-def triton_pid(log: Path) -> int:
-    match = re.search(r"tritonserver pid (\d+)", log.read_text())
-    assert match, "the launcher did not print tritonserver's pid"
+def triton_pid(log: Path, timeout_s: float = 30.0) -> int:
+    """tritonserver's pid from the launcher's log: it prints it once its own readiness poll sees the server
+    ready, which may come a moment after a test's own wait saw it."""
+    deadline = time.monotonic() + timeout_s
+    while not (match := re.search(r"tritonserver pid (\d+)", log.read_text())):
+        assert time.monotonic() < deadline, f"the launcher did not print tritonserver's pid within {timeout_s} s"
+        time.sleep(0.1)
     return int(match.group(1))

@@ -23,6 +23,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.conftest import start_serve
+from tests.integration.serving_support import triton_pid
 from yolo_server.triton.launch import free_ports
 
 pytestmark = pytest.mark.integration
@@ -42,9 +43,7 @@ class Replica:
     def crash(self) -> None:
         """SIGKILL the launcher and tritonserver with its backend stubs (Triton runs in a process group of its own,
         so killing the launcher's group alone would let Triton, told by PR_SET_PDEATHSIG, shut down gracefully)."""
-        match = re.search(r"tritonserver pid (\d+)", self.log.read_text())
-        assert match, "the launcher did not print tritonserver's pid"
-        os.killpg(os.getpgid(int(match.group(1))), signal.SIGKILL)
+        os.killpg(os.getpgid(triton_pid(self.log)), signal.SIGKILL)
         os.killpg(self.process.pid, signal.SIGKILL)
 
     def inference_count(self, model: str) -> int:
