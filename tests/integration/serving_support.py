@@ -157,11 +157,17 @@ def detector_stub(triton_pid: int) -> int:
     raise AssertionError(f"no detector stub ({STUB_NAME}) under tritonserver {triton_pid}")
 
 
+def printed_triton_pid(log: Path) -> int | None:
+    """tritonserver's pid if the launcher has printed it (it does once its own readiness poll sees ready)."""
+    match = re.search(r"tritonserver pid (\d+)", log.read_text()) if log.exists() else None
+    return int(match.group(1)) if match else None
+
+
 def triton_pid(log: Path, timeout_s: float = 30.0) -> int:
-    """tritonserver's pid from the launcher's log: it prints it once its own readiness poll sees the server
-    ready, which may come a moment after a test's own wait saw it."""
+    """tritonserver's pid from the launcher's log, waiting for the line: the launcher's readiness poll may see
+    the server ready a moment after a test's own wait saw it."""
     deadline = time.monotonic() + timeout_s
-    while not (match := re.search(r"tritonserver pid (\d+)", log.read_text())):
+    while (pid := printed_triton_pid(log)) is None:
         assert time.monotonic() < deadline, f"the launcher did not print tritonserver's pid within {timeout_s} s"
         time.sleep(0.1)
-    return int(match.group(1))
+    return pid

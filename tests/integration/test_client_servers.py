@@ -5,6 +5,7 @@ Each extra tritonserver costs CPU, so each is started once, on the session's mod
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import ipaddress
@@ -31,7 +32,9 @@ from yolo_client import (
 )
 
 from tests.integration.conftest import start_serve, stop_process
-from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections, detector_stub, triton_pid
+from tests.integration.serving_support import (
+    MAX_DETECTIONS, as_found, assert_same_detections, detector_stub, printed_triton_pid, triton_pid,
+)
 from yolo_server.triton.launch import free_ports
 
 pytestmark = pytest.mark.integration
@@ -59,12 +62,20 @@ def _images(count: int) -> list[bytes]:
     return out
 
 
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the server's whole process group (yolo-server, tritonserver, Python stubs) by its pid."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _kill_group(process: subprocess.Popen, log: Path) -> None:
+    """SIGKILL the server: tritonserver's process group (with its Python stubs), then the launcher's, by pid.
+
+    Triton runs in a process group of its own; killing only the launcher's would let Triton, SIGTERMed by
+    PR_SET_PDEATHSIG, shut down gracefully, unloading models under requests in flight: a drain, not a crash.
+    """
+    groups = [process.pid]
+    triton = printed_triton_pid(log)
+    if triton is not None:
+        with contextlib.suppress(ProcessLookupError):
+            groups.insert(0, os.getpgid(triton))
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     process.wait(30)
     for leftover in glob.glob(f"/dev/shm/yolo_server_{process.pid}_*"):  # Python-backend shm a crash leaves
         Path(leftover).unlink(missing_ok=True)
@@ -84,8 +95,8 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
         expected = [client.detect(data) for data in images]  # served by the first: the second is not up
         _wait_until(lambda: not client.pool.is_up(second), 10, "the checker takes the missing endpoint out")
 
-        process, _ = start_serve(triton_server.repository, tmp_path / "second.log",
-                                 ports=(http_port, grpc_port, metrics_port), exit_timeout_s=5)
+        log = tmp_path / "second.log"
+        process, _ = start_serve(triton_server.repository, log, ports=(http_port, grpc_port, metrics_port), exit_timeout_s=5)
         try:
             alive = lambda: process.poll() is None  # noqa: E731
             _wait_until(lambda: client.pool.is_up(second), READY_TIMEOUT_S, "the second server to be readmitted", alive)
@@ -103,10 +114,10 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
                 futures = [pool.submit(one, i) for i in range(200)]
                 _wait_until(lambda: len(done) >= 50, 120, "50 requests done", alive)
                 served_by_second = _success_count(second, triton_server.model_name)
-                _kill_group(process)
+                _kill_group(process, log)
                 results = [f.result() for f in futures]  # raises if any request was lost
         finally:
-            _kill_group(process)
+            _kill_group(process, log)
         assert served_by_second > 0, "round-robin should have sent requests to the second server"
         assert not client.pool.is_up(second)
     assert len(results) == 200

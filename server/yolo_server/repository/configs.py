@@ -148,7 +148,7 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
         config.input.append(_tensor(pb.ModelInput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,), **optional))
     for index, dims in enumerate(heads):
         config.output.append(_tensor(pb.ModelOutput, f"YOLO__{index}", pb.TYPE_FP32, dims))
-    for batch in sorted({1, batching.max_batch_size}):  # first calls are slow (TorchScript profiling, TRT setup)
+    for batch in sorted({1, batching.max_batch_size}):  # first calls at a batch size are slow (OpenVINO, TRT setup)
         warmup = config.model_warmup.add(name=f"zeros_batch_{batch}", batch_size=batch, count=2)
         warmup.inputs["INPUT__0"].CopyFrom(
             pb.ModelWarmup.Input(data_type=pb.TYPE_FP32, dims=list(input_dims), zero_data=True)
@@ -204,7 +204,11 @@ def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]
             [("IMAGE", pb.TYPE_STRING, (1,))],
             [_step(names.preprocess, {"IMAGE": "IMAGE"}, decoded)] + detect_and_post(from_decoded, "resize"),
         ),
-        (names.tensor_ensemble, [network_input, ("RESIZE", pb.TYPE_FP32, (RESIZE_LEN,))], detect_and_post({"INPUT__0": "INPUT"}, "RESIZE")),
+        (
+            names.tensor_ensemble,
+            [network_input, ("RESIZE", pb.TYPE_FP32, (RESIZE_LEN,))],
+            detect_and_post({"INPUT__0": "INPUT"}, "RESIZE"),
+        ),
     )
     configs = []
     for name, inputs, steps in entries:
