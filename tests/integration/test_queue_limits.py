@@ -1,9 +1,10 @@
 """The queue policy under a busy detector: the bound counts images, and a request that waited too long is shed.
 
-A repository of its own: max batch 8, queues of 16 images (2 full-batch requests) that time out after 0.5 s, and
-a 768x768 network on one thread, so that one batch of 8 keeps the detector busy for seconds. Six 8-image
-requests arrive 0.1 s apart: the first runs, two wait (16 images) and outlive their timeout, three find the queue
-full. (A SIGSTOPped stub would stall it too, but Triton then fails the running request as "not healthy".)
+A repository of its own: max batch 8, queues of 16 images (2 full-batch requests) that time out after 1.2 s, and
+a 1024x1024 network on one thread, so that one batch of 8 keeps the detector busy for seconds. Six 8-image
+requests are sent 0.1 s apart: the first runs, two wait (16 images) and outlive their timeout, three find the
+queue full. The timeout leaves room for the preprocess, which spreads the requests' arrivals at the detector's
+queue over most of a second on a loaded 2-core machine (with 0.5 s, a slot freed before the last arrived). (A SIGSTOPped stub would stall it too, but Triton then fails the running request as "not healthy".)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.integration.conftest import CFG, NAMES, start_serve, stop_process, wa
 from tests.integration.serving_support import bytes_inputs, encode, scene
 
 pytestmark = pytest.mark.integration
-QUEUE_IMAGES, BATCH, QUEUE_TIMEOUT_US = 16, 8, 500_000
+QUEUE_IMAGES, BATCH, QUEUE_TIMEOUT_US = 16, 8, 1_200_000
 
 
 def test_queue_bound_in_images_and_queue_timeout(triton_server, tmp_path) -> None:
@@ -27,7 +28,7 @@ def test_queue_bound_in_images_and_queue_timeout(triton_server, tmp_path) -> Non
     repository = tmp_path / "repository"
     built = cli_main(
         ["build", "--cfg", str(CFG), "--weights", str(triton_server.weights), "--names", str(NAMES),
-         "--size", "768", "--max-batch-size", str(BATCH), "--detector-threads", "1",
+         "--size", "1024", "--max-batch-size", str(BATCH), "--detector-threads", "1",
          "--max-queue-images", str(QUEUE_IMAGES), "--queue-timeout-us", str(QUEUE_TIMEOUT_US),
          "--output", str(repository)]
     )  # fmt: skip
