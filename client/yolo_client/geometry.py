@@ -124,13 +124,15 @@ def prepare_pixels(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
     return out
 
 
-def pixels_to_input(pixels: np.ndarray, params: ResizeParams) -> np.ndarray:
+def pixels_to_input(pixels: np.ndarray, params: ResizeParams, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 [3, H, W] from :func:`prepare_pixels` -> float32 [3, H, W] in [0, 1], padding at darknet's 0.5.
 
     The padding is filled here, not in the uint8 pixels, because 0.5 has no uint8 code (127.5 / 255).
+    ``out`` (float32 [3, H, W], e.g. a row of a batch) is written in place of a new array.
     """
-    out = pixels.astype(np.float32)
-    out *= np.float32(1.0 / 255.0)
+    if out is None:
+        out = np.empty(pixels.shape, dtype=np.float32)
+    np.multiply(pixels, np.float32(1.0 / 255.0), out=out, dtype=np.float32)  # dtype: a float32 loop, not float16
     top, left = params.pad_y, params.pad_x
     bottom, right = top + params.new_height, left + params.new_width
     out[:, :top] = LETTERBOX_FILL

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from yolo_client.geometry import letterbox, resize_params
+from yolo_client.geometry import letterbox, pixels_to_input, resize_params
 
 from tests.helpers.payloads import gif, jpeg2000, progressive_jpeg, scan_bomb, tiff
 from yolo_server.ops.postprocess import Detections
@@ -19,7 +19,7 @@ from yolo_server.triton.imaging import DecodeLimits, decode_image, sniff_format
 from yolo_server.triton.postprocess import pack_ragged
 from yolo_server.triton.preprocess import Preprocessor
 from yolo_server.triton.settings import PreprocessSettings
-from yolo_server.triton.validation import InvalidInput, check_network_input, check_resize, network_input
+from yolo_server.triton.validation import InvalidInput, check_network_input, check_resize, network_batch, network_input
 
 LIMITS = DecodeLimits(max_pixels=1_000_000, max_bytes=1 << 20)
 
@@ -160,7 +160,8 @@ def test_uint8_pixels_become_the_float_input_bit_for_bit(letterboxed: bool) -> N
     as_pixels = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, pixels=True))(payload)
     as_floats = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, pixels=False))(payload)
     assert as_pixels.inputs.dtype == np.uint8 and as_floats.inputs.dtype == np.float32
-    scaled = network_input(None, as_pixels.inputs, as_pixels.resize, 64, 32)
+    scaled, sizes = network_batch([network_input(None, as_pixels.inputs, as_pixels.resize, 64, 32)])
+    assert sizes == [2]
     np.testing.assert_array_equal(scaled, as_floats.inputs)
     decoded = [decode_image(data, LIMITS).rgb for data in payload[:, 0]]
     np.testing.assert_array_equal(scaled, np.stack([letterbox(rgb, 64, 32, letterboxed)[0] for rgb in decoded]))
@@ -171,8 +172,8 @@ def test_detector_input_is_one_of_float_or_pixels_with_resize() -> None:
     floats = np.zeros((2, 3, 32, 64), np.float32)
     pixels = np.zeros((2, 3, 32, 64), np.uint8)
     resize = np.stack([resize_params(64, 32, 64, 32, False).pack()] * 2)
-    assert network_input(floats, None, None, 64, 32) is floats
-    assert network_input(None, pixels, resize, 64, 32).dtype == np.float32
+    assert network_input(floats, None, None, 64, 32).inputs is floats
+    assert network_batch([network_input(None, pixels, resize, 64, 32)])[0].dtype == np.float32
     cases = [
         ((None, None, None), "exactly one of INPUT__0"),
         ((floats, pixels, resize), "exactly one of INPUT__0"),
@@ -183,6 +184,23 @@ def test_detector_input_is_one_of_float_or_pixels_with_resize() -> None:
     for arrays, message in cases:
         with pytest.raises(InvalidInput, match=message):
             network_input(*arrays, 64, 32)
+
+
+def test_a_dynamic_batch_of_float_and_pixel_requests_is_written_once_in_order() -> None:
+    rng = np.random.default_rng(3)
+    params = [resize_params(40, 20, 64, 32, True), resize_params(64, 10, 64, 32, True), resize_params(64, 32, 64, 32, False)]
+    pixels = rng.integers(0, 256, (3, 3, 32, 64), dtype=np.uint8)
+    floats = rng.random((2, 3, 32, 64), dtype=np.float32)
+    requests = [
+        network_input(None, pixels[:2], np.stack([p.pack() for p in params[:2]]), 64, 32),
+        network_input(floats, None, None, 64, 32),
+        network_input(None, pixels[2:], params[2].pack()[None], 64, 32),
+    ]
+    batch, sizes = network_batch(requests)
+    assert sizes == [2, 2, 1] and batch.dtype == np.float32 and batch.flags.c_contiguous
+    scaled = [pixels_to_input(image, placement) for image, placement in zip(pixels, params)]
+    np.testing.assert_array_equal(batch, np.stack([scaled[0], scaled[1], *floats, scaled[2]]))
+    assert network_batch([requests[1]])[0] is floats  # a lone float request: no copy
 
 
 def test_network_input_checks() -> None:

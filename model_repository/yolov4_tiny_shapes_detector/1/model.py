@@ -10,10 +10,10 @@ from pathlib import Path
 import triton_python_backend_utils as pb_utils
 
 from yolo_server.export.openvino import OpenVINORunner
-from yolo_server.triton.execution import concatenate_rows, execute_batched, split_rows
+from yolo_server.triton.execution import execute_batched, split_rows
 from yolo_server.triton.metrics import ModelMetrics
 from yolo_server.triton.settings import DetectorSettings, read_parameters
-from yolo_server.triton.validation import network_input
+from yolo_server.triton.validation import network_batch, network_input
 
 
 class TritonPythonModel:
@@ -35,7 +35,7 @@ class TritonPythonModel:
         return network_input(inputs, pixels, resize, self.settings.input_width, self.settings.input_height)
 
     def _run(self, payloads):
-        batch, sizes = concatenate_rows(payloads)
+        batch, sizes = network_batch(payloads)
         with self.metrics.timer("yolo_detector_duration_seconds"):
             heads = self.runner(batch)
         per_head = [split_rows(head, sizes) for head in heads]

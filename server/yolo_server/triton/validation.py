@@ -7,10 +7,12 @@ A check that fails raises :class:`InvalidInput`; the adapter turns it into an
 Example:
     >>> check_network_input(batch, 416, 416)            # float32 [B, 3, 416, 416]
     >>> params = check_resize(packed, 416, 416)          # float32 [B, 6] -> list[ResizeParams]
+    >>> batch, sizes = network_batch([network_input(None, pixels, resize, 416, 416), ...])
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -63,19 +65,48 @@ def check_network_input(batch: np.ndarray, net_width: int, net_height: int) -> N
     check_array("INPUT", batch, np.dtype(np.float32), (3, net_height, net_width))
 
 
+@dataclass(frozen=True, eq=False)
+class NetworkRows:
+    """One request's checked detector input: float32 ``inputs``, or uint8 ``pixels`` placed by ``params``."""
+
+    inputs: np.ndarray | None = None
+    pixels: np.ndarray | None = None
+    params: Sequence[ResizeParams] = ()
+
+    @property
+    def sent(self) -> np.ndarray:
+        """The array the request carried, ``[b, 3, H, W]``."""
+        array = self.inputs if self.inputs is not None else self.pixels
+        assert array is not None
+        return array
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+    def write(self, out: np.ndarray) -> None:
+        """Fill float32 ``out`` ``[len(self), 3, H, W]``: the pixels are scaled and padded straight into it."""
+        if self.inputs is not None:
+            out[...] = self.inputs
+            return
+        assert self.pixels is not None
+        for image, placement, row in zip(self.pixels, self.params, out):
+            pixels_to_input(image, placement, out=row)
+
+
 def network_input(
     inputs: np.ndarray | None, pixels: np.ndarray | None, resize: np.ndarray | None, net_width: int, net_height: int
-) -> np.ndarray:
-    """The detector's float32 ``[B, 3, H, W]`` from one request's ``INPUT__0``, or its ``PIXELS__0`` and ``RESIZE``.
+) -> NetworkRows:
+    """The detector's input from one request's ``INPUT__0``, or its ``PIXELS__0`` and ``RESIZE``, checked.
 
     ``INPUT__0`` (the tensor entry point) is float32 as sent; ``PIXELS__0`` (uint8, from the preprocess)
-    is scaled and its padding filled by :func:`yolo_client.geometry.pixels_to_input`, placed by ``RESIZE``.
+    is scaled and its padding filled by :func:`yolo_client.geometry.pixels_to_input`, placed by ``RESIZE``,
+    when :func:`network_batch` writes the batch.
     """
     if (inputs is None) == (pixels is None):
         raise InvalidInput("bad_shape", "send exactly one of INPUT__0 (float32) and PIXELS__0 (uint8 with RESIZE)")
     if inputs is not None:
         check_network_input(inputs, net_width, net_height)
-        return inputs
+        return NetworkRows(inputs=inputs)
     assert pixels is not None
     check_array("PIXELS", pixels, np.dtype(np.uint8), (3, net_height, net_width))
     if resize is None:
@@ -83,7 +114,23 @@ def network_input(
     params = check_resize(resize, net_width, net_height)
     if len(params) != len(pixels):
         raise InvalidInput("bad_shape", f"{len(pixels)} images in PIXELS__0 but {len(params)} rows in RESIZE")
-    return np.stack([pixels_to_input(image, placement) for image, placement in zip(pixels, params)])
+    return NetworkRows(pixels=pixels, params=params)
+
+
+def network_batch(requests: Sequence[NetworkRows]) -> tuple[np.ndarray, list[int]]:
+    """The float32 batch of a dynamic batch's requests and their sizes, written once (no stacking copies).
+
+    A lone float32 request is passed through as sent.
+    """
+    sizes = [len(rows) for rows in requests]
+    if len(requests) == 1 and requests[0].inputs is not None:
+        return requests[0].inputs, sizes
+    batch = np.empty((sum(sizes), *requests[0].sent.shape[1:]), dtype=np.float32)
+    start = 0
+    for rows, size in zip(requests, sizes):
+        rows.write(batch[start : start + size])
+        start += size
+    return batch, sizes
 
 
 def check_resize(packed: np.ndarray, net_width: int, net_height: int) -> list[ResizeParams]:
