@@ -91,9 +91,10 @@ class Detector:
     @torch.inference_mode()
     def forward(self, batch: np.ndarray | torch.Tensor) -> list[torch.Tensor]:
         """float32 [B, 3, H, W] -> raw [yolo] inputs, float32 [B, A*(5+C), h, w] per head."""
-        if self.network is None:
-            heads = self.artifact(np.asarray(batch, dtype=np.float32))  # type: ignore[misc]
+        if self.artifact is not None:
+            heads = self.artifact(np.asarray(batch, dtype=np.float32))
             return [torch.from_numpy(np.asarray(head)).to(self.device) for head in heads]
+        assert self.network is not None
         return list(self.network(torch.as_tensor(batch, dtype=torch.float32, device=self.device)))
 
     def detect_tensor(

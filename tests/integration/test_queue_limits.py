@@ -4,7 +4,8 @@ A repository of its own: max batch 8, queues of 16 images (2 full-batch requests
 a 1024x1024 network on one thread, so that one batch of 8 keeps the detector busy for seconds. Six 8-image
 requests are sent 0.1 s apart: the first runs, two wait (16 images) and outlive their timeout, three find the
 queue full. The timeout leaves room for the preprocess, which spreads the requests' arrivals at the detector's
-queue over most of a second on a loaded 2-core machine (with 0.5 s, a slot freed before the last arrived). (A SIGSTOPped stub would stall it too, but Triton then fails the running request as "not healthy".)
+queue over most of a second on a loaded 2-core machine (with 0.5 s, a slot freed before the last arrived).
+(A SIGSTOPped stub would stall it too, but Triton then fails the running request as "not healthy".)
 """
 
 from __future__ import annotations

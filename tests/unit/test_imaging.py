@@ -188,7 +188,7 @@ def test_detector_input_is_one_of_float_or_pixels_with_resize() -> None:
 
 def test_a_dynamic_batch_of_float_and_pixel_requests_is_written_once_in_order() -> None:
     rng = np.random.default_rng(3)
-    params = [resize_params(40, 20, 64, 32, True), resize_params(64, 10, 64, 32, True), resize_params(64, 32, 64, 32, False)]
+    params = [resize_params(w, h, 64, 32, box) for w, h, box in ((40, 20, True), (64, 10, True), (64, 32, False))]
     pixels = rng.integers(0, 256, (3, 3, 32, 64), dtype=np.uint8)
     floats = rng.random((2, 3, 32, 64), dtype=np.float32)
     requests = [
