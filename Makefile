@@ -32,7 +32,7 @@ EVAL_SEED ?= 1000
 EVAL_COUNT ?= 500
 EVAL_DIR ?= build/eval/seed$(EVAL_SEED)-n$(EVAL_COUNT)
 
-.PHONY: install system-deps build serve test clean demo train-demo evaluate
+.PHONY: install system-deps build serve lint test clean demo train-demo evaluate
 
 install: $(VENV)/.installed
 
@@ -57,7 +57,14 @@ serve: build
 	$(BIN)/yolo-server serve $(REPO) --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 	  --metrics-port $(METRICS_PORT)
 
-test: install system-deps
+# ruff (lint + format, ruff.toml) and mypy (mypy.ini: strict on the contract, the client and ops/)
+LINTED := server client bench loadtest docker tests
+lint: install
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy -p yolo_client -p yolo_server.ops
+
+test: install system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # retrain the demo detector from a seed (2 CPU cores: about 40 minutes), rewriting DEFAULT_WEIGHTS

@@ -16,11 +16,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+
+from yolo_client.contract import OUTPUT_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import MODELS, build, synthetic_jpegs  # noqa: E402
@@ -35,7 +37,7 @@ def bare_caller(url: str) -> tuple[Callable[[bytes], object], Callable[[], None]
         tensor = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
         tensor.set_data_from_numpy(np.array([[data]], dtype=object))
         result = client.infer(MODEL, [tensor])
-        return [result.as_numpy(name) for name in ("BOXES", "SCORES", "CLASSES", "COUNT")]
+        return [result.as_numpy(name) for name in OUTPUT_NAMES]
 
     return call, client.close
 
@@ -48,8 +50,13 @@ def sdk_caller(url: str) -> tuple[Callable[[bytes], object], Callable[[], None]]
     return client.detect, client.close
 
 
-def rate(make: Callable[[str], tuple[Callable[[bytes], object], Callable[[], None]]], url: str,
-         images: list[bytes], concurrency: int, seconds: float) -> float:
+def rate(
+    make: Callable[[str], tuple[Callable[[bytes], object], Callable[[], None]]],
+    url: str,
+    images: list[bytes],
+    concurrency: int,
+    seconds: float,
+) -> float:
     """Images/s of ``concurrency`` closed-loop threads, each with its own client, for ``seconds``."""
     counts = [0] * concurrency
     barrier = threading.Barrier(concurrency + 1)
@@ -97,8 +104,9 @@ def main() -> None:
         repository = Path(tmp) / "repository"
         build(MODELS["yolov4-tiny"], repository, args.size, 8, [])
         http, grpc, metrics = free_ports(3)
-        server = TritonServer(ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                           exit_timeout_s=5))
+        server = TritonServer(
+            ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
+        )
         server.start(stream=None)
         try:
             server.wait_ready(300)
@@ -113,7 +121,9 @@ def main() -> None:
         finally:
             server.stop()
 
-    print(f"\nyolov4-tiny @{args.size}, cpu, 640x480 JPEGs, bytes transport, median of {args.rounds} alternating rounds")
+    print(
+        f"\nyolov4-tiny @{args.size}, cpu, 640x480 JPEGs, bytes transport, median of {args.rounds} alternating rounds"
+    )
     print(f"{'concurrency':>11} {'bare img/s':>10} {'SDK img/s':>10} {'SDK/bare':>9}")
     for concurrency, bare_rate, sdk_rate in rows:
         print(f"{concurrency:>11} {bare_rate:>10.1f} {sdk_rate:>10.1f} {sdk_rate / bare_rate:>9.3f}")

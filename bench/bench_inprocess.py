@@ -22,9 +22,9 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -32,8 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.darknet_files import cfg_text_at_size, write_random_model  # noqa: E402
-from yolo_server.export.precision import cpu_has_native_bf16  # noqa: E402
+from yolo_client.contract import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD  # noqa: E402
 from yolo_server.evaluation.agreement import matched_share  # noqa: E402
+from yolo_server.export.precision import cpu_has_native_bf16  # noqa: E402
 from yolo_server.pipeline import Detector  # noqa: E402
 
 THREADS = 2
@@ -65,7 +66,9 @@ def rate(run: Callable[[], object], batch: int, seconds: float) -> float:
 class OpenCVDetector:
     """OpenCV DNN's darknet path with the same thresholds: its [yolo] layer decodes and thresholds."""
 
-    def __init__(self, cfg: Path, weights: Path, score: float = 0.25, nms: float = 0.45) -> None:
+    def __init__(
+        self, cfg: Path, weights: Path, score: float = DEFAULT_SCORE_THRESHOLD, nms: float = DEFAULT_NMS_THRESHOLD
+    ) -> None:
         self.net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
         self.outputs = self.net.getUnconnectedOutLayersNames()
         self.score, self.nms = score, nms
@@ -81,7 +84,9 @@ class OpenCVDetector:
         keep = scores.max(1) > self.score
         boxes = rows[keep, :4] * SIZE
         xywh = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, 2:]], 1)
-        cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores[keep].max(1).tolist(), scores[keep].argmax(1).tolist(), self.score, self.nms)
+        cv2.dnn.NMSBoxesBatched(
+            xywh.tolist(), scores[keep].max(1).tolist(), scores[keep].argmax(1).tolist(), self.score, self.nms
+        )
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,10 @@ def main() -> None:
                         f"img/s ({ours32 / theirs:.2f}x) | ours bf16 {ours16:6.1f} img/s ({ours16 / theirs:.2f}x)"
                     )
             per_image = sum(len(found) for found in fp32.detect(work.frames)) / len(work.frames)
-            print(f"{name}: {per_image:.1f} detections per image; bf16 boxes matching fp32 at IoU>=0.9: "
-                  f"{matched_share(fp32.detect(work.frames), bf16.detect(work.frames)):.1%}")
+            print(
+                f"{name}: {per_image:.1f} detections per image; bf16 boxes matching fp32 at IoU>=0.9: "
+                f"{matched_share(fp32.detect(work.frames), bf16.detect(work.frames)):.1%}"
+            )
 
 
 if __name__ == "__main__":

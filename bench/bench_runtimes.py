@@ -25,9 +25,9 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inprocess import SIZE, THREADS, OpenCVDetector, rate, workload  # noqa: E402
+
 from yolo_server.darknet import load_darknet  # noqa: E402
 from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess  # noqa: E402
 from yolo_server.evaluation.agreement import matched_share  # noqa: E402
@@ -43,7 +44,8 @@ from yolo_server.export.openvino import OpenVINORunner, export_openvino  # noqa:
 from yolo_server.export.precision import cpu_has_native_bf16, resolve_cpu_precision  # noqa: E402
 from yolo_server.export.program import BatchRange, export_program  # noqa: E402
 from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
-from yolo_server.pipeline import Detector, postprocess_config_for  # noqa: E402
+from yolo_server.ops.config import postprocess_config_for  # noqa: E402
+from yolo_server.pipeline import Detector  # noqa: E402
 
 Network = Callable[[np.ndarray], Sequence[np.ndarray]]
 MATCH_SCENES, MATCH_SEED = 50, 99
@@ -171,7 +173,9 @@ def main() -> None:
             work = workload(name, tmp)
             rows = contenders(name, work, tmp, not args.no_compile)
             opencv = OpenCVDetector(work.opencv_cfg, work.weights)
-            detectors = {row.name: Detector(work.cfg, work.weights, input_size=SIZE, network=row.network) for row in rows}
+            detectors = {
+                row.name: Detector(work.cfg, work.weights, input_size=SIZE, network=row.network) for row in rows
+            }
             for batch in batches:
                 chunk = (work.frames * 8)[:batch]
                 tensor = np.stack([detectors[SERVED].preprocess(frame)[0] for frame in chunk])
@@ -182,7 +186,10 @@ def main() -> None:
                     "pipeline": {"opencv dnn": lambda: opencv.detect(chunk),
                                  **{name: (lambda d=d: d.detect(chunk)) for name, d in detectors.items()}},
                 }  # fmt: skip
-                speed = {what: interleaved(runs, batch, args.seconds, args.rounds) for what, runs in contenders_at_batch.items()}
+                speed = {
+                    what: interleaved(runs, batch, args.seconds, args.rounds)
+                    for what, runs in contenders_at_batch.items()
+                }
                 for what, rates in speed.items():
                     base = rates["torch eager fp32"]
                     print(f"\n{name}@{SIZE} batch={batch} {what} (images/s, x torch eager fp32, x opencv dnn)")
@@ -190,13 +197,19 @@ def main() -> None:
                         print(f"  {runtime:24} {value:8.1f}  {value / base:5.2f}x  {value / rates['opencv dnn']:5.2f}x")
                 network, pipeline = speed["network"], speed["pipeline"]
                 fastest = max((r for r in network if r != "opencv dnn"), key=network.__getitem__)
-                print(f"  goal: served / fastest network ({fastest}) = {network[SERVED] / network[fastest]:.2f} (>= 0.95)")
+                print(
+                    f"  goal: served / fastest network ({fastest}) = {network[SERVED] / network[fastest]:.2f} (>= 0.95)"
+                )
                 if batch == 8:
-                    print(f"  goal: served pipeline / opencv dnn = {pipeline[SERVED] / pipeline['opencv dnn']:.2f} (>= 3)")
+                    print(
+                        f"  goal: served pipeline / opencv dnn = {pipeline[SERVED] / pipeline['opencv dnn']:.2f} (>= 3)"
+                    )
             if name == "demo":
                 scores = accuracy(rows, work, tmp)
                 base_map = scores["torch eager fp32"][1]
-                print(f"\n{name} accuracy: matched at IoU>=0.9 on {MATCH_SCENES} scenes, mAP@0.5 on {MAP_SCENES} held-out")
+                print(
+                    f"\n{name} accuracy: matched at IoU>=0.9 on {MATCH_SCENES} scenes, mAP@0.5 on {MAP_SCENES} held-out"
+                )
                 for runtime, (matched, map50) in scores.items():
                     keeps = matched >= MIN_MATCHED and abs(map50 - base_map) <= MAX_MAP_DROP
                     print(f"  {runtime:24} {matched:7.1%}  mAP {map50:.4f} ({map50 - base_map:+.4f})  "

@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from yolo_client.contract import STAGES, TARGET_FPS
+
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ROOT / "models" / "shapes"
 
@@ -49,13 +51,19 @@ class BenchModel:
 
 
 MODELS = {
-    "demo": BenchModel(SHAPES / "yolov4-tiny-shapes.cfg", SHAPES / "yolov4-tiny-shapes.weights", SHAPES / "shapes.names",
-                       "the demo detector (yolov4-tiny layout, half width, trained), generated scenes"),
-    "yolov4-tiny": BenchModel(ROOT / "models" / "darknet" / "yolov4-tiny.cfg", None, ROOT / "models" / "darknet" / "coco.names",
-                              "yolov4-tiny, random calibrated weights, synthetic 640x480 frames"),
+    "demo": BenchModel(
+        SHAPES / "yolov4-tiny-shapes.cfg",
+        SHAPES / "yolov4-tiny-shapes.weights",
+        SHAPES / "shapes.names",
+        "the demo detector (yolov4-tiny layout, half width, trained), generated scenes",
+    ),
+    "yolov4-tiny": BenchModel(
+        ROOT / "models" / "darknet" / "yolov4-tiny.cfg",
+        None,
+        ROOT / "models" / "darknet" / "coco.names",
+        "yolov4-tiny, random calibrated weights, synthetic 640x480 frames",
+    ),
 }
-TARGET_FPS = 65.0
-STEPS = ("preprocess", "detector", "postprocess")
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,9 @@ def build(model: BenchModel, output: Path, size: int, max_batch_size: int, extra
     build_repository(build_options(build_parser().parse_args(argv)), log=lambda line: None)
 
 
-def in_process_rate(model: BenchModel, repository: Path, images: list[bytes], size: int, seconds: float) -> tuple[float, float]:
+def in_process_rate(
+    model: BenchModel, repository: Path, images: list[bytes], size: int, seconds: float
+) -> tuple[float, float]:
     """Images/s and p50 ms of decode + ``Detector.detect`` one image at a time, on the repository's artifact."""
     from yolo_server import Detector
     from yolo_server.export.openvino import OpenVINORunner
@@ -156,17 +166,21 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
     """Cumulative compute time (input + infer + output, ns) per step model and the detector's counts."""
     with grpcclient.InferenceServerClient(url) as client:
         totals = {}
-        for step in STEPS:
+        for step in STAGES:
             stats = client.get_inference_statistics(f"{model}_{step}", as_json=True)["model_stats"][0]
             inference = stats["inference_stats"]
-            totals[step] = sum(int(inference.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output"))
+            totals[step] = sum(
+                int(inference.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")
+            )
             if step == "detector":
                 totals["images"] = int(stats.get("inference_count", 0))
                 totals["executions"] = int(stats.get("execution_count", 0))
     return totals
 
 
-def serve_and_measure(repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float) -> tuple[list[LoadResult], dict[str, int]]:
+def serve_and_measure(
+    repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float
+) -> tuple[list[LoadResult], dict[str, int]]:
     from yolo_server.triton.launch import ServeOptions, TritonServer, free_ports
 
     http, grpc, metrics = free_ports(3)
@@ -213,20 +227,30 @@ def main() -> None:
 
     from yolo_server.export.precision import resolve_cpu_precision
 
-    print(f"\n{model.label} @{args.size}, cpu target (OpenVINO {resolve_cpu_precision('auto')}), JPEGs, one image per request")
-    print(f"in-process Detector on the served artifact (decode + detect, batch 1): {local:7.1f} images/s, p50 {local_p50:.1f} ms")
-    print(f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8} {'p50 - in-process':>17}")
+    print(
+        f"\n{model.label} @{args.size}, cpu target (OpenVINO {resolve_cpu_precision('auto')}), JPEGs, one image per request"
+    )
+    print(
+        f"in-process Detector on the served artifact (decode + detect, batch 1): {local:7.1f} images/s, p50 {local_p50:.1f} ms"
+    )
+    print(
+        f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8} {'p50 - in-process':>17}"
+    )
     for r in results:
-        print(f"{r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} "
-              f"{r.p50_ms - local_p50:>+14.1f} ms")
+        print(
+            f"{r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} "
+            f"{r.p50_ms - local_p50:>+14.1f} ms"
+        )
     top = results[-1]
     print(
         f"dynamic batching gain at concurrency {top.concurrency}: {top.images_per_s:.1f} vs {baseline.images_per_s:.1f} "
         f"images/s with --max-batch-size 1 = x{top.images_per_s / baseline.images_per_s:.2f}"
     )
-    total = sum(spent[step] for step in STEPS) or 1
-    shares = ", ".join(f"{step} {100 * spent[step] / total:.0f}%" for step in STEPS)
-    print(f"server compute time share: {shares}; mean detector batch {spent['images'] / max(spent['executions'], 1):.2f}")
+    total = sum(spent[step] for step in STAGES) or 1
+    shares = ", ".join(f"{step} {100 * spent[step] / total:.0f}%" for step in STAGES)
+    print(
+        f"server compute time share: {shares}; mean detector batch {spent['images'] / max(spent['executions'], 1):.2f}"
+    )
     best = max(r.images_per_s for r in results)
     print(f"best: {best:.1f} images/s = {100 * best / TARGET_FPS:.0f}% of the {TARGET_FPS:.0f} FPS target")
 

@@ -12,6 +12,7 @@ Headless, local (see loadtest/README.md for distributed and docker runs)::
 
 ``--host`` takes one URL or several separated by commas (the SDK then balances over them client-side).
 """
+
 from __future__ import annotations
 
 # gRPC's default poller blocks the whole process; under locust's gevent the channel must use gevent's
@@ -31,6 +32,8 @@ from locust import User, events, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 from locust.shape import LoadTestShape  # noqa: E402
+
+from yolo_client.contract import DEFAULT_URL  # noqa: E402
 from yolo_load.images import DEFAULT_MIX, ImageMix, parse_mix  # noqa: E402
 from yolo_load.shapes import SHAPES, schedule  # noqa: E402
 from yolo_load.slo import RunResult, Slo, check, report  # noqa: E402
@@ -47,23 +50,42 @@ def _arguments(parser) -> None:  # noqa: ANN001 - locust's configargparse parser
     # plain parser arguments: locust's include_in_web_ui works only there, not on argument groups
     group = shape = slo = parser
     group.add_argument("--model", default="yolov4_tiny_shapes", help="base model name (the bytes ensemble)")
-    group.add_argument("--transport", choices=("bytes", "tensor"), default="bytes",
-                       help="bytes: send encoded images; tensor: letterbox on the client, send float32")
-    group.add_argument("--image-mix", default=DEFAULT_MIX,
-                       help="WIDTHxHEIGHT:FORMAT:WEIGHT,... (formats jpeg, png, webp, bmp)")
+    group.add_argument(
+        "--transport",
+        choices=("bytes", "tensor"),
+        default="bytes",
+        help="bytes: send encoded images; tensor: letterbox on the client, send float32",
+    )
+    group.add_argument(
+        "--image-mix", default=DEFAULT_MIX, help="WIDTHxHEIGHT:FORMAT:WEIGHT,... (formats jpeg, png, webp, bmp)"
+    )
     group.add_argument("--image-variants", type=int, default=3, help="distinct generated images per mix entry")
     group.add_argument("--request-timeout", type=float, default=10.0, help="deadline of one call, retries included")
     group.add_argument("--no-retries", action="store_true", help="disable the SDK's retries (count every failure)")
-    group.add_argument("--client-metrics-port", type=int, default=0, include_in_web_ui=False,
-                       help="expose the SDK's Prometheus metrics on this port (0: off; not on the master)")
-    shape.add_argument("--load-shape", choices=SHAPES, default="steady",
-                       help="steady: -u users for -t; ramp: up to -u users in --ramp-steps stages over -t")
+    group.add_argument(
+        "--client-metrics-port",
+        type=int,
+        default=0,
+        include_in_web_ui=False,
+        help="expose the SDK's Prometheus metrics on this port (0: off; not on the master)",
+    )
+    shape.add_argument(
+        "--load-shape",
+        choices=SHAPES,
+        default="steady",
+        help="steady: -u users for -t; ramp: up to -u users in --ramp-steps stages over -t",
+    )
     shape.add_argument("--ramp-steps", type=int, default=4, help="stages of the ramp shape")
-    slo.add_argument("--slo-max-failure-ratio", type=float, default=0.0,
-                     help="SLO, checked at the end (a miss makes the exit code 1): largest share of failed calls")
+    slo.add_argument(
+        "--slo-max-failure-ratio",
+        type=float,
+        default=0.0,
+        help="SLO, checked at the end (a miss makes the exit code 1): largest share of failed calls",
+    )
     slo.add_argument("--slo-p95-ms", type=float, default=None, help="largest p95 latency in ms (default: unchecked)")
-    slo.add_argument("--slo-min-fps", type=float, default=None,
-                     help="fewest images served per second (default: unchecked)")
+    slo.add_argument(
+        "--slo-min-fps", type=float, default=None, help="fewest images served per second (default: unchecked)"
+    )
     slo.add_argument("--slo-report", default="", include_in_web_ui=False, help="write the SLO verdict as JSON here")
 
 
@@ -101,7 +123,7 @@ class YoloGrpcUser(User):
         from yolo_client import RetryPolicy, YoloClient
 
         options = self.environment.parsed_options
-        urls = [url.strip() for url in (self.host or "localhost:8001").split(",") if url.strip()]
+        urls = [url.strip() for url in (self.host or DEFAULT_URL).split(",") if url.strip()]
         self.client = YoloClient(
             urls if len(urls) > 1 else urls[0],
             model=options.model,
@@ -145,9 +167,14 @@ class YoloLoadShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         options = self.runner.environment.parsed_options
-        return schedule(options.load_shape, self.get_run_time(), users=options.num_users or 1,
-                        spawn_rate=options.spawn_rate or 1, run_time=options.run_time or None,
-                        steps=options.ramp_steps)
+        return schedule(
+            options.load_shape,
+            self.get_run_time(),
+            users=options.num_users or 1,
+            spawn_rate=options.spawn_rate or 1,
+            run_time=options.run_time or None,
+            steps=options.ramp_steps,
+        )
 
 
 def run_result(environment: Environment) -> RunResult:
@@ -177,10 +204,17 @@ def _check_slo(environment: Environment, **_: object) -> None:
     slo = Slo(options.slo_max_failure_ratio, options.slo_p95_ms, options.slo_min_fps)
     result = run_result(environment)
     verdict = check(result, slo)
-    log.info("SLO %s: %d requests, %d failed, %.1f FPS, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms%s",
-             "PASSED" if verdict.passed else "MISSED", result.requests, result.failures, result.fps,
-             result.p50_ms, result.p95_ms, result.p99_ms,
-             "".join(f"\n  - {v}" for v in verdict.violations))
+    log.info(
+        "SLO %s: %d requests, %d failed, %.1f FPS, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms%s",
+        "PASSED" if verdict.passed else "MISSED",
+        result.requests,
+        result.failures,
+        result.fps,
+        result.p50_ms,
+        result.p95_ms,
+        result.p99_ms,
+        "".join(f"\n  - {v}" for v in verdict.violations),
+    )
     if options.slo_report:
         path = Path(options.slo_report)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "YoloClient": "client",
     "AsyncYoloClient": "aio",
+    "ClientOptions": "options",
     "Detection": "types",
-    "ModelInfo": "types",
+    "ModelInfo": "contract",
     "RetryPolicy": "types",
     "TlsConfig": "types",
     "ChannelOptions": "types",
@@ -40,6 +41,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:  # pragma: no cover
     from .aio import AsyncYoloClient
     from .client import YoloClient
+    from .contract import ModelInfo
     from .draw import draw_detections
     from .errors import (
         DeadlineExceededError,
@@ -50,12 +52,12 @@ if TYPE_CHECKING:  # pragma: no cover
         YoloClientError,
     )
     from .metrics import ClientMetrics
+    from .options import ClientOptions
     from .types import (
         ChannelOptions,
         Detection,
         EndpointHealth,
         HealthCheckOptions,
-        ModelInfo,
         RepositoryModel,
         RetryPolicy,
         TlsConfig,

@@ -1,4 +1,4 @@
-"""What the sync and async clients share apart from I/O: options, endpoints, retries, requests, metrics.
+"""What the sync and async clients share apart from I/O: options, endpoints, retries, requests, checks, metrics.
 
 Each client holds one :class:`ClientCore` and adds only its own way of waiting (threads or asyncio).
 """
@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from . import images, protocol
 from .endpoints import EndpointPool, check_headers, connection_kwargs, parse_urls
-from .errors import InvalidInputError
+from .errors import InvalidInputError, from_exception
 from .geometry import ResizeParams, letterbox
 from .metrics import ClientMetrics
+from .options import ClientOptions
 from .retry import CallPlan, RetryBudget
 from .types import (
     ChannelOptions,
     Color,
     Detection,
-    HealthCheckOptions,
+    EndpointHealth,
     ModelInfo,
     RepositoryModel,
     RetryPolicy,
@@ -32,50 +34,41 @@ from .types import (
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import InferInput, InferResult
 
-Loaded = Union[bytes, np.ndarray]  # encoded image (bytes transport) or uint8 RGB pixels (tensor transport)
-Prepared = Union[bytes, tuple[np.ndarray, ResizeParams]]
-DEFAULT_URL = "localhost:8001"
-DEFAULT_MODEL = "yolov4_tiny_shapes"  # what `make serve` serves by default
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_MAX_IN_FLIGHT = 16
+T = TypeVar("T")
+
+Loaded = bytes | np.ndarray  # encoded image (bytes transport) or uint8 RGB pixels (tensor transport)
+Prepared = bytes | tuple[np.ndarray, ResizeParams]
+# One step of a check written once for both clients: the core yields ``step(connection)``, the client makes that
+# call (awaiting it in the async client) and sends back its result, or throws its exception in; see ``run_steps``.
+Step = Callable[[Any], Any]
+Steps = Generator[Step, Any, T]
 
 
 class ClientCore:
     """Validated options and the shared, I/O-free parts of a client (see :class:`yolo_client.YoloClient`)."""
 
-    def __init__(
-        self,
-        url_or_urls: str | Iterable[str],
-        model: str,
-        *,
-        transport: Transport,
-        timeout: float,
-        retries: RetryPolicy | None,
-        tls: TlsConfig | None,
-        headers: Mapping[str, str] | None,
-        metrics: bool | ClientMetrics,
-        channel: ChannelOptions | None,
-        health_check: HealthCheckOptions | None,
-        max_in_flight: int,
-    ) -> None:
+    def __init__(self, options: ClientOptions) -> None:
+        model, max_in_flight = options.model, options.max_in_flight
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model must be a non-empty name, got {model!r}")
-        self.urls, grpcs = parse_urls(url_or_urls)
-        self.timeout = check_timeout(timeout)
+        self.options = options
+        self.urls, grpcs = parse_urls(options.url_or_urls)
+        self.timeout = check_timeout(options.timeout)
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise InvalidInputError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
         self.max_in_flight = max_in_flight
         self.model = model
-        self.transport: Transport = transport
-        self.infer_model = protocol.model_for(model, transport)
-        self.tls = tls if tls is not None else (TlsConfig() if grpcs else None)
-        self.connection_kwargs = connection_kwargs(channel or ChannelOptions(), self.tls)
-        self.headers = check_headers(headers)
-        self.policy = retries if retries is not None else RetryPolicy()
+        self.transport: Transport = options.transport
+        self.infer_model = protocol.model_for(model, options.transport)
+        self.tls = options.tls if options.tls is not None else (TlsConfig() if grpcs else None)
+        self.connection_kwargs = connection_kwargs(options.channel or ChannelOptions(), self.tls)
+        self.headers = check_headers(options.headers)
+        self.policy = options.retries if options.retries is not None else RetryPolicy()
         self.budget = RetryBudget(self.policy)
-        self.pool = EndpointPool(self.urls, health_check)
+        self.pool = EndpointPool(self.urls, options.health_check)
+        metrics = options.metrics
         self.metrics: ClientMetrics | None = ClientMetrics.shared() if metrics is True else (metrics or None)
-        self.info: ModelInfo | None = None
+        self.info: ModelInfo | None = options.model_info
 
     @property
     def watch_endpoints(self) -> bool:
@@ -83,7 +76,9 @@ class ClientCore:
         return len(self.urls) > 1
 
     def plan(self, timeout: float | None) -> CallPlan:
-        return CallPlan(self.policy, self.budget, self.pool, self.timeout if timeout is None else check_timeout(timeout))
+        return CallPlan(
+            self.policy, self.budget, self.pool, self.timeout if timeout is None else check_timeout(timeout)
+        )
 
     # -- model info ---------------------------------------------------------------------------------------------
     def set_info(self, config: Mapping[str, Any]) -> ModelInfo:
@@ -113,15 +108,14 @@ class ClientCore:
         """Whether loading ``image`` is CPU work worth moving off the event loop (decoding or PNG encoding)."""
         return self.transport == "tensor" or not isinstance(image, (bytes, bytearray, memoryview, str, os.PathLike))
 
-    def inputs(self, prepared: Sequence[Prepared]) -> list["InferInput"]:
+    def inputs(self, prepared: Sequence[Prepared]) -> list[InferInput]:
         if self.transport == "bytes":
             return protocol.bytes_inputs(prepared)  # type: ignore[arg-type]
-        tensors = [p[0] for p in prepared]  # type: ignore[index]
-        params = [p[1] for p in prepared]  # type: ignore[index]
-        return protocol.tensor_inputs(tensors, params)
+        pairs = cast("Sequence[tuple[np.ndarray, ResizeParams]]", prepared)  # the tensor transport's
+        return protocol.tensor_inputs([tensor for tensor, _ in pairs], [params for _, params in pairs])
 
     def detections(
-        self, result: "InferResult", info: ModelInfo, score_threshold: float | None, max_detections: int | None
+        self, result: InferResult, info: ModelInfo, score_threshold: float | None, max_detections: int | None
     ) -> list[Detection]:
         found = protocol.parse_result(result, info)[0]
         return protocol.apply_limits(found, score_threshold, max_detections)
@@ -134,6 +128,32 @@ class ClientCore:
             raise InvalidInputError("detect_batch() needs at least one image")
         return batch
 
+    # -- endpoint checks (one implementation; each client drives the steps with ``run_steps`` or ``arun_steps``) --
+    def health_steps(self, url: str) -> Steps[EndpointHealth]:
+        """Liveness, readiness and model readiness of ``url``, recorded in the pool (down on any failure)."""
+        headers, t = self.headers, self.timeout
+        try:
+            live = bool((yield lambda conn: conn.is_server_live(headers=headers, client_timeout=t)))
+            ready = bool((yield lambda conn: conn.is_server_ready(headers=headers, client_timeout=t)))
+            model_ready = bool(
+                (yield lambda conn: conn.is_model_ready(self.infer_model, headers=headers, client_timeout=t))
+            )
+        except Exception as exc:
+            self.pool.mark_down(url)
+            return EndpointHealth(url, False, False, False, str(from_exception(exc, url)))
+        self.pool.record_probe(url, ready and model_ready)
+        return EndpointHealth(url, live, ready, model_ready)
+
+    def probe_steps(self, url: str) -> Steps[bool]:
+        """The health checker's probe: server and model ready within the probe timeout (False on any failure)."""
+        headers, t = self.headers, self.pool.options.probe_timeout
+        try:
+            if not (yield lambda conn: conn.is_server_ready(headers=headers, client_timeout=t)):
+                return False
+            return bool((yield lambda conn: conn.is_model_ready(self.infer_model, headers=headers, client_timeout=t)))
+        except Exception:
+            return False
+
     # -- metrics ------------------------------------------------------------------------------------------------
     def record(self, seconds: float, error: BaseException | None) -> None:
         if self.metrics is not None:
@@ -142,6 +162,36 @@ class ClientCore:
     def record_retry(self, status: str | None) -> None:
         if self.metrics is not None:
             self.metrics.retry(self.infer_model, status)
+
+
+def run_steps(steps: Steps[T], conn: Any) -> T:
+    """Drive ``steps`` with blocking calls on ``conn`` (the sync client)."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                result = step(conn)
+            except Exception as exc:
+                step = steps.throw(exc)
+            else:
+                step = steps.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def arun_steps(steps: Steps[T], conn: Any) -> T:
+    """Drive ``steps`` with awaited calls on ``conn`` (the async client); cancellation is not thrown in."""
+    try:
+        step = next(steps)
+        while True:
+            try:
+                result = await step(conn)
+            except Exception as exc:
+                step = steps.throw(exc)
+            else:
+                step = steps.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def check_timeout(timeout: Any) -> float:

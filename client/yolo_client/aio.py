@@ -16,25 +16,15 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, Mapping, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
-from ._core import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MODEL, DEFAULT_TIMEOUT, DEFAULT_URL, ClientCore, Loaded, Prepared, repository_models
+from ._core import ClientCore, Loaded, Prepared, arun_steps, repository_models
 from .endpoints import EndpointPool
 from .errors import YoloClientError, from_exception
 from .images import ImageInput
-from .metrics import ClientMetrics
-from .types import (
-    ChannelOptions,
-    Color,
-    Detection,
-    EndpointHealth,
-    HealthCheckOptions,
-    ModelInfo,
-    RepositoryModel,
-    RetryPolicy,
-    TlsConfig,
-    Transport,
-)
+from .options import ClientOptions, constructor_signature
+from .types import Color, Detection, EndpointHealth, ModelInfo, RepositoryModel
 
 T = TypeVar("T")
 
@@ -42,32 +32,15 @@ T = TypeVar("T")
 class AsyncYoloClient:
     """Asyncio twin of :class:`yolo_client.YoloClient` (same arguments, same errors)."""
 
-    def __init__(
-        self,
-        url_or_urls: str | Iterable[str] = DEFAULT_URL,
-        model: str = DEFAULT_MODEL,
-        *,
-        transport: Transport = "bytes",
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: RetryPolicy | None = None,
-        tls: TlsConfig | None = None,
-        headers: Mapping[str, str] | None = None,
-        metrics: bool | ClientMetrics = False,
-        channel: ChannelOptions | None = None,
-        health_check: HealthCheckOptions | None = None,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    ) -> None:
-        self._core = ClientCore(
-            url_or_urls, model, transport=transport, timeout=timeout, retries=retries, tls=tls, headers=headers,
-            metrics=metrics, channel=channel, health_check=health_check, max_in_flight=max_in_flight,
-        )  # fmt: skip
+    def __init__(self, *args: Any, options: ClientOptions | None = None, **kwargs: Any) -> None:
+        self._core = ClientCore(ClientOptions.resolve(args, kwargs, options))
         self._conns: dict[str, Any] = {}
         self._checker: asyncio.Task[None] | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
-    async def __aenter__(self) -> "AsyncYoloClient":
+    async def __aenter__(self) -> AsyncYoloClient:
         self._start()
         return self
 
@@ -95,6 +68,11 @@ class AsyncYoloClient:
     @property
     def pool(self) -> EndpointPool:
         return self._core.pool
+
+    @property
+    def options(self) -> ClientOptions:
+        """The settings this client was built from."""
+        return self._core.options
 
     # -- API ----------------------------------------------------------------------------------------------------
     async def model_info(self, *, refresh: bool = False) -> ModelInfo:
@@ -197,7 +175,9 @@ class AsyncYoloClient:
                 prepared = await asyncio.to_thread(self._core.prepare, loaded, info)
             inputs = self._core.inputs([prepared])
             result = await self._call(
-                lambda conn, t: conn.infer(self._core.infer_model, inputs, headers=self._core.headers, client_timeout=t),
+                lambda conn, t: conn.infer(
+                    self._core.infer_model, inputs, headers=self._core.headers, client_timeout=t
+                ),
                 timeout,
             )
             return self._core.detections(result, info, score_threshold, max_detections)
@@ -228,26 +208,10 @@ class AsyncYoloClient:
                 return result
 
     async def _health(self, url: str) -> EndpointHealth:
-        conn, headers, t = self._conn(url), self._core.headers, self._core.timeout
-        try:
-            live = bool(await conn.is_server_live(headers=headers, client_timeout=t))
-            ready = bool(await conn.is_server_ready(headers=headers, client_timeout=t))
-            model_ready = bool(await conn.is_model_ready(self._core.infer_model, headers=headers, client_timeout=t))
-        except Exception as exc:
-            self._core.pool.mark_down(url)
-            return EndpointHealth(url, False, False, False, str(from_exception(exc, url)))
-        self._core.pool.record_probe(url, ready and model_ready)
-        return EndpointHealth(url, live, ready, model_ready)
+        return await arun_steps(self._core.health_steps(url), self._conn(url))
 
     async def _probe(self, url: str) -> bool:
-        conn, headers, t = self._conn(url), self._core.headers, self._core.pool.options.probe_timeout
-        try:
-            return bool(
-                await conn.is_server_ready(headers=headers, client_timeout=t)
-                and await conn.is_model_ready(self._core.infer_model, headers=headers, client_timeout=t)
-            )
-        except Exception:
-            return False
+        return await arun_steps(self._core.probe_steps(url), self._conn(url))
 
     def _conn(self, url: str) -> Any:
         conn = self._conns.get(url)
@@ -264,7 +228,10 @@ class AsyncYoloClient:
             self._checker = asyncio.get_running_loop().create_task(_watch(weakref.ref(self), self._core.pool))
 
 
-async def _watch(ref: "weakref.ref[AsyncYoloClient]", pool: EndpointPool) -> None:
+AsyncYoloClient.__init__.__signature__ = constructor_signature()  # type: ignore[attr-defined]  # for help()
+
+
+async def _watch(ref: weakref.ref[AsyncYoloClient], pool: EndpointPool) -> None:
     """Health-checker task: probe due endpoints, sleep until the next is due; ends with the client."""
     while True:
         await asyncio.sleep(min(pool.seconds_to_next_probe(), 1.0))

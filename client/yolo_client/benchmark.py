@@ -14,13 +14,15 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from .contract import TARGET_FPS
+
 # the YOLOv4 paper's real-time bar (Bochkovskiy et al. 2020: 65 FPS on a Tesla V100)
-TARGET_FPS = 65.0
 
 
 @dataclass
@@ -63,7 +65,9 @@ class BenchResult:
         return "\n".join(
             [
                 f"images/s     {self.throughput:.1f}  ({self.ok} images in {self.elapsed:.1f} s, concurrency {self.concurrency})",
-                "latency ms   p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(*(self.percentile(q) * 1000 for q in (50, 95, 99))),
+                "latency ms   p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(
+                    *(self.percentile(q) * 1000 for q in (50, 95, 99))
+                ),
                 f"errors       {errors}",
                 f"verdict      {verdict} the {target_fps:g} FPS target (YOLOv4 paper, V100): {self.throughput:.1f} images/s",
             ]
@@ -160,7 +164,10 @@ def _wait(
             bar.set_postfix_str(f"{rate:.1f} images/s, {errors} errors", refresh=True)
         elif now - last_plain >= 5.0:
             last_plain = now
-            print(f"  {elapsed:5.1f}/{end - start:g} s  {done} images  {rate:.1f} images/s  {errors} errors", file=sys.stderr)
+            print(
+                f"  {elapsed:5.1f}/{end - start:g} s  {done} images  {rate:.1f} images/s  {errors} errors",
+                file=sys.stderr,
+            )
     if bar is not None:
         bar.n = bar.total
         bar.close()
@@ -171,4 +178,6 @@ def _progress_bar(total: float) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=round(total, 1), unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}", file=sys.stderr)
+    return tqdm(
+        total=round(total, 1), unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s {postfix}", file=sys.stderr
+    )

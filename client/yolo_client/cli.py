@@ -16,11 +16,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ._core import DEFAULT_MODEL, DEFAULT_TIMEOUT, DEFAULT_URL
+from .contract import DEFAULT_URL, TARGET_FPS
 from .errors import YoloClientError
+from .options import DEFAULT_MODEL, DEFAULT_TIMEOUT
 from .types import TlsConfig
 
 
@@ -43,11 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     server = common.add_argument_group("server")
     server.add_argument(
-        "--url", action="append", help=f"gRPC endpoint host:port, repeatable (default $YOLO_CLIENT_URL or {DEFAULT_URL})"
+        "--url",
+        action="append",
+        help=f"gRPC endpoint host:port, repeatable (default $YOLO_CLIENT_URL or {DEFAULT_URL})",
     )
-    server.add_argument("--model", default=os.environ.get("YOLO_CLIENT_MODEL", DEFAULT_MODEL), help="detector base name")
+    server.add_argument(
+        "--model", default=os.environ.get("YOLO_CLIENT_MODEL", DEFAULT_MODEL), help="detector base name"
+    )
     server.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="deadline per call, seconds")
-    server.add_argument("--transport", choices=("bytes", "tensor"), default="bytes", help="send encoded bytes or tensors")
+    server.add_argument(
+        "--transport", choices=("bytes", "tensor"), default="bytes", help="send encoded bytes or tensors"
+    )
     server.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="gRPC metadata, repeatable")
     tls = common.add_argument_group("TLS")
     tls.add_argument("--tls", action="store_true", help="use TLS (implied by any other --tls-* flag or grpcs:// URLs)")
@@ -80,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     bench.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     bench.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
-    bench.add_argument("--target-fps", type=float, default=65.0, help="verdict threshold (YOLOv4 paper: 65)")
+    bench.add_argument("--target-fps", type=float, default=TARGET_FPS, help="verdict threshold (YOLOv4 paper: 65)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--no-progress", action="store_true")
     bench.set_defaults(run=_bench)
@@ -100,7 +108,9 @@ def _client(args: argparse.Namespace, **extra: Any) -> Any:
         if not sep:
             raise SystemExit(f"yolo-client: error: --header needs NAME=VALUE, got {item!r}")
         headers[name.strip()] = value.strip()
-    return YoloClient(urls, args.model, transport=args.transport, timeout=args.timeout, tls=tls, headers=headers, **extra)
+    return YoloClient(
+        urls, args.model, transport=args.transport, timeout=args.timeout, tls=tls, headers=headers, **extra
+    )
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -151,7 +161,15 @@ def _models(args: argparse.Namespace) -> int:
         index = client.models()
         info = client.model_info()
     if args.json:
-        print(json.dumps({"models": [vars(m) for m in index], "model_info": {**vars(info), "class_names": list(info.class_names)}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "models": [vars(m) for m in index],
+                    "model_info": {**vars(info), "class_names": list(info.class_names)},
+                },
+                indent=2,
+            )
+        )
         return 0
     for m in index:
         print(f"{m.name:<32} {m.version or '-':>3}  {m.state}{'  ' + m.reason if m.reason else ''}")

@@ -19,26 +19,16 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
-from ._core import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MODEL, DEFAULT_TIMEOUT, DEFAULT_URL, ClientCore, Loaded, repository_models
+from ._core import ClientCore, Loaded, repository_models, run_steps
 from .endpoints import EndpointPool
 from .errors import YoloClientError, from_exception
 from .images import ImageInput
-from .metrics import ClientMetrics
-from .types import (
-    ChannelOptions,
-    Color,
-    Detection,
-    EndpointHealth,
-    HealthCheckOptions,
-    ModelInfo,
-    RepositoryModel,
-    RetryPolicy,
-    TlsConfig,
-    Transport,
-)
+from .options import ClientOptions, constructor_signature
+from .types import Color, Detection, EndpointHealth, ModelInfo, RepositoryModel
 
 T = TypeVar("T")
 
@@ -58,28 +48,13 @@ class YoloClient:
         metrics: True to record Prometheus metrics in the default registry, or a :class:`ClientMetrics`.
         channel: gRPC channel settings (message sizes, keepalive, reconnect backoff).
         health_check: how often endpoints are probed when there are several.
-        max_in_flight: requests ``detect_batch`` keeps in flight.
+        max_in_flight: requests ``detect_batch`` keeps in flight (and images it reads at a time).
+        model_info: the model's :class:`ModelInfo` if known, instead of reading it from the server.
+        options: a :class:`ClientOptions` holding all of the above; the other arguments override its fields.
     """
 
-    def __init__(
-        self,
-        url_or_urls: str | Iterable[str] = DEFAULT_URL,
-        model: str = DEFAULT_MODEL,
-        *,
-        transport: Transport = "bytes",
-        timeout: float = DEFAULT_TIMEOUT,
-        retries: RetryPolicy | None = None,
-        tls: TlsConfig | None = None,
-        headers: Mapping[str, str] | None = None,
-        metrics: bool | ClientMetrics = False,
-        channel: ChannelOptions | None = None,
-        health_check: HealthCheckOptions | None = None,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
-    ) -> None:
-        self._core = ClientCore(
-            url_or_urls, model, transport=transport, timeout=timeout, retries=retries, tls=tls, headers=headers,
-            metrics=metrics, channel=channel, health_check=health_check, max_in_flight=max_in_flight,
-        )  # fmt: skip
+    def __init__(self, *args: Any, options: ClientOptions | None = None, **kwargs: Any) -> None:
+        self._core = ClientCore(ClientOptions.resolve(args, kwargs, options))
         from tritonclient.grpc import InferenceServerClient
 
         self._conns = {url: InferenceServerClient(url, **self._core.connection_kwargs) for url in self._core.urls}
@@ -89,12 +64,15 @@ class YoloClient:
         self._checker: threading.Thread | None = None
         if self._core.watch_endpoints:
             self._checker = threading.Thread(
-                target=_watch, args=(weakref.ref(self), self._stop, self._core.pool), name="yolo-client-health", daemon=True
+                target=_watch,
+                args=(weakref.ref(self), self._stop, self._core.pool),
+                name="yolo-client-health",
+                daemon=True,
             )
             self._checker.start()
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
-    def __enter__(self) -> "YoloClient":
+    def __enter__(self) -> YoloClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,6 +97,11 @@ class YoloClient:
     def pool(self) -> EndpointPool:
         """The endpoint pool (which endpoints are in rotation)."""
         return self._core.pool
+
+    @property
+    def options(self) -> ClientOptions:
+        """The settings this client was built from."""
+        return self._core.options
 
     # -- API ----------------------------------------------------------------------------------------------------
     def model_info(self, *, refresh: bool = False) -> ModelInfo:
@@ -180,13 +163,12 @@ class YoloClient:
 
         Every image is read and checked before the first request is sent. The first failure (in input order)
         is raised and the requests not yet started are cancelled. Client metrics time each image from the
-        start of its own request.
+        start of its own request. Images are read (decoded, PNG-encoded) in the same worker threads.
         """
         batch = self._core.check_batch(images)
-        if self._core.transport == "tensor":  # decoding is the heavy part: spread it over the pool
-            loaded = list(self._pool().map(lambda image: self._core.load(image, color), batch))
-        else:
-            loaded = [self._core.load(image, color) for image in batch]
+        # reading, decoding and PNG-encoding run in the pool's threads, like the requests; the first error in
+        # input order is raised
+        loaded = list(self._pool().map(lambda image: self._core.load(image, color), batch))
         info = self.model_info()
         self._core.check_call(info, score_threshold, max_detections)
         futures: list[Future[list[Detection]]] = [
@@ -228,7 +210,9 @@ class YoloClient:
         try:
             inputs = self._core.inputs([self._core.prepare(loaded, info)])
             result = self._call(
-                lambda conn, t: conn.infer(self._core.infer_model, inputs, headers=self._core.headers, client_timeout=t),
+                lambda conn, t: conn.infer(
+                    self._core.infer_model, inputs, headers=self._core.headers, client_timeout=t
+                ),
                 timeout,
             )
             return self._core.detections(result, info, score_threshold, max_detections)
@@ -258,26 +242,10 @@ class YoloClient:
                 return result
 
     def _health(self, url: str) -> EndpointHealth:
-        conn, headers, t = self._conns[url], self._core.headers, self._core.timeout
-        try:
-            live = bool(conn.is_server_live(headers=headers, client_timeout=t))
-            ready = bool(conn.is_server_ready(headers=headers, client_timeout=t))
-            model_ready = bool(conn.is_model_ready(self._core.infer_model, headers=headers, client_timeout=t))
-        except Exception as exc:
-            self._core.pool.mark_down(url)
-            return EndpointHealth(url, False, False, False, str(from_exception(exc, url)))
-        self._core.pool.record_probe(url, ready and model_ready)
-        return EndpointHealth(url, live, ready, model_ready)
+        return run_steps(self._core.health_steps(url), self._conns[url])
 
     def _probe(self, url: str) -> bool:
-        conn, headers, t = self._conns[url], self._core.headers, self._core.pool.options.probe_timeout
-        try:
-            return bool(
-                conn.is_server_ready(headers=headers, client_timeout=t)
-                and conn.is_model_ready(self._core.infer_model, headers=headers, client_timeout=t)
-            )
-        except Exception:
-            return False
+        return run_steps(self._core.probe_steps(url), self._conns[url])
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._executor_lock:
@@ -286,7 +254,10 @@ class YoloClient:
             return self._executor
 
 
-def _watch(ref: "weakref.ref[YoloClient]", stop: threading.Event, pool: EndpointPool) -> None:
+YoloClient.__init__.__signature__ = constructor_signature()  # type: ignore[attr-defined]  # for help()
+
+
+def _watch(ref: weakref.ref[YoloClient], stop: threading.Event, pool: EndpointPool) -> None:
     """Health-checker thread: probe due endpoints, sleep until the next is due; ends with the client."""
     while not stop.wait(min(pool.seconds_to_next_probe(), 1.0)):
         client = ref()

@@ -18,8 +18,9 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import InvalidInputError
@@ -170,7 +171,7 @@ def read_pem(source: PemSource | None, what: str) -> bytes | None:
         raise InvalidInputError(f"cannot read the TLS {what} {os.fspath(source)!r}: {err.strerror or err}") from None
 
 
-def credentials(tls: TlsConfig) -> "grpc.ChannelCredentials":
+def credentials(tls: TlsConfig) -> grpc.ChannelCredentials:
     """gRPC channel credentials for server TLS, or mutual TLS when a key and chain are given."""
     import grpc
 

@@ -164,11 +164,12 @@ def is_endpoint_fault(error: YoloClientError) -> bool:
 def _unpack(exc: BaseException) -> tuple[str | None, str, str | None]:
     """(status name, message, debug details) of a tritonclient or gRPC exception."""
     # tritonclient.utils.InferenceServerException: status() -> "StatusCode.X", message(), debug_details()
-    if callable(getattr(exc, "status", None)) and callable(getattr(exc, "message", None)):
-        debug = exc.debug_details() if callable(getattr(exc, "debug_details", None)) else None
-        return status_name(exc.status()), str(exc.message() or ""), debug
+    # (duck-typed: the SDK imports neither class here, and both libraries are untyped)
+    status, message, details = (getattr(exc, name, None) for name in ("status", "message", "debug_details"))
+    if callable(status) and callable(message):
+        return status_name(status()), str(message() or ""), details() if callable(details) else None
     # grpc.RpcError / grpc.aio.AioRpcError: code(), details()
-    if callable(getattr(exc, "code", None)) and callable(getattr(exc, "details", None)):
-        debug = exc.debug_error_string() if callable(getattr(exc, "debug_error_string", None)) else None
-        return status_name(exc.code()), str(exc.details() or ""), debug
+    code, text, debug = (getattr(exc, name, None) for name in ("code", "details", "debug_error_string"))
+    if callable(code) and callable(text):
+        return status_name(code()), str(text() or ""), debug() if callable(debug) else None
     return None, str(exc), None

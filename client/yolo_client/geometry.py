@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .contract import RESIZE_LEN
+
 LETTERBOX_FILL = 0.5  # darknet pads letterboxed images with 0.5 grey
-PARAMS_LEN = 6  # length of the packed vector carried between Triton models
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class ResizeParams:
         )
 
     @classmethod
-    def unpack(cls, packed: np.ndarray, net_width: int, net_height: int) -> "ResizeParams":
-        values = [int(round(float(v))) for v in np.asarray(packed).reshape(-1)[:PARAMS_LEN]]
+    def unpack(cls, packed: np.ndarray, net_width: int, net_height: int) -> ResizeParams:
+        values = [int(round(float(v))) for v in np.asarray(packed).reshape(-1)[:RESIZE_LEN]]
         return cls(values[0], values[1], net_width, net_height, *values[2:])
 
     def to_original(self, boxes: np.ndarray) -> np.ndarray:
@@ -113,7 +114,9 @@ def prepare_pixels(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
     import cv2  # local: keeps `import yolo_client` light
 
     if image_rgb.shape[:2] != (params.height, params.width):
-        raise ValueError(f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]}, params are for {params.width}x{params.height}")
+        raise ValueError(
+            f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]}, params are for {params.width}x{params.height}"
+        )
     resized = image_rgb
     if (params.new_width, params.new_height) != (params.width, params.height):
         resized = cv2.resize(image_rgb, (params.new_width, params.new_height), interpolation=cv2.INTER_LINEAR)
@@ -147,7 +150,9 @@ def prepare_input(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
     return pixels_to_input(prepare_pixels(image_rgb, params), params)
 
 
-def letterbox(image_rgb: np.ndarray, net_width: int, net_height: int, letterbox: bool) -> tuple[np.ndarray, ResizeParams]:
+def letterbox(
+    image_rgb: np.ndarray, net_width: int, net_height: int, letterbox: bool
+) -> tuple[np.ndarray, ResizeParams]:
     """:func:`resize_params` + :func:`prepare_input` for a uint8 [H, W, 3] RGB image."""
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"expected uint8 [H, W, 3] RGB, got {image_rgb.dtype} {list(image_rgb.shape)}")

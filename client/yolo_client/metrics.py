@@ -29,7 +29,7 @@ from .errors import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 OUTCOMES = ("ok", "invalid_input", "rejected", "server_error", "unavailable", "deadline_exceeded", "error")
 
-_shared: dict[int, "ClientMetrics"] = {}
+_shared: dict[int, ClientMetrics] = {}
 _shared_lock = threading.Lock()
 
 
@@ -37,9 +37,7 @@ def _prometheus() -> Any:
     try:
         import prometheus_client
     except ImportError:
-        raise ImportError(
-            "client metrics need prometheus-client: pip install 'yolo-client[metrics]'"
-        ) from None
+        raise ImportError("client metrics need prometheus-client: pip install 'yolo-client[metrics]'") from None
     return prometheus_client
 
 
@@ -79,10 +77,12 @@ class ClientMetrics:
         self.requests = prom.Counter(
             "yolo_client_requests", "Calls by outcome", ["model", "transport", "outcome"], **kwargs
         )
-        self.retries = prom.Counter("yolo_client_retries", "Retries by the status that caused them", ["model", "status"], **kwargs)
+        self.retries = prom.Counter(
+            "yolo_client_retries", "Retries by the status that caused them", ["model", "status"], **kwargs
+        )
 
     @classmethod
-    def shared(cls, registry: Any = None) -> "ClientMetrics":
+    def shared(cls, registry: Any = None) -> ClientMetrics:
         """One instance per registry, so several clients can report into the same families."""
         if registry is None:
             registry = _prometheus().REGISTRY

@@ -10,20 +10,18 @@ Example:
 
 from __future__ import annotations
 
-import json
-import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .contract import IMAGE, INPUT, OUTPUT_NAMES, RESIZE, ModelInfo, fallback_label, tensor_model_name
 from .errors import InvalidInputError, ServerError
 from .geometry import ResizeParams
-from .types import Detection, ModelInfo, Transport
+from .types import Detection, Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import InferInput, InferResult
-
-OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "COUNT")
 
 
 def model_for(base: str, transport: Transport) -> str:
@@ -31,41 +29,42 @@ def model_for(base: str, transport: Transport) -> str:
     if transport == "bytes":
         return base
     if transport == "tensor":
-        return f"{base}_tensor"
+        return tensor_model_name(base)
     raise InvalidInputError(f"transport must be 'bytes' or 'tensor', got {transport!r}")
 
 
-def bytes_inputs(images: Sequence[bytes]) -> list["InferInput"]:
+def bytes_inputs(images: Sequence[bytes]) -> list[InferInput]:
     """``IMAGE`` BYTES ``[B, 1]``: one encoded image per batch row."""
     from tritonclient.grpc import InferInput
 
     data = np.empty((len(images), 1), dtype=np.object_)
     for i, encoded in enumerate(images):
         data[i, 0] = encoded
-    tensor = InferInput("IMAGE", [len(images), 1], "BYTES")
+    tensor = InferInput(IMAGE, [len(images), 1], "BYTES")
     tensor.set_data_from_numpy(data)
     return [tensor]
 
 
-def tensor_inputs(tensors: Sequence[np.ndarray], params: Sequence[ResizeParams]) -> list["InferInput"]:
+def tensor_inputs(tensors: Sequence[np.ndarray], params: Sequence[ResizeParams]) -> list[InferInput]:
     """``INPUT`` FP32 ``[B, 3, H, W]`` and ``RESIZE`` FP32 ``[B, 6]``."""
     from tritonclient.grpc import InferInput
 
     batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]
     resize = np.stack([p.pack() for p in params])
-    inputs = [InferInput("INPUT", list(batch.shape), "FP32"), InferInput("RESIZE", list(resize.shape), "FP32")]
+    inputs = [InferInput(INPUT, list(batch.shape), "FP32"), InferInput(RESIZE, list(resize.shape), "FP32")]
     inputs[0].set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
     inputs[1].set_data_from_numpy(resize)
     return inputs
 
 
-def parse_result(result: "InferResult", info: ModelInfo) -> list[list[Detection]]:
+def parse_result(result: InferResult, info: ModelInfo) -> list[list[Detection]]:
     """Detections per batch row of an inference result (ragged outputs cut at ``COUNT``)."""
     arrays = [result.as_numpy(name) for name in OUTPUT_NAMES]
     missing = [name for name, array in zip(OUTPUT_NAMES, arrays) if array is None]
     if missing:
         raise ServerError(f"the server's answer lacks {', '.join(missing)}: is this a yolo-server model?")
-    return parse_arrays(*arrays, class_names=info.class_names)
+    boxes, scores, classes, count = arrays
+    return parse_arrays(boxes, scores, classes, count, class_names=info.class_names)
 
 
 def parse_arrays(
@@ -96,7 +95,7 @@ def parse_arrays(
                     box=(box[0], box[1], box[2], box[3]),
                     score=score,
                     class_id=cls,
-                    label=class_names[cls] if 0 <= cls < len(class_names) else f"class_{cls}",
+                    label=class_names[cls] if 0 <= cls < len(class_names) else fallback_label(cls),
                 )
                 for box, score, cls in zip(rows_box, rows_score, rows_class)
             ]
@@ -119,11 +118,15 @@ def check_limits(info: ModelInfo, score_threshold: float | None, max_detections:
                 f"score_threshold {score_threshold:g} is below the server's {info.score_threshold:g}; the server "
                 "never sends lower-scoring detections, so a call can only raise it"
             )
-    if max_detections is not None and (isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0):
+    if max_detections is not None and (
+        isinstance(max_detections, bool) or not isinstance(max_detections, int) or max_detections < 0
+    ):
         raise InvalidInputError(f"max_detections must be an integer >= 0, got {max_detections!r}")
 
 
-def apply_limits(detections: list[Detection], score_threshold: float | None, max_detections: int | None) -> list[Detection]:
+def apply_limits(
+    detections: list[Detection], score_threshold: float | None, max_detections: int | None
+) -> list[Detection]:
     """Client-side cut of score-sorted detections: ``score >= score_threshold``, then the first ``max_detections``.
 
     Filtering after the server's NMS gives the same result as thresholding before it: a box suppressed by a
@@ -142,43 +145,7 @@ def parse_model_info(name: str, config: Mapping[str, Any]) -> ModelInfo:
     Raises:
         ServerError: the model lacks the yolo-server parameters or carries malformed ones.
     """
-    config = config.get("config", config)
-    raw = config.get("parameters") or {}
-    params = {key: (value.get("string_value", "") if isinstance(value, Mapping) else str(value)) for key, value in raw.items()}
-    needed = ("class_names", "input_width", "input_height", "letterbox", "score_threshold")
-    missing = [key for key in needed if key not in params]
-    if missing:
-        raise ServerError(f"model {name!r} has no {', '.join(missing)} parameter(s): is it a yolo-server model?")
     try:
-        class_names = json.loads(params["class_names"])
-        if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
-            raise ValueError("class_names is not a JSON list of strings")
-        info = ModelInfo(
-            name=name,
-            class_names=tuple(class_names),
-            input_width=int(params["input_width"]),
-            input_height=int(params["input_height"]),
-            letterbox=_as_bool(params["letterbox"]),
-            score_threshold=float(params["score_threshold"]),
-            nms_threshold=float(params.get("nms_threshold", "nan")),
-            max_detections=int(params.get("max_detections", "0")),
-            max_batch_size=int(config.get("max_batch_size", 0)),
-            class_agnostic=_as_bool(params.get("class_agnostic", "false")),
-            weights=params.get("weights", ""),
-            target=params.get("target", ""),
-            precision=params.get("precision", ""),
-        )
+        return ModelInfo.from_config(name, config)
     except (ValueError, TypeError) as err:
-        raise ServerError(f"model {name!r} has a malformed parameter: {err}") from None
-    if info.input_width <= 0 or info.input_height <= 0 or not math.isfinite(info.score_threshold):
-        raise ServerError(f"model {name!r} has a malformed input size or threshold")
-    return info
-
-
-def _as_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{text!r} is not a boolean")
+        raise ServerError(f"model {name!r} is not a yolo-server model, or a malformed one: {err}") from None

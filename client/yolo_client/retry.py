@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .endpoints import EndpointPool
 from .errors import DeadlineExceededError, YoloClientError, is_dead_model, is_endpoint_fault, is_too_large

@@ -17,6 +17,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from .contract import ModelInfo
+
+__all__ = ["ModelInfo"]  # the contract's, beside the SDK's other value types
+
 Box = tuple[float, float, float, float]
 Transport = Literal["bytes", "tensor"]
 Color = Literal["rgb", "bgr"]
@@ -56,50 +60,6 @@ class Detection:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """What the server says about a detector, read once from its model-config ``parameters``.
-
-    Attributes:
-        name: the Triton model these values were read from.
-        class_names: label of each class id.
-        input_width, input_height: network input size in pixels.
-        letterbox: whether the image is letterboxed (aspect kept, 0.5 padding) or stretched.
-        score_threshold, nms_threshold: the server's thresholds (a call can only raise the score threshold).
-        max_detections: the server's cap on detections per image.
-        max_batch_size: the model's ``max_batch_size`` (largest batch in one request).
-        class_agnostic: whether NMS ignores classes.
-        weights: SHA-256 of the weights, or ``RANDOM-CALIBRATED-NOT-TRAINED``.
-        target, precision: how the detector was built (``cpu``/``tensorrt``, ``fp32``/``fp16``...).
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    input_width: int
-    input_height: int
-    letterbox: bool
-    score_threshold: float
-    nms_threshold: float
-    max_detections: int
-    max_batch_size: int
-    class_agnostic: bool = False
-    weights: str = ""
-    target: str = ""
-    precision: str = ""
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def trained(self) -> bool:
-        """False when the server runs random (calibrated, untrained) weights."""
-        return bool(self.weights) and not self.weights.startswith("RANDOM")
-
-    def label(self, class_id: int) -> str:
-        return self.class_names[class_id] if 0 <= class_id < len(self.class_names) else f"class_{class_id}"
-
-
-@dataclass(frozen=True)
 class RetryPolicy:
     """When and how often a call is retried.
 
@@ -129,7 +89,7 @@ class RetryPolicy:
             raise ValueError("budget_ratio and budget_reserve must be >= 0, budget_window > 0")
 
     @classmethod
-    def disabled(cls) -> "RetryPolicy":
+    def disabled(cls) -> RetryPolicy:
         """One attempt, no retries."""
         return cls(max_attempts=1)
 

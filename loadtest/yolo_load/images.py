@@ -10,6 +10,7 @@ Example:
     >>> kind.label, data[:2]
     ('640x480.jpeg', b'\\xff\\xd8')
 """
+
 from __future__ import annotations
 
 import random
@@ -93,7 +94,7 @@ class ImageMix:
     images: dict[str, tuple[bytes, ...]]
 
     @classmethod
-    def generate(cls, kinds: list[ImageKind], variants: int = 3, seed: int = 0) -> "ImageMix":
+    def generate(cls, kinds: list[ImageKind], variants: int = 3, seed: int = 0) -> ImageMix:
         rng = np.random.default_rng(seed)
         images = {
             kind.label: tuple(encode(synthetic_scene(kind.width, kind.height, rng), kind.fmt) for _ in range(variants))

@@ -9,6 +9,7 @@ Example:
     >>> schedule("ramp", 10.0, users=8, spawn_rate=4, run_time=40, steps=4)
     (4, 4)
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,9 @@ import math
 SHAPES = ("steady", "ramp")
 
 
-def schedule(shape: str, elapsed: float, *, users: int, spawn_rate: float, run_time: float | None,
-             steps: int = 4) -> tuple[int, float] | None:
+def schedule(
+    shape: str, elapsed: float, *, users: int, spawn_rate: float, run_time: float | None, steps: int = 4
+) -> tuple[int, float] | None:
     """What the run should look like ``elapsed`` seconds in (``run_time`` None: run until stopped)."""
     if shape not in SHAPES:
         raise ValueError(f"load shape {shape!r}: one of {', '.join(SHAPES)}")

@@ -5,6 +5,7 @@ Example:
     >>> check(result, Slo(max_failure_ratio=0.0, max_p95_ms=15.4, min_fps=65)).passed
     True
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -56,8 +57,10 @@ def check(result: RunResult, slo: Slo) -> Verdict:
     if result.requests == 0:
         violations.append("no request completed")
     if result.failure_ratio > slo.max_failure_ratio:
-        violations.append(f"failure ratio {result.failure_ratio:.4f} > {slo.max_failure_ratio:g} "
-                          f"({result.failures} of {result.requests})")
+        violations.append(
+            f"failure ratio {result.failure_ratio:.4f} > {slo.max_failure_ratio:g} "
+            f"({result.failures} of {result.requests})"
+        )
     if slo.max_p95_ms is not None and not result.p95_ms <= slo.max_p95_ms:
         violations.append(f"p95 latency {result.p95_ms:.1f} ms > {slo.max_p95_ms:g} ms")
     if slo.min_fps is not None and not result.fps >= slo.min_fps:

@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from yolo_server.repository.spec import MODEL_KINDS, TARGET_BATCHING, Batching, Instances, Limits
+from yolo_client.contract import (
+    DEFAULT_MAX_DETECTIONS,
+    DEFAULT_NMS_THRESHOLD,
+    DEFAULT_SCORE_THRESHOLD,
+    GRPC_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+)
+
+from yolo_server.repository.spec import STAGES, TARGET_BATCHING, Batching, Instances, Limits
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.supervise import Supervision
 
@@ -29,8 +38,8 @@ def _size(text: str) -> tuple[int, int]:
 
 def _instances(text: str) -> tuple[str, int]:
     kind, sep, count = text.partition("=")
-    if not sep or kind not in MODEL_KINDS or not count.isdigit():
-        raise argparse.ArgumentTypeError(f"--instances {text!r}: use KIND=N with KIND one of {', '.join(MODEL_KINDS)}")
+    if not sep or kind not in STAGES or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"--instances {text!r}: use KIND=N with KIND one of {', '.join(STAGES)}")
     return kind, int(count)
 
 
@@ -60,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "tensorrt: fp16|fp32 (default fp16), int8 is refused with the reason")
     build.add_argument("--name", help="base model name (default: from the cfg file name)")
     build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
-    build.add_argument("--score-threshold", type=float, default=0.25)
-    build.add_argument("--nms-threshold", type=float, default=0.45)
-    build.add_argument("--max-detections", type=int, default=300)
+    build.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
+    build.add_argument("--nms-threshold", type=float, default=DEFAULT_NMS_THRESHOLD)
+    build.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS)
     build.add_argument("--class-agnostic", action="store_true", help="NMS across classes")
     instances, limits, supervision = Instances(), Limits(), Supervision()
     cpu, gpu = TARGET_BATCHING["cpu"], TARGET_BATCHING["tensorrt"]
@@ -88,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run tritonserver on a model repository")
     serve.add_argument("repository", type=Path)
     serve.add_argument("--host", default="127.0.0.1", help="bind address of all endpoints")
-    serve.add_argument("--http-port", type=int, default=8000)
-    serve.add_argument("--grpc-port", type=int, default=8001)
-    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--http-port", type=int, default=HTTP_PORT)
+    serve.add_argument("--grpc-port", type=int, default=GRPC_PORT)
+    serve.add_argument("--metrics-port", type=int, default=METRICS_PORT)
     serve.add_argument("--exit-timeout", type=int, default=30, help="seconds to drain in-flight requests on SIGTERM")
     serve.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for every model")
     serve.add_argument("--shm-bytes", type=int, default=32 << 20, help="Python-backend shared memory per instance")
@@ -109,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="deadline of one canary inference")
 
     probe = commands.add_parser("probe", help="exit 0 when the server answers a canary inference in time (health checks)")
-    probe.add_argument("--url", default="127.0.0.1:8000", help="HTTP endpoint host:port (loopback in a container)")
+    probe.add_argument("--url", default=f"127.0.0.1:{HTTP_PORT}", help="HTTP endpoint host:port (loopback in a container)")
     probe.add_argument("--repository", type=Path, help="model repository: canary every image ensemble in it")
     probe.add_argument("--model", action="append", default=[], help="an image ensemble to canary (repeatable)")
     probe.add_argument("--timeout", type=float, default=supervision.canary_timeout_s, help="seconds for the whole probe")

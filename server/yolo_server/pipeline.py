@@ -9,19 +9,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from yolo_client.geometry import ResizeParams, letterbox
 
-from yolo_server.darknet import DarknetSpec, InputSize, load_darknet
+from yolo_client.geometry import ResizeParams, letterbox
+from yolo_server.darknet import InputSize, load_darknet
 from yolo_server.darknet.names import load_class_names
 from yolo_server.export.precision import resolve_cpu_precision, torch_dtype
 from yolo_server.export.wrapper import InferenceWrapper
-from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess
+from yolo_server.ops.config import PostprocessConfig, postprocess_config_for
+from yolo_server.ops.postprocess import Detections, postprocess
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,16 +30,6 @@ class LabeledDetections(Detections):
     """:class:`Detections` plus ``labels``: one class name per detection."""
 
     labels: tuple[str, ...] = ()
-
-
-def postprocess_config_for(spec: DarknetSpec, **overrides: object) -> PostprocessConfig:
-    """Darknet's defaults with the cfg's ``beta_nms``; keyword arguments override."""
-    betas = {head.beta_nms for head in spec.yolo_layers}
-    if len(betas) != 1:
-        raise ValueError(f"[yolo] heads disagree on beta_nms: {sorted(betas)}")
-    values: dict[str, object] = {"beta_nms": betas.pop()}
-    values.update(overrides)
-    return PostprocessConfig(**values)  # type: ignore[arg-type]
 
 
 class Detector:

@@ -34,14 +34,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "server"), str(ROOT / "client"), str(Path(__file__).parent)]
 
 from runtime_probe import probe  # noqa: E402
-from yolo_client.geometry import letterbox  # noqa: E402
 
+from yolo_client.geometry import letterbox  # noqa: E402
 from yolo_server.darknet import load_darknet  # noqa: E402
 from yolo_server.evaluation.agreement import matched_share  # noqa: E402
 from yolo_server.export.precision import torch_dtype  # noqa: E402
 from yolo_server.export.program import BatchRange, export_program  # noqa: E402
 from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
-from yolo_server.pipeline import postprocess_config_for  # noqa: E402
+from yolo_server.ops.config import postprocess_config_for  # noqa: E402
 from yolo_server.training.scenes import encode_jpeg, generate_scene  # noqa: E402
 from yolo_server.triton.imaging import DecodeLimits, decode_image  # noqa: E402
 from yolo_server.triton.postprocess import Postprocessor  # noqa: E402
@@ -85,13 +85,26 @@ def run_tensorrt(model, spec, batches: BatchRange, inputs: dict, device: torch.d
     runtime = Path(torch_tensorrt.__file__).parent / "lib" / "libtorchtrt_runtime.so"
     if not runtime.is_file():
         raise FileNotFoundError(f"{runtime}: the Torch-TensorRT runtime library Triton loads is not in this install")
-    command = [sys.executable, str(Path(__file__).parent / "runtime_probe.py"), str(artifact), str(inputs_file),
-               str(output_file), "--device", str(device), "--runtime-library", str(runtime), "--seconds", str(seconds)]
+    command = [
+        sys.executable,
+        str(Path(__file__).parent / "runtime_probe.py"),
+        str(artifact),
+        str(inputs_file),
+        str(output_file),
+        "--device",
+        str(device),
+        "--runtime-library",
+        str(runtime),
+        "--seconds",
+        str(seconds),
+    ]
     subprocess.run(command, check=True, timeout=600)
     return torch.load(output_file), {"engines": engines, "build_seconds": round(build_seconds, 1)}
 
 
-def run_exported(model, spec, batches: BatchRange, inputs: dict, device: torch.device, dtype: torch.dtype, seconds: float):  # type: ignore[no-untyped-def]
+def run_exported(
+    model, spec, batches: BatchRange, inputs: dict, device: torch.device, dtype: torch.dtype, seconds: float
+):  # type: ignore[no-untyped-def]
     program = export_program(model, spec, batches, device, dtype)
     result = probe(program.module(), inputs["images"], inputs["batches"], inputs["throughput_batches"], device, seconds)
     return result, {"dtype": str(dtype).removeprefix("torch.")}
@@ -110,7 +123,9 @@ def check_model(name: str, mode: str, device: torch.device, dtype: torch.dtype, 
     eager = InferenceWrapper(model, torch.float32, channels_last=False).to(device).eval()
     reference = probe(eager, images, inputs["batches"], [], device)
     if mode == "tensorrt":
-        result, extra = run_tensorrt(model, spec, batches, inputs, device, work / name.replace("@", "_"), plan["seconds"])
+        result, extra = run_tensorrt(
+            model, spec, batches, inputs, device, work / name.replace("@", "_"), plan["seconds"]
+        )
     else:
         result, extra = run_exported(model, spec, batches, inputs, device, dtype, plan["seconds"])
     errors = {"all": relative_head_error(result["heads"], reference["heads"])}
@@ -157,8 +172,12 @@ def main() -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "build" / "gpu-check" / "report.json")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="the demo model only, small batches: a smoke run")
-    parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16",
-                        help="what the exported program computes in (torch mode; TensorRT builds FP16)")
+    parser.add_argument(
+        "--dtype",
+        choices=("fp16", "bf16", "fp32"),
+        default="fp16",
+        help="what the exported program computes in (torch mode; TensorRT builds FP16)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -69,7 +69,9 @@ def main() -> None:
     parser.add_argument("inputs")
     parser.add_argument("output")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--runtime-library", help="libtorchtrt_runtime.so: the TensorRT engine ops, as Triton loads them")
+    parser.add_argument(
+        "--runtime-library", help="libtorchtrt_runtime.so: the TensorRT engine ops, as Triton loads them"
+    )
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
     if args.runtime_library:

@@ -31,7 +31,9 @@ def cfg_text_at_size(name: str, width: int, height: int, opencv_raw_yolo: bool =
     return text
 
 
-def write_random_model(directory: Path, name: str, width: int, height: int, seed: int = 0) -> tuple[Path, Path, DarknetSpec]:
+def write_random_model(
+    directory: Path, name: str, width: int, height: int, seed: int = 0
+) -> tuple[Path, Path, DarknetSpec]:
     """Write ``<name>.cfg`` at the size and calibrated random ``<name>.weights``; returns (cfg, weights, spec)."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = directory / f"{name}-{width}x{height}.cfg"

@@ -134,7 +134,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTestServer]:
     from yolo_server import Detector
     from yolo_server.cli import main as cli_main
-    from yolo_server.pipeline import postprocess_config_for
+    from yolo_server.ops.config import postprocess_config_for
     from yolo_server.darknet import load_spec
     from yolo_server.export.openvino import OpenVINORunner
 

@@ -14,7 +14,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from yolo_server.ops.postprocess import PostprocessConfig
+from yolo_server.ops.config import PostprocessConfig
 from yolo_server.triton.supervise import STUB_NAME, stub_processes
 
 INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"

@@ -72,7 +72,8 @@ def test_shipped_model_map_through_the_server_matches_in_process(demo_server: De
     from yolo_client import YoloClient
 
     from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess, detect_server
-    from yolo_server.pipeline import Detector, postprocess_config_for
+    from yolo_server.ops.config import postprocess_config_for
+    from yolo_server.pipeline import Detector
 
     dataset = CocoDataset.load(held_out)
     with YoloClient(demo_server.grpc_url, model=MODEL) as client:

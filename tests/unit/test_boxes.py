@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from tests.helpers.reference_boxes import reference_diou, reference_iou
 from yolo_server.ops.boxes import (
     box_area,
     box_cxcywh_to_xyxy,
@@ -16,27 +17,6 @@ from yolo_server.ops.boxes import (
     paired_box_diou,
     paired_box_iou,
 )
-
-
-def reference_iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def reference_diou(a: list[float], b: list[float], beta: float = 0.6) -> float:
-    """darknet box_diou_nms, written out."""
-    cw = max(a[2], b[2]) - min(a[0], b[0])
-    ch = max(a[3], b[3]) - min(a[1], b[1])
-    c = cw * cw + ch * ch
-    iou = reference_iou(a, b)
-    if c == 0:
-        return iou
-    dx = (a[0] + a[2]) / 2 - (b[0] + b[2]) / 2
-    dy = (a[1] + a[3]) / 2 - (b[1] + b[3]) / 2
-    return iou - ((dx * dx + dy * dy) / c) ** beta
 
 
 def random_boxes(generator: torch.Generator, count: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.clients import KINDS, dead_url, idle, open_client
 from yolo_client.endpoints import EndpointPool, channel_args, check_headers, connection_kwargs, parse_urls
 from yolo_client.errors import InvalidInputError
-from yolo_client.types import ChannelOptions, HealthCheckOptions, TlsConfig
+from yolo_client.types import ChannelOptions, EndpointHealth, HealthCheckOptions, RetryPolicy, TlsConfig
 
 
 class FakeClock:
@@ -146,3 +147,32 @@ def test_headers() -> None:
     for bad in ({"bad name": "x"}, {"grpc-timeout": "1"}, {"a": "line\nbreak"}, {"a": 1}):
         with pytest.raises(InvalidInputError):
             check_headers(bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_health_reports_each_endpoint_and_takes_failing_ones_out(kind: str) -> None:
+    urls = [dead_url(), dead_url()]
+    slow = HealthCheckOptions(interval=60, recheck_interval=60)  # the background checker stays out of the way
+    with open_client(kind, urls, "m", timeout=2, health_check=slow, retries=RetryPolicy.disabled()) as client:
+        idle(client, 0.2)  # its first round (everything is probed at start)
+        client.pool.mark_up(urls[0])
+        client.pool.mark_up(urls[1])
+        report = client.health()
+        assert [h.url for h in report] == urls
+        for health in report:
+            assert isinstance(health, EndpointHealth)
+            assert (health.live, health.ready, health.model_ready) == (False, False, False)
+            assert health.error and "UNAVAILABLE" in health.error
+        assert client.pool.up() == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_health_checker_probes_every_endpoint_in_the_background(kind: str) -> None:
+    urls = [dead_url(), dead_url()]
+    fast = HealthCheckOptions(interval=0.05, recheck_interval=0.05, probe_timeout=0.5)
+    with open_client(kind, urls, "m", timeout=2, health_check=fast) as client:
+        for _ in range(50):
+            idle(client, 0.1)
+            if not client.pool.up():
+                break
+        assert client.pool.up() == []

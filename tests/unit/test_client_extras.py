@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from yolo_client import Detection, InvalidInputError, RetryPolicy, UnavailableError, YoloClient, draw_detections
+from tests.helpers.clients import KINDS, open_client
+from tests.helpers.clients import dead_url as _dead_url
+from yolo_client import (
+    AsyncYoloClient,
+    ClientOptions,
+    Detection,
+    InvalidInputError,
+    RetryPolicy,
+    TlsConfig,
+    UnavailableError,
+    YoloClient,
+    draw_detections,
+)
 from yolo_client.metrics import ClientMetrics, outcome_of
-
-
-def _dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
 
 
 def test_import_is_light() -> None:
@@ -26,18 +32,25 @@ def test_import_is_light() -> None:
     assert out.strip() == "[]"
 
 
-def test_metrics_count_outcomes_and_time_calls() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_metrics_count_outcomes_and_time_calls(kind: str, attempts: int) -> None:
     import prometheus_client
+
     registry = prometheus_client.CollectorRegistry()
     metrics = ClientMetrics.shared(registry)
     assert ClientMetrics.shared(registry) is metrics  # one set of families per registry
-    with YoloClient(_dead_url(), "m", timeout=2, metrics=metrics, retries=RetryPolicy(max_attempts=2, initial_backoff=0)) as c:
+    retries = RetryPolicy(max_attempts=attempts, initial_backoff=0)
+    with open_client(kind, _dead_url(), "m", timeout=2, metrics=metrics, retries=retries) as c:
         with pytest.raises(UnavailableError):
             c.detect(b"\x89PNG\r\n\x1a\n")  # model info cannot be read: unavailable
+        with pytest.raises(InvalidInputError):
+            c.detect(b"")  # rejected before any request, and counted
     value = registry.get_sample_value
     assert value("yolo_client_requests_total", {"model": "m", "transport": "bytes", "outcome": "unavailable"}) == 1
-    assert value("yolo_client_request_duration_seconds_count", {"model": "m", "transport": "bytes"}) == 1
-    assert value("yolo_client_retries_total", {"model": "m", "status": "UNAVAILABLE"}) == 1
+    assert value("yolo_client_requests_total", {"model": "m", "transport": "bytes", "outcome": "invalid_input"}) == 1
+    assert value("yolo_client_request_duration_seconds_count", {"model": "m", "transport": "bytes"}) == 2
+    assert value("yolo_client_retries_total", {"model": "m", "status": "UNAVAILABLE"}) == (attempts - 1 or None)
     assert outcome_of(InvalidInputError("x")) == "invalid_input" and outcome_of(None) == "ok"
 
 
@@ -82,3 +95,62 @@ def test_close_closes_each_channel_once_even_when_repeated_and_collected() -> No
     del client
     gc.collect()  # tritonclient's __del__ calls close() again: it must not reach the channel
     assert sorted(map(id, closes)) == sorted(map(id, channels))
+
+
+@pytest.mark.parametrize("cls", [YoloClient, AsyncYoloClient])
+def test_both_clients_take_the_same_arguments_written_once_in_client_options(cls: type) -> None:
+    params = inspect.signature(cls).parameters
+    fields = inspect.signature(ClientOptions).parameters
+    assert list(params) == [*fields, "options"]
+    assert all(params[name].default == field.default for name, field in fields.items())
+    assert [p for p in params if params[p].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD] == ["url_or_urls", "model"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_keywords_and_options_build_the_same_client(kind: str) -> None:
+    url, tls = _dead_url(), TlsConfig()
+    retries = RetryPolicy.disabled()
+    with open_client(kind, url, model="m", timeout=3, retries=retries, tls=tls) as by_keywords:
+        expected = ClientOptions(url, "m", timeout=3, retries=retries, tls=tls)
+        assert by_keywords.options == expected
+    with open_client(kind, options=expected) as by_options:
+        assert by_options.options is expected
+    with open_client(kind, "other:1", options=expected, timeout=1) as overridden:  # arguments win over options
+        assert overridden.options == ClientOptions("other:1", "m", timeout=1, retries=retries, tls=tls)
+    assert ClientOptions(iter([url])).url_or_urls == (url,)  # an iterable of URLs is read once, kept as a tuple
+    with open_client(kind) as default:
+        assert default.options == ClientOptions() and default.urls == ("localhost:8001",)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        (("a:1", "m", "bytes"), {}, "positional"),
+        (("a:1",), {"url_or_urls": "b:1"}, "multiple values"),
+        ((), {"retry": RetryPolicy()}, "unexpected keyword argument 'retry'"),
+        ((), {"options": {"timeout": 1}}, "must be a ClientOptions"),
+    ],
+)
+def test_wrong_constructor_arguments_are_type_errors(kind: str, args: tuple, kwargs: dict, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        open_client(kind, *args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model": ""}, "non-empty name"),
+        ({"timeout": 0}, "positive"),
+        ({"timeout": True}, "positive"),
+        ({"max_in_flight": 0}, ">= 1"),
+        ({"url_or_urls": []}, "at least one server URL"),
+        ({"url_or_urls": "http://h:8000"}, "URL"),
+    ],
+)
+def test_bad_options_are_invalid_input_in_both_clients(kind: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        open_client(kind, **kwargs)
+    with pytest.raises(InvalidInputError, match=message):
+        open_client(kind, options=ClientOptions(**kwargs))

@@ -1,20 +1,21 @@
 """Client input handling: every bad input is an InvalidInputError raised before any request.
 
 The clients here point at a port nothing listens on, with retries off: a request that was sent would come back
-as UnavailableError, so an InvalidInputError proves the check ran first.
+as UnavailableError, so an InvalidInputError proves the check ran first. Every client test runs over both the
+sync and the async client (``tests/helpers/clients.py``) and both transports.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import threading
 
 import cv2
 import numpy as np
 import pytest
 
-from yolo_client import AsyncYoloClient, InvalidInputError, ModelInfo, RetryPolicy, UnavailableError, YoloClient
-from yolo_client import images
+from tests.helpers.clients import KINDS, open_client
+from tests.helpers.clients import dead_url as _dead_url
+from yolo_client import InvalidInputError, ModelInfo, RetryPolicy, UnavailableError, YoloClient, images
 
 INFO = ModelInfo(
     name="m", class_names=("a", "b"), input_width=64, input_height=32, letterbox=True, score_threshold=0.25,
@@ -30,15 +31,20 @@ def _png(width: int = 20, height: int = 10) -> bytes:
 
 @pytest.fixture()
 def dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return _dead_url()
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(params=["bytes", "tensor"])
-def client(request: pytest.FixtureRequest, dead_url: str) -> YoloClient:
-    c = YoloClient(dead_url, "m", transport=request.param, timeout=2, retries=RetryPolicy.disabled())
-    c._core.info = INFO  # as if read from the server: no request needed for model info
+def client(request: pytest.FixtureRequest, kind: str, dead_url: str) -> YoloClient:
+    # model_info given: no request needed to read it, as if read from the server
+    c = open_client(
+        kind, dead_url, "m", transport=request.param, timeout=2, retries=RetryPolicy.disabled(), model_info=INFO
+    )
     yield c
     c.close()
 
@@ -85,6 +91,31 @@ def test_batch_input_errors(client: YoloClient) -> None:
 def test_one_bad_image_in_a_batch_stops_it_before_any_request(client: YoloClient) -> None:
     with pytest.raises(InvalidInputError, match="no such image file"):
         client.detect_batch([_png(), _png(), "/nonexistent.png"])
+    with pytest.raises(InvalidInputError, match="color="):
+        client.detect_batch([_png(), np.zeros((4, 4, 3), np.uint8)])
+
+
+def test_batch_images_are_read_and_encoded_off_the_callers_thread(
+    client: YoloClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding (tensor) and PNG-encoding arrays (bytes) run in worker threads, in both clients."""
+    threads: list[threading.Thread] = []
+    for name in ("to_bytes", "to_rgb"):
+        original = getattr(images, name)
+        monkeypatch.setattr(
+            images,
+            name,
+            lambda *a, original=original, **k: (threads.append(threading.current_thread()), original(*a, **k))[1],
+        )
+    arrays = [np.zeros((8, 8, 3), np.uint8)] * 3
+    with pytest.raises(UnavailableError):
+        client.detect_batch(arrays, color="rgb")
+    assert len(threads) >= 3 and threading.current_thread() not in threads
+
+
+def test_a_batch_reports_the_network_failure_of_valid_images(client: YoloClient) -> None:
+    with pytest.raises(UnavailableError):
+        client.detect_batch([_png(), _png()])
 
 
 @pytest.mark.parametrize(
@@ -108,22 +139,6 @@ def test_a_valid_image_does_reach_the_network(client: YoloClient) -> None:
         client.detect(_png())
 
 
-def test_async_client_validates_the_same_way(dead_url: str) -> None:
-    async def run() -> None:
-        async with AsyncYoloClient(dead_url, "m", timeout=2, retries=RetryPolicy.disabled()) as c:
-            c._core.info = INFO
-            with pytest.raises(InvalidInputError, match="no such image file"):
-                await c.detect("/nonexistent.jpg")
-            with pytest.raises(InvalidInputError, match="at least one image"):
-                await c.detect_batch([])
-            with pytest.raises(InvalidInputError, match="color="):
-                await c.detect_batch([_png(), np.zeros((4, 4, 3), np.uint8)])
-            with pytest.raises(UnavailableError):
-                await c.detect(_png())
-
-    asyncio.run(run())
-
-
 def test_bytes_transport_sends_files_unchanged(tmp_path) -> None:
     data = _png()
     path = tmp_path / "x.png"
@@ -144,6 +159,7 @@ def test_arrays_are_sent_as_lossless_png_with_the_stated_order() -> None:
 
 def test_pil_images_are_rgb() -> None:
     import PIL.Image as pil
+
     rgb = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     np.testing.assert_array_equal(images.to_rgb(pil.fromarray(rgb)), rgb)
     np.testing.assert_array_equal(images.to_rgb(pil.fromarray(rgb).convert("RGBA")), rgb)

@@ -10,6 +10,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from yolo_client import errors
+from yolo_client.contract import ModelInfo
 from yolo_client.errors import (
     DeadlineExceededError,
     InvalidInputError,
@@ -19,7 +20,7 @@ from yolo_client.errors import (
     YoloClientError,
 )
 from yolo_client.protocol import apply_limits, check_limits, model_for, parse_arrays, parse_model_info
-from yolo_client.types import Detection, ModelInfo
+from yolo_client.types import Detection
 
 NAMES = ("person", "dog")
 
@@ -45,7 +46,9 @@ def test_ragged_batch_is_cut_at_count() -> None:
 
 
 def test_zero_detections() -> None:
-    out = parse_arrays(np.zeros((1, 0, 4), np.float32), np.zeros((1, 0)), np.zeros((1, 0), np.int32), np.zeros((1, 1)), NAMES)
+    out = parse_arrays(
+        np.zeros((1, 0, 4), np.float32), np.zeros((1, 0)), np.zeros((1, 0), np.int32), np.zeros((1, 1)), NAMES
+    )
     assert out == [[]]
 
 
@@ -74,8 +77,10 @@ def test_apply_limits() -> None:
 def test_model_info_from_config_json() -> None:
     params = {"class_names": json.dumps(list(NAMES)), "input_width": "512", "input_height": "320",
               "letterbox": "true", "score_threshold": "0.3", "nms_threshold": "0.5", "max_detections": "50",
-              "class_agnostic": "false", "weights": "RANDOM-CALIBRATED-NOT-TRAINED", "target": "cpu", "precision": "fp32"}  # fmt: skip
-    config = {"config": {"name": "m", "max_batch_size": 16, "parameters": {k: {"string_value": v} for k, v in params.items()}}}
+              "beta_nms": "0.6", "class_agnostic": "false", "weights": "RANDOM-CALIBRATED-NOT-TRAINED", "target": "cpu", "precision": "fp32"}  # fmt: skip
+    config = {
+        "config": {"name": "m", "max_batch_size": 16, "parameters": {k: {"string_value": v} for k, v in params.items()}}
+    }
     info = parse_model_info("m", config)
     assert info == _info(input_width=512, input_height=320, score_threshold=0.3, nms_threshold=0.5, max_detections=50,
                          max_batch_size=16, weights="RANDOM-CALIBRATED-NOT-TRAINED", target="cpu", precision="fp32")  # fmt: skip
@@ -89,6 +94,25 @@ def test_model_info_from_a_foreign_model() -> None:
            {"class_names": "not json", "input_width": "1", "input_height": "1", "letterbox": "1", "score_threshold": "0"}.items()}}  # fmt: skip
     with pytest.raises(ServerError, match="malformed"):
         parse_model_info("m", bad)
+
+
+def test_what_the_build_publishes_is_what_the_client_reads() -> None:
+    published = _info(beta_nms=0.5, class_agnostic=True, weights="ab" * 32, target="tensorrt", precision="fp16")
+    parameters = {key: {"string_value": value} for key, value in published.to_parameters().items()}
+    assert "name" not in parameters and "max_batch_size" not in parameters  # from the config itself, not parameters
+    read = parse_model_info("m", {"config": {"max_batch_size": 8, "parameters": parameters}})
+    assert read == published and read.trained
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [("letterbox", "1"), ("input_width", "416.5"), ("max_detections", "true"), ("class_names", '["a", 1]'),
+     ("score_threshold", '"0.3"')],
+)  # fmt: skip
+def test_a_parameter_of_the_wrong_json_type_is_named(key: str, text: str) -> None:
+    parameters = {k: {"string_value": v} for k, v in {**_info().to_parameters(), key: text}.items()}
+    with pytest.raises(ServerError, match=key):
+        parse_model_info("m", {"parameters": parameters})
 
 
 def test_model_for_transport() -> None:
@@ -111,7 +135,9 @@ def test_model_for_transport() -> None:
     ],
 )
 def test_triton_exceptions_map_by_status(status: str | None, cls: type) -> None:
-    err = errors.from_exception(InferenceServerException("the server's words", status=status, debug_details="dbg"), "h:1")
+    err = errors.from_exception(
+        InferenceServerException("the server's words", status=status, debug_details="dbg"), "h:1"
+    )
     assert type(err) is cls
     assert "the server's words" in str(err) and err.endpoint == "h:1"
     if status:

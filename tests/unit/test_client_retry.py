@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
+from tests.helpers.clients import KINDS, dead_url, open_client
+from yolo_client import ClientMetrics
 from yolo_client.endpoints import EndpointPool
 from yolo_client.errors import DeadlineExceededError, ServerError, ServerRejectedError, UnavailableError
 from yolo_client.retry import CallPlan, RetryBudget, backoff_cap, backoff_delay
@@ -108,8 +111,13 @@ def test_a_dead_stub_fails_over_although_internal_is_not_retried_otherwise() -> 
     assert plan.on_failure(plan.tried[-1], other) is None and plan.pool.is_up(plan.tried[-1])
 
 
-@pytest.mark.parametrize("message", ["request larger than the 64 MiB cap of this load balancer",
-                                     "Sent message larger than max (70000000 vs. 67108864)"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "request larger than the 64 MiB cap of this load balancer",
+        "Sent message larger than max (70000000 vs. 67108864)",
+    ],
+)
 def test_a_message_over_a_size_cap_is_not_sent_again(message: str) -> None:
     plan = _plan()
     url = plan.next_endpoint()
@@ -162,3 +170,27 @@ def test_an_empty_budget_stops_retries() -> None:
     err = UnavailableError("busy", status="RESOURCE_EXHAUSTED")
     assert plan.on_failure(url, err) is None
     assert "budget" in err.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_both_clients_fail_over_then_stop_at_the_attempt_limit(kind: str) -> None:
+    import prometheus_client
+
+    registry = prometheus_client.CollectorRegistry()
+    urls = [dead_url(), dead_url()]
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0)
+    with open_client(kind, urls, "m", timeout=5, retries=policy, metrics=ClientMetrics.shared(registry)) as client:
+        with pytest.raises(UnavailableError) as caught:
+            client.models()
+    assert any(url in str(caught.value) for url in urls)
+    assert registry.get_sample_value("yolo_client_retries_total", {"model": "m", "status": "UNAVAILABLE"}) == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_both_clients_never_sleep_past_the_deadline(kind: str) -> None:
+    policy = RetryPolicy(max_attempts=5, initial_backoff=5, max_backoff=5)
+    with open_client(kind, [dead_url()], "m", timeout=1, retries=policy) as client:
+        start = time.perf_counter()
+        with pytest.raises(UnavailableError):
+            client.model_info()
+        assert time.perf_counter() - start < 1  # gave up instead of sleeping past the deadline

@@ -56,7 +56,11 @@ def _our_rows(model: DarknetModel, image: torch.Tensor) -> list[np.ndarray]:
     for raw, head in zip(heads, spec.yolo_layers):
         grid_h, grid_w = raw.shape[2:]
         count = head.num_anchors * grid_h * grid_w
-        box, obj, prob = boxes[0, start : start + count], objectness[0, start : start + count], probs[0, start : start + count]
+        box, obj, prob = (
+            boxes[0, start : start + count],
+            objectness[0, start : start + count],
+            probs[0, start : start + count],
+        )
         start += count
         centre, size = (box[:, :2] + box[:, 2:]) / 2, box[:, 2:] - box[:, :2]
         scale = torch.tensor([width, height], dtype=box.dtype)
@@ -81,7 +85,9 @@ def _compare(ours: list[np.ndarray], theirs: list[np.ndarray], atol: float, wh_r
 
 
 @pytest.mark.parametrize(("name", "width", "height", "atol", "wh_rtol"), CASES, ids=lambda v: str(v))
-def test_decoded_candidates_match_opencv(tmp_path: Path, name: str, width: int, height: int, atol: float, wh_rtol: float) -> None:
+def test_decoded_candidates_match_opencv(
+    tmp_path: Path, name: str, width: int, height: int, atol: float, wh_rtol: float
+) -> None:
     cfg = tmp_path / "opencv.cfg"  # OpenCV-only [yolo] options, which our parser rightly rejects
     cfg.write_text(cfg_text_at_size(name, width, height, opencv_raw_yolo=True))
     spec = parse_cfg(cfg_text_at_size(name, width, height))

@@ -3,6 +3,7 @@ ships), and every command, port, path and name in it is one the project has.
 
 ``docker-compose`` is installed by ``make system-deps``; a missing one fails these tests (CI installs it).
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_deploy_entrypoint import (ACCESS_VARIABLES, BUILD_VARIABLES, PROBE_TIMEOUT_S, default_model_name,
-                                               entrypoint_argv, health_probe, parse_yolo_server)
+from tests.unit.test_deploy_entrypoint import (
+    ACCESS_VARIABLES,
+    BUILD_VARIABLES,
+    PROBE_TIMEOUT_S,
+    default_model_name,
+    entrypoint_argv,
+    health_probe,
+    parse_yolo_server,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -30,8 +38,13 @@ def docker_compose(*args: str, env: dict[str, str] | None = None) -> subprocess.
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose (Debian package) is missing: run `make system-deps`"
     profiles = [arg for name in PROFILES for arg in ("--profile", name)]
-    return subprocess.run([binary, "-f", str(COMPOSE), *profiles, *args], capture_output=True, text=True,
-                          timeout=120, env={"PATH": "/usr/bin:/bin", **(env or {})})
+    return subprocess.run(
+        [binary, "-f", str(COMPOSE), *profiles, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +61,12 @@ def volumes(spec: dict[str, Any]) -> list[dict[str, Any]]:
     for volume in spec.get("volumes", []):
         if isinstance(volume, str):
             source, target, *mode = volume.split(":")
-            volume = {"type": "bind" if source.startswith("/") else "volume", "source": source, "target": target,
-                      "read_only": mode == ["ro"]}
+            volume = {
+                "type": "bind" if source.startswith("/") else "volume",
+                "source": source,
+                "target": target,
+                "read_only": mode == ["ro"],
+            }
         result.append(volume)
     return result
 
@@ -83,15 +100,22 @@ def test_validator_rejects_what_the_spec_does_not_allow(tmp_path: Path) -> None:
     """The validator is not a YAML loader: an unknown condition and a misspelt key are refused."""
     bad = COMPOSE.read_text().replace("service_completed_successfully", "service_finished", 1)
     (tmp_path / "compose.yaml").write_text(bad.replace("shm_size: 2gb", "shm_sise: 2gb"))
-    result = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config", "-q"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "service_finished" in result.stderr + result.stdout
 
 
 def test_server_waits_for_one_build_and_reserves_a_gpu(resolved: dict[str, Any]) -> None:
     services = resolved["services"]
-    for server, builder, gpu in (("server", "builder", True), ("server-replica", "builder", True),
-                                 ("server-cpu", "builder-cpu", False)):
+    for server, builder, gpu in (
+        ("server", "builder", True),
+        ("server-replica", "builder", True),
+        ("server-cpu", "builder-cpu", False),
+    ):
         spec = services[server]
         assert spec["depends_on"] == {builder: {"condition": "service_completed_successfully"}}
         built = [v for v in volumes(services[builder]) if v["target"] == "/repository"]
@@ -128,7 +152,8 @@ def test_servers_publish_the_served_ports_and_stop_after_the_drain(resolved: dic
     assert args.command == "serve"
     if service != "server-replica":  # replicas are reached through nginx and the `server` alias only
         assert sorted((published, target) for _, published, target in ports(spec)) == [
-            (port, port) for port in (args.http_port, args.grpc_port, args.metrics_port)]
+            (port, port) for port in (args.http_port, args.grpc_port, args.metrics_port)
+        ]
     assert seconds(spec["stop_grace_period"]) > args.exit_timeout
     shm = re.fullmatch(r"(\d+)([kmg]?)b?", str(spec["shm_size"]).lower())
     unit = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -148,8 +173,10 @@ def test_files_mounted_from_the_repository_exist(resolved: dict[str, Any]) -> No
 def test_hostnames_in_the_mounted_configs_are_compose_services(resolved: dict[str, Any]) -> None:
     """nginx and Prometheus find replicas by the name `server`, Grafana finds `prometheus`, at the served ports."""
     services = resolved["services"]
-    names = {n: {n, *(a for net in (s.get("networks") or {}).values() for a in ((net or {}).get("aliases") or []))}
-             for n, s in services.items()}
+    names = {
+        n: {n, *(a for net in (s.get("networks") or {}).values() for a in ((net or {}).get("aliases") or []))}
+        for n, s in services.items()
+    }
     serving = {n for n, aliases in names.items() if "server" in aliases}
     assert serving == {"server", "server-replica", "server-cpu"}
     serve = parse_yolo_server(entrypoint_argv("serve"))
@@ -162,8 +189,12 @@ def test_hostnames_in_the_mounted_configs_are_compose_services(resolved: dict[st
             assert all(any(n in aliases for aliases in names.values()) for n in sd["names"]), sd
     triton = [sd for job in prometheus["scrape_configs"] if job["job_name"] == "triton" for sd in job["dns_sd_configs"]]
     assert triton[0]["names"] == ["server"] and triton[0]["port"] == serve.metrics_port
-    worker_port = [sd["port"] for job in prometheus["scrape_configs"] if job["job_name"] == "yolo-client"
-                   for sd in job["dns_sd_configs"]]
+    worker_port = [
+        sd["port"]
+        for job in prometheus["scrape_configs"]
+        if job["job_name"] == "yolo-client"
+        for sd in job["dns_sd_configs"]
+    ]
     command = services["locust-worker"]["command"]
     assert command[command.index("--client-metrics-port") + 1] == str(worker_port[0])
     datasource = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
@@ -175,8 +206,13 @@ def test_locust_commands_use_options_that_exist(resolved: dict[str, Any]) -> Non
     usage = subprocess.run([sys.executable, "-m", "locust", "--help"], capture_output=True, text=True, check=True)
     known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", usage.stdout))
     tree = ast.parse((ROOT / "loadtest" / "locustfile.py").read_text())
-    known |= {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
-              and getattr(node.func, "attr", "") == "add_argument" and isinstance(node.args[0], ast.Constant)}
+    known |= {
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "attr", "") == "add_argument"
+        and isinstance(node.args[0], ast.Constant)
+    }
     services = resolved["services"]
     for name in ("locust-master", "locust-worker"):
         options = [word for word in services[name]["command"] if word.startswith("--")]
@@ -185,8 +221,10 @@ def test_locust_commands_use_options_that_exist(resolved: dict[str, Any]) -> Non
     serve = parse_yolo_server(entrypoint_argv("serve"))
     assert master[master.index("--host") + 1] == f"grpc://server:{serve.grpc_port}"
     assert master[master.index("--model") + 1] == default_model_name()
-    assert services["locust-worker"]["command"][services["locust-worker"]["command"].index("--master-host") + 1] \
+    assert (
+        services["locust-worker"]["command"][services["locust-worker"]["command"].index("--master-host") + 1]
         == "locust-master"
+    )
 
 
 def test_lb_publishes_the_nginx_listen_ports(resolved: dict[str, Any]) -> None:
@@ -246,14 +284,21 @@ def test_access_settings_reach_the_servers_from_the_mounted_secrets(service: str
     spec = yaml.safe_load(configured.stdout)["services"][service]
     args = parse_yolo_server(entrypoint_argv(spec["command"][0], {k: v or "" for k, v in spec["environment"].items()}))
     assert (args.admin_key_file, args.tls_cert, args.tls_key, args.tls_client_ca) == tuple(
-        Path(mount["target"]) / names[k] for k in ACCESS_VARIABLES)
-    gitignore = [line.strip() for line in (DOCKER / "secrets" / ".gitignore").read_text().splitlines()
-                 if line.strip() and not line.startswith("#")]
+        Path(mount["target"]) / names[k] for k in ACCESS_VARIABLES
+    )
+    gitignore = [
+        line.strip()
+        for line in (DOCKER / "secrets" / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert not ignored(gitignore, ".gitignore")  # the folder itself is committed (compose mounts it)
     for name in names.values():
         assert ignored(gitignore, name), f"git would commit docker/secrets/{name}"
         secret = f"docker/secrets/{name}"
         for dockerfile in DOCKERFILES:
-            patterns = [line.strip() for line in Path(f"{dockerfile}.dockerignore").read_text().splitlines()
-                        if line.strip() and not line.startswith("#")]
+            patterns = [
+                line.strip()
+                for line in Path(f"{dockerfile}.dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")
+            ]
             assert ignored(patterns, secret), f"{dockerfile.name}'s build context would include {secret}"

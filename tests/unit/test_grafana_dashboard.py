@@ -1,4 +1,5 @@
 """The Grafana provisioning and the generated dashboard (docker/grafana/)."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,18 @@ def test_promtool_check_rejects_a_broken_expr(tmp_path: Path) -> None:
     if promtool is None:
         pytest.fail("promtool not found: run `make system-deps` (Debian package prometheus)")
     path = tmp_path / "bad.rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "d", "rules": [
-        {"record": "dashboard:bad", "expr": "sum by (model (rate(nv_inference_count[1m]))"}]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "d",
+                        "rules": [{"record": "dashboard:bad", "expr": "sum by (model (rate(nv_inference_count[1m]))"}],
+                    }
+                ]
+            }
+        )
+    )
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
 
@@ -115,5 +126,6 @@ def test_dashboard_provider_points_at_the_mounted_folder() -> None:
     assert provider["type"] == "file"
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
     volumes = compose["services"]["grafana"]["volumes"]
-    assert any(v.startswith("./grafana/dashboards:") and v.split(":")[1] == provider["options"]["path"]
-               for v in volumes), volumes
+    assert any(
+        v.startswith("./grafana/dashboards:") and v.split(":")[1] == provider["options"]["path"] for v in volumes
+    ), volumes

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from yolo_client.geometry import letterbox, pixels_to_input, resize_params
 
 from tests.helpers.payloads import gif, jpeg2000, progressive_jpeg, scan_bomb, tiff
+from yolo_client.geometry import letterbox, pixels_to_input, resize_params
 from yolo_server.ops.postprocess import Detections
 from yolo_server.triton.imaging import DecodeLimits, decode_image, sniff_format
 from yolo_server.triton.postprocess import pack_ragged
@@ -96,7 +96,11 @@ def test_extreme_aspect_ratios_decode(height: int, width: int) -> None:
     ("data", "reason", "message"),
     [
         (b"", "empty", "0 bytes"),
-        (np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(), "undecodable", "no known image format"),
+        (
+            np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+            "undecodable",
+            "no known image format",
+        ),
         (encode(".jpg", scene(64, 64))[:-300], "truncated", "truncated JPEG"),
         (encode(".png", scene(64, 64))[:-20], "truncated", "truncated PNG"),
         (png_header_only(0, 10), "bad_dimensions", "no pixels (0x10)"),
@@ -219,7 +223,9 @@ def test_network_input_checks() -> None:
 
 
 def test_resize_checks() -> None:
-    packed = np.stack([resize_params(640, 480, 64, 32, letterbox=True).pack(), resize_params(5, 9, 64, 32, False).pack()])
+    packed = np.stack(
+        [resize_params(640, 480, 64, 32, letterbox=True).pack(), resize_params(5, 9, 64, 32, False).pack()]
+    )
     assert [p.width for p in check_resize(packed, 64, 32)] == [640, 5]
     bad = {
         "non_finite": packed + np.array([0, np.inf, 0, 0, 0, 0], np.float32),

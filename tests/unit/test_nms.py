@@ -5,24 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.helpers.reference_boxes import reference_diou
 from yolo_server.ops import nms as nms_module
 from yolo_server.ops.nms import batched_diou_nms, diou_nms
-
-
-def reference_diou(a: list[float], b: list[float], beta: float) -> float:
-    cw = max(a[2], b[2]) - min(a[0], b[0])
-    ch = max(a[3], b[3]) - min(a[1], b[1])
-    c = cw * cw + ch * ch
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    iou = inter / union if union > 0 else 0.0
-    if c == 0:
-        return iou
-    dx = (a[0] + a[2]) / 2 - (b[0] + b[2]) / 2
-    dy = (a[1] + a[3]) / 2 - (b[1] + b[3]) / 2
-    return iou - ((dx * dx + dy * dy) / c) ** beta
 
 
 def reference_nms(

@@ -62,7 +62,9 @@ def test_runner_outputs_are_copies_not_views_of_the_next_inference(demo_ir: Path
         np.testing.assert_array_equal(head, copy)
 
 
-@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX): auto serves fp32")
+@pytest.mark.skipif(
+    not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX): auto serves fp32"
+)
 def test_bf16_ir_keeps_the_demo_detectors_boxes(demo_ir: Path) -> None:
     from yolo_server.training.scenes import generate_scene
 

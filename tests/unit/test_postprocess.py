@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from yolo_client.geometry import ResizeParams, resize_params
 
+from tests.helpers.reference_boxes import reference_diou
+from yolo_client.geometry import ResizeParams, resize_params
 from yolo_server.darknet.cfg import YoloSpec
+from yolo_server.ops.config import PostprocessConfig
 from yolo_server.ops.decode import decode_yolo
-from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess, postprocess_counted, select_candidates
+from yolo_server.ops.postprocess import Detections, postprocess, postprocess_counted, select_candidates
 
 NET_W, NET_H = 128, 96
 RANDOM_HEADS = [
@@ -17,20 +19,6 @@ RANDOM_HEADS = [
     YoloSpec(((14, 12), (24, 30), (36, 22)), 4, 1.1, False, "greedynms", 0.6, line=2),  # grid 8x6
 ]
 IMAGE_SIZES = [(640, 480, True), (300, 500, True), (128, 96, False), (1000, 200, False)]
-
-
-def reference_diou(a, b, beta):
-    cw, ch = max(a[2], b[2]) - min(a[0], b[0]), max(a[3], b[3]) - min(a[1], b[1])
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    iou = inter / union if union > 0 else 0.0
-    c = cw * cw + ch * ch
-    if c == 0:
-        return iou
-    dx, dy = (a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2
-    return iou - ((dx * dx + dy * dy) / c) ** beta
 
 
 def reference_postprocess(outputs, heads, resize, config: PostprocessConfig) -> list[tuple]:
@@ -232,12 +220,14 @@ def test_empty_results_have_the_right_types():
 
 def test_select_candidates_order_and_values():
     objectness = torch.tensor([[0.5, 0.1, 1.0], [0.75, 0.5, 0.25]])
-    class_probs = torch.tensor(
-        [[[1.0, 0.75], [1.0, 1.0], [0.25, 0.5]], [[0.5, 0.25], [0.75, 0.5], [1.0, 1.0]]]
-    )
+    class_probs = torch.tensor([[[1.0, 0.75], [1.0, 1.0], [0.25, 0.5]], [[0.5, 0.25], [0.75, 0.5], [1.0, 1.0]]])
     image_idx, box_idx, class_id, score = select_candidates(objectness, class_probs, 0.25)
     assert list(zip(image_idx.tolist(), box_idx.tolist(), class_id.tolist())) == [
-        (0, 0, 0), (0, 0, 1), (0, 2, 1), (1, 0, 0), (1, 1, 0),
+        (0, 0, 0),
+        (0, 0, 1),
+        (0, 2, 1),
+        (1, 0, 0),
+        (1, 1, 0),
     ]
     assert score.tolist() == [0.5, 0.375, 0.5, 0.375, 0.375]
 

@@ -2,6 +2,7 @@
 
 promtool comes from Debian's prometheus package (`make system-deps`); without it these tests fail, they do not skip.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -75,8 +76,12 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
         for check in case["alert_rule_test"]:
             (firing if check["exp_alerts"] else silent).add(check["alertname"])
     assert alerts == firing == silent
-    assert {"YoloServedFpsBelowTarget", "YoloLatencyP99OverBudget", "YoloQueueTimeAboveComputeTime",
-            "YoloRequestFailureRatioHigh"} <= alerts
+    assert {
+        "YoloServedFpsBelowTarget",
+        "YoloLatencyP99OverBudget",
+        "YoloQueueTimeAboveComputeTime",
+        "YoloRequestFailureRatioHigh",
+    } <= alerts
 
 
 def test_unit_tests_catch_an_alert_threshold_that_drifted(tmp_path: Path) -> None:
@@ -96,8 +101,23 @@ def test_unit_tests_catch_an_alert_threshold_that_drifted(tmp_path: Path) -> Non
 def test_thresholds_are_parameters(tmp_path: Path) -> None:
     """Other thresholds give consistent rules, constants and unit tests that promtool passes."""
     gen = load_generator()
-    assert gen.main(["--out", str(tmp_path), "--target-fps", "30", "--latency-budget-ms", "33.3",
-                     "--failure-ratio-max", "0.05", "--queue-compute-ratio-max", "0.5"]) == 0
+    assert (
+        gen.main(
+            [
+                "--out",
+                str(tmp_path),
+                "--target-fps",
+                "30",
+                "--latency-budget-ms",
+                "33.3",
+                "--failure-ratio-max",
+                "0.05",
+                "--queue-compute-ratio-max",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     alerts = (tmp_path / "prometheus/rules/yolo_alerts.rules.yml").read_text()
     assert "< 30 and" in alerts and "> 33300" in alerts and "> 0.05" in alerts and "> 0.5" in alerts
     assert "65" not in alerts and "15400" not in alerts
@@ -112,19 +132,28 @@ def test_default_thresholds_are_the_project_slo() -> None:
     t = gen.Thresholds()
     assert t.target_fps == 65
     assert t.latency_budget_ms == pytest.approx(1000 / t.target_fps, abs=0.05)  # one frame at the target rate
-    recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"]
-                 for r in g["rules"]}
+    recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"] for r in g["rules"]}
     assert recording["yolo:slo_target_fps"] == "vector(65)"
     assert recording["yolo:slo_latency_budget_us"] == "vector(15400)"
 
 
 def test_rules_use_triton_2_51_metric_names() -> None:
     """Every raw metric the rules read is one Triton 2.51 or the Python models export (docs/metrics.md)."""
-    triton = {"nv_inference_count", "nv_inference_exec_count", "nv_inference_request_success",
-              "nv_inference_request_failure", "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
-              "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
-              "nv_inference_compute_output_duration_us", "nv_inference_pending_request_count",
-              "nv_inference_request_summary_us", "nv_inference_queue_summary_us", "up"}
+    triton = {
+        "nv_inference_count",
+        "nv_inference_exec_count",
+        "nv_inference_request_success",
+        "nv_inference_request_failure",
+        "nv_inference_request_duration_us",
+        "nv_inference_queue_duration_us",
+        "nv_inference_compute_input_duration_us",
+        "nv_inference_compute_infer_duration_us",
+        "nv_inference_compute_output_duration_us",
+        "nv_inference_pending_request_count",
+        "nv_inference_request_summary_us",
+        "nv_inference_queue_summary_us",
+        "up",
+    }
     documented = set(re.findall(r"`(yolo_[a-z_]+)`", (ROOT / "docs/metrics.md").read_text()))
     known = triton | documented
     used: set[str] = set()
@@ -132,9 +161,16 @@ def test_rules_use_triton_2_51_metric_names() -> None:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
                 expr = re.sub(r'"[^"]*"', '""', rule["expr"])
-                used |= {m for m in re.findall(r"\b([a-z_]+)(?=[{\[\s)]|$)", expr)
-                         if m.startswith(("nv_", "yolo_")) or m == "up"}
+                used |= {
+                    m
+                    for m in re.findall(r"\b([a-z_]+)(?=[{\[\s)]|$)", expr)
+                    if m.startswith(("nv_", "yolo_")) or m == "up"
+                }
     base = {re.sub(r"_(bucket|sum|count)$", "", m) if m.startswith("yolo_") else m for m in used}
     assert base - known == set()
-    assert {"nv_inference_count", "nv_inference_request_failure", "yolo_rejected_inputs_total",
-            "yolo_postprocess_duration_seconds"} <= base
+    assert {
+        "nv_inference_count",
+        "nv_inference_request_failure",
+        "yolo_rejected_inputs_total",
+        "yolo_postprocess_duration_seconds",
+    } <= base

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from yolo_client.contract import RANDOM_WEIGHTS, ModelInfo
 from yolo_server.cli import build_options, build_parser
 from yolo_server.darknet import load_spec
 from yolo_server.darknet.model import DarknetModel
@@ -19,17 +21,13 @@ from yolo_server.repository.build import BuildOptions, plan_repository
 from yolo_server.repository.configs import head_shapes, model_configs
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import repository_files, write_repository
-from yolo_server.triton.settings import RANDOM_WEIGHTS, ModelInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG_DIR = ROOT / "models" / "darknet"
 TINY = CFG_DIR / "yolov4-tiny.cfg"
 NAMES = CFG_DIR / "coco.names"
 ARTIFACT_SUFFIXES = (".pt", ".ts", ".plan", ".xml", ".bin")
-CONTRACT_PARAMETERS = {
-    "class_names", "score_threshold", "nms_threshold", "beta_nms", "class_agnostic", "max_detections",
-    "input_width", "input_height", "letterbox", "weights", "target", "precision",
-}  # fmt: skip
+CONTRACT_PARAMETERS = {field.name for field in ModelInfo.parameter_fields()}
 
 
 def plan(target: str = "cpu", **overrides: object):
@@ -44,11 +42,12 @@ def round_trip(config: pb.ModelConfig) -> pb.ModelConfig:
 
 def make_build_args() -> list[str]:
     """The ``yolo-server build`` arguments of ``make build`` with the Makefile's defaults (make's dry run)."""
-    dry_run = subprocess.run(["make", "--dry-run", "--always-make", "build"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout.replace("\\\n", " ")
+    dry_run = subprocess.run(
+        ["make", "--dry-run", "--always-make", "build"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.replace("\\\n", " ")
     [line] = [line for line in dry_run.splitlines() if "yolo-server build" in line]
     words = shlex.split(line)
-    return words[[Path(word).name for word in words].index("yolo-server") + 1:]
+    return words[[Path(word).name for word in words].index("yolo-server") + 1 :]
 
 
 def test_committed_repository_is_what_make_build_writes(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,7 +69,10 @@ def test_committed_repository_is_what_make_build_writes(monkeypatch: pytest.Monk
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])
 def test_configs_round_trip_through_the_protobuf(target: str) -> None:
     repository_plan = plan(target, batching=Batching.for_target(target, max_batch_size=8))
-    configs = {name: round_trip(config) for name, config in model_configs(repository_plan.spec, repository_plan.darknet).items()}
+    configs = {
+        name: round_trip(config)
+        for name, config in model_configs(repository_plan.spec, repository_plan.darknet).items()
+    }
     names = ModelNames("yolov4_tiny")
     assert sorted(configs) == sorted(names.all())
     for name, config in configs.items():
@@ -94,8 +96,10 @@ def test_configs_round_trip_through_the_protobuf(target: str) -> None:
         assert not detector.dynamic_batching.preferred_batch_size
     assert [(t.name, list(t.dims)) for t in detector.output] == [("YOLO__0", [255, 10, 16]), ("YOLO__1", [255, 20, 32])]
     assert [w.batch_size for w in detector.model_warmup] == [1, 8]
-    kinds = {names.preprocess: pb.ModelInstanceGroup.KIND_CPU,  # decoding images is CPU work on both targets
-             names.postprocess: pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU}
+    kinds = {
+        names.preprocess: pb.ModelInstanceGroup.KIND_CPU,  # decoding images is CPU work on both targets
+        names.postprocess: pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU,
+    }
     for python_model, kind in kinds.items():
         assert configs[python_model].backend == "python"
         assert [g.kind for g in configs[python_model].instance_group] == [kind]
@@ -122,7 +126,10 @@ def test_gpu_repository_defaults_and_options() -> None:
     with pytest.raises(ValueError, match="preferred batch sizes"):
         Batching.for_target("tensorrt", max_batch_size=8, preferred_batch_sizes=(16,))
     cpu = plan("cpu", batching=Batching.for_target("cpu", preferred_batch_sizes=(4, 8)))
-    assert list(model_configs(cpu.spec, cpu.darknet)["yolov4_tiny_detector"].dynamic_batching.preferred_batch_size) == [4, 8]
+    assert list(model_configs(cpu.spec, cpu.darknet)["yolov4_tiny_detector"].dynamic_batching.preferred_batch_size) == [
+        4,
+        8,
+    ]
 
 
 @pytest.mark.parametrize("target", ["cpu", "tensorrt"])
@@ -135,9 +142,13 @@ def test_ensembles_wire_every_tensor_with_matching_type_and_shape(target: str) -
             model = configs[step.model_name]
             inputs = {t.name: (t.data_type, list(t.dims)) for t in model.input}
             required = {t.name for t in model.input if not t.optional}
-            assert required <= set(step.input_map) <= set(inputs), f"{ensemble.name}: {model.name} inputs not all mapped"
+            assert required <= set(step.input_map) <= set(inputs), (
+                f"{ensemble.name}: {model.name} inputs not all mapped"
+            )
             for model_input, source in step.input_map.items():
-                assert available[source] == inputs[model_input], f"{ensemble.name}: {source} -> {model.name}.{model_input}"
+                assert available[source] == inputs[model_input], (
+                    f"{ensemble.name}: {source} -> {model.name}.{model_input}"
+                )
             outputs = {t.name: (t.data_type, list(t.dims)) for t in model.output}
             available.update({target_name: outputs[name] for name, target_name in step.output_map.items()})
         for output in ensemble.output:
@@ -222,7 +233,7 @@ def test_invalid_combinations_are_rejected() -> None:
 def test_queues_are_bounded_in_images_and_shed_before_the_sdk_gives_up() -> None:
     """One queue holds at most max_queue_images images however the requests are batched; the three queues of an
     ensemble together time out within the SDK's default deadline."""
-    from yolo_client._core import DEFAULT_TIMEOUT
+    from yolo_client.options import DEFAULT_TIMEOUT
 
     for target, batching in TARGET_BATCHING.items():
         assert batching.max_queue_size * batching.max_batch_size <= batching.max_queue_images, target
@@ -231,6 +242,25 @@ def test_queues_are_bounded_in_images_and_shed_before_the_sdk_gives_up() -> None
     assert Batching(max_batch_size=8, max_queue_images=100).max_queue_size == 12
     with pytest.raises(ValueError, match="at least one full batch"):
         Batching(max_batch_size=8, max_queue_images=7)
-    args = build_parser().parse_args(["build", "--cfg", str(TINY), "--max-queue-images", "64", "--queue-timeout-us", "500000"])
+    args = build_parser().parse_args(
+        ["build", "--cfg", str(TINY), "--max-queue-images", "64", "--queue-timeout-us", "500000"]
+    )
     options = build_options(args)
     assert (options.batching.max_queue_size, options.batching.queue_timeout_us) == (8, 500_000)
+
+
+def test_build_help_and_repository_planning_import_no_torch() -> None:
+    """The build's configs are pure: only exporting the detector needs torch (lazily imported there)."""
+    script = f"""
+import contextlib, io, sys
+from yolo_server.cli import build_options, build_parser
+from yolo_server.repository.build import plan_repository
+from yolo_server.repository.writer import repository_files
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    build_parser().parse_args(["build", "--help"])
+plan = plan_repository(build_options(build_parser().parse_args(["build", "--cfg", {str(TINY)!r}])))
+assert repository_files(plan.spec, plan.darknet, plan.cfg_bytes)
+print(sorted(name for name in ("torch", "openvino", "cv2") if name in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split("\n")[-2] == "[]", done.stdout + done.stderr

@@ -104,8 +104,12 @@ def test_admin_apis_take_a_key_and_tls_binds_http_to_loopback(tmp_path: Path) ->
     argv = server.command()
     assert "--http-address=127.0.0.1" in argv and "--grpc-address=0.0.0.0" in argv
     assert "--grpc-use-ssl-mutual=true" in argv and f"--grpc-root-cert={tmp_path / 'ca.pem'}" in argv
-    assert server.endpoints.http == f"127.0.0.1:{server.options.http_port}" and server.local_http == server.endpoints.http
-    one_way = TritonServer(ServeOptions(tmp_path, access=Access("k" * 16, TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem"))), install)
+    assert (
+        server.endpoints.http == f"127.0.0.1:{server.options.http_port}" and server.local_http == server.endpoints.http
+    )
+    one_way = TritonServer(
+        ServeOptions(tmp_path, access=Access("k" * 16, TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem"))), install
+    )
     assert "--grpc-use-ssl=true" in one_way.command() and not any("mutual" in a for a in one_way.command())
 
 

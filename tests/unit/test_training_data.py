@@ -28,7 +28,11 @@ def test_scenes_are_deterministic_and_follow_the_rules() -> None:
         assert 1 <= len(scene.boxes) <= 12 and 70 <= scene.quality <= 95
         sides = (scene.boxes[:, 2:] - scene.boxes[:, :2]).max(1)
         assert np.all(sides >= 12 - 1e-3) and np.all(sides <= 180 + 1e-3)
-        assert np.all(scene.boxes[:, :2] >= 0) and np.all(scene.boxes[:, 2] <= width) and np.all(scene.boxes[:, 3] <= height)
+        assert (
+            np.all(scene.boxes[:, :2] >= 0)
+            and np.all(scene.boxes[:, 2] <= width)
+            and np.all(scene.boxes[:, 3] <= height)
+        )
         for i in range(len(scene.boxes)):
             others = np.delete(scene.boxes, i, axis=0)
             if len(others):
@@ -64,7 +68,9 @@ def test_place_boxes_scales_shifts_and_clips() -> None:
 def test_paste_writes_only_inside_the_region() -> None:
     canvas = np.zeros((10, 10, 3), np.uint8)
     paste(canvas, np.full((4, 4, 3), 200, np.uint8), 1.0, (3, 3), (0, 0, 5, 5))
-    assert canvas[3:5, 3:5].min() == 200 and canvas[5:].max() == 0 and canvas[:, 5:].max() == 0 and canvas[:3].max() == 0
+    assert (
+        canvas[3:5, 3:5].min() == 200 and canvas[5:].max() == 0 and canvas[:, 5:].max() == 0 and canvas[:3].max() == 0
+    )
 
 
 def _marked_pool() -> Pool:
@@ -110,7 +116,12 @@ def test_sample_batch_shapes_and_image_indices() -> None:
     images, gt = sample_batch(np.random.default_rng(1), pool, batch=6, size=64, mosaic_prob=0.5)
     assert images.shape == (6, 3, 64, 64) and images.dtype == np.float32 and 0 <= images.min() and images.max() <= 1
     assert gt.shape[1] == 6 and set(gt[:, 0].astype(int).tolist()) <= set(range(6))
-    assert np.all(gt[:, 4] > gt[:, 2]) and np.all(gt[:, 5] > gt[:, 3]) and np.all(gt[:, 2:] >= 0) and np.all(gt[:, 2:] <= 64)
+    assert (
+        np.all(gt[:, 4] > gt[:, 2])
+        and np.all(gt[:, 5] > gt[:, 3])
+        and np.all(gt[:, 2:] >= 0)
+        and np.all(gt[:, 2:] <= 64)
+    )
 
 
 def test_kmeans_recovers_clustered_sizes() -> None:

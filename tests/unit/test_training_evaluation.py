@@ -22,8 +22,13 @@ def _rows(dataset: CocoDataset, shift: float = 0.0, drop_every: int = 0) -> list
         if drop_every and i % drop_every == 0:
             continue
         x, y, w, h = ann["bbox"]
-        rows += detection_rows(ann["image_id"], np.array([[x + shift * w, y, x + w + shift * w, y + h]]), np.array([0.9]),
-                               np.array([ann["category_id"] - 1]), [1, 2, 3])
+        rows += detection_rows(
+            ann["image_id"],
+            np.array([[x + shift * w, y, x + w + shift * w, y + h]]),
+            np.array([0.9]),
+            np.array([ann["category_id"] - 1]),
+            [1, 2, 3],
+        )
     return rows
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from yolo_server.darknet import load_spec
-from yolo_server.ops.decode import decode_yolo
 from yolo_server.ops.boxes import box_iou, paired_box_ciou, size_iou
-from yolo_server.training.loss import YoloLoss, anchors_and_masks, decode_boxes, smooth_labels
+from yolo_server.ops.decode import MAX_LOG_SIZE, TRAINING_MAX_LOG_SIZE, decode_yolo, yolo_boxes
+from yolo_server.training.loss import YoloLoss, anchors_and_masks, smooth_labels
 from yolo_server.training.schedule import cosine_lr
 from yolo_server.training.targets import assign_targets
 
@@ -55,7 +55,9 @@ def test_box_iou_and_size_iou() -> None:
     a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
     b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]])
     assert torch.allclose(box_iou(a, b), torch.tensor([[1 / 7, 0.0]]), atol=1e-6)
-    assert torch.allclose(size_iou(torch.tensor([[2.0, 4.0]]), torch.tensor([[4.0, 2.0], [2.0, 4.0]])), torch.tensor([[4 / 12, 1.0]]))
+    assert torch.allclose(
+        size_iou(torch.tensor([[2.0, 4.0]]), torch.tensor([[4.0, 2.0], [2.0, 4.0]])), torch.tensor([[4 / 12, 1.0]])
+    )
 
 
 def test_label_smoothing_follows_darknet() -> None:
@@ -104,20 +106,28 @@ def test_assignment_threshold_is_strict_and_centres_on_the_edge_stay_in_the_grid
     assert (fine.row.item(), fine.col.item()) == (25, 25)
 
 
-def test_loss_decode_is_the_served_decode() -> None:
+def test_loss_decode_is_the_served_decode_up_to_the_training_clamp() -> None:
     spec = load_spec(CFG)
     torch.manual_seed(0)
-    outputs = [torch.randn(2, 24, 13, 13), torch.randn(2, 24, 26, 26)]
+    outputs = [torch.randn(2, 24, 13, 13), torch.randn(2, 24, 26, 26)]  # |tw|, |th| < 6: below both clamps
     served, _, _ = decode_yolo(outputs, spec.yolo_layers, 416, 416)
-    anchors, masks = anchors_and_masks(spec)
-    mine = []
-    for out, head, mask in zip(outputs, spec.yolo_layers, masks):
-        b, _, h, w = out.shape
-        raw = out.view(b, 3, 8, h, w).permute(0, 1, 3, 4, 2)[..., :4]
-        boxes = decode_boxes(raw, anchors[list(mask)].view(1, 3, 1, 1, 2), head.scale_x_y, (416 / w, 416 / h))
-        cells = torch.stack(torch.meshgrid(torch.arange(w) * 416 / w, torch.arange(h) * 416 / h, indexing="xy"), -1)
-        mine.append((boxes + cells.float().repeat(1, 1, 2).view(1, 1, h, w, 4)).reshape(b, -1, 4))
-    assert torch.allclose(torch.cat(mine, 1), served, atol=1e-3)
+    training = [
+        yolo_boxes(out, head, 416, 416, max_log_size=TRAINING_MAX_LOG_SIZE).reshape(2, -1, 4)
+        for out, head in zip(outputs, spec.yolo_layers)
+    ]
+    assert torch.equal(torch.cat(training, 1), served)
+    wild = torch.zeros(1, 24, 1, 1)
+    wild[0, 2] = 10.0  # tw of anchor 0, between the two clamps
+    head = spec.yolo_layers[0]
+
+    def width(limit: float) -> torch.Tensor:
+        box = yolo_boxes(wild, head, 416, 416, max_log_size=limit)[0, 0, 0, 0]
+        return box[2] - box[0]
+
+    assert width(TRAINING_MAX_LOG_SIZE).item() == pytest.approx(
+        math.exp(TRAINING_MAX_LOG_SIZE) * head.anchors[0][0], rel=1e-5
+    )
+    assert width(MAX_LOG_SIZE).item() == pytest.approx(math.exp(10.0) * head.anchors[0][0], rel=1e-5)
 
 
 def test_loss_is_lower_for_a_prediction_on_the_target() -> None:

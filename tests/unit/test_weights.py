@@ -107,5 +107,7 @@ def test_bn_folding_in_float64_equals_unfolded_conv_bn() -> None:
         eps=1e-5,
     )
     weight, bias = fold_batch_norm(params)
-    folded = torch.nn.functional.conv2d(x, torch.from_numpy(weight).double(), torch.from_numpy(bias).double(), padding=1)
+    folded = torch.nn.functional.conv2d(
+        x, torch.from_numpy(weight).double(), torch.from_numpy(bias).double(), padding=1
+    )
     assert torch.allclose(folded, bn, rtol=1e-6, atol=1e-5)

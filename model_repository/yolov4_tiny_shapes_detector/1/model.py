@@ -9,10 +9,11 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
+from yolo_client.contract import DETECTOR_INPUT, DETECTOR_PIXELS, RESIZE, read_parameters
 from yolo_server.export.openvino import OpenVINORunner
 from yolo_server.triton.execution import execute_batched, split_rows
-from yolo_server.triton.metrics import ModelMetrics
-from yolo_server.triton.settings import DetectorSettings, read_parameters
+from yolo_server.triton.metrics import DETECTOR_DURATION, ModelMetrics
+from yolo_server.triton.settings import DetectorSettings
 from yolo_server.triton.validation import network_batch, network_input
 
 
@@ -24,19 +25,21 @@ class TritonPythonModel:
         self.runner = OpenVINORunner(artifact, self.settings.precision, self.settings.num_threads)
         pb_utils.Logger.log_info(f"{args['model_name']}: OpenVINO CPU, {self.runner.precision}")
         self.output_names = [output["name"] for output in config["output"]]
-        self.metrics = ModelMetrics(pb_utils, args["model_name"], ("yolo_detector_duration_seconds",))
+        self.metrics = ModelMetrics(pb_utils, args["model_name"], (DETECTOR_DURATION,))
 
     def execute(self, requests):
         return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
 
     def _read(self, request):
-        arrays = [pb_utils.get_input_tensor_by_name(request, name) for name in ("INPUT__0", "PIXELS__0", "RESIZE")]
+        arrays = [
+            pb_utils.get_input_tensor_by_name(request, name) for name in (DETECTOR_INPUT, DETECTOR_PIXELS, RESIZE)
+        ]
         inputs, pixels, resize = [None if tensor is None else tensor.as_numpy() for tensor in arrays]
         return network_input(inputs, pixels, resize, self.settings.input_width, self.settings.input_height)
 
     def _run(self, payloads):
         batch, sizes = network_batch(payloads)
-        with self.metrics.timer("yolo_detector_duration_seconds"):
+        with self.metrics.timer(DETECTOR_DURATION):
             heads = self.runner(batch)
         per_head = [split_rows(head, sizes) for head in heads]
         return [

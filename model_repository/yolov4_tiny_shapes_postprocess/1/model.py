@@ -9,10 +9,15 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
+from yolo_client.contract import HEAD_PREFIX, RESIZE, read_parameters
 from yolo_server.triton.execution import concatenate_rows, execute_batched
-from yolo_server.triton.metrics import ModelMetrics
+from yolo_server.triton.metrics import (
+    CANDIDATES_PER_IMAGE,
+    DETECTIONS_PER_IMAGE,
+    POSTPROCESS_DURATION,
+    ModelMetrics,
+)
 from yolo_server.triton.postprocess import Postprocessor, instance_device, pack_ragged
-from yolo_server.triton.settings import read_parameters
 from yolo_server.triton.validation import check_resize
 
 
@@ -22,18 +27,18 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         device = instance_device(args["model_instance_kind"], args["model_instance_device_id"])
         self.post = Postprocessor.from_parameters(read_parameters(config), version_dir, device)
-        self.head_names = [entry["name"] for entry in config["input"] if entry["name"].startswith("YOLO__")]
+        self.head_names = [entry["name"] for entry in config["input"] if entry["name"].startswith(HEAD_PREFIX)]
         self.metrics = ModelMetrics(
             pb_utils,
             args["model_name"],
-            ("yolo_postprocess_duration_seconds", "yolo_candidates_per_image", "yolo_detections_per_image"),
+            (POSTPROCESS_DURATION, CANDIDATES_PER_IMAGE, DETECTIONS_PER_IMAGE),
         )
 
     def execute(self, requests):
         return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
 
     def _read(self, request):
-        resize = pb_utils.get_input_tensor_by_name(request, "RESIZE").as_numpy()
+        resize = pb_utils.get_input_tensor_by_name(request, RESIZE).as_numpy()
         params = check_resize(resize, self.post.net_width, self.post.net_height)
         heads = [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.head_names]
         return heads, params
@@ -41,10 +46,10 @@ class TritonPythonModel:
     def _run(self, payloads):
         heads = [concatenate_rows([p[0][k] for p in payloads])[0] for k in range(len(self.head_names))]
         params = [param for _, request_params in payloads for param in request_params]
-        with self.metrics.timer("yolo_postprocess_duration_seconds"):
+        with self.metrics.timer(POSTPROCESS_DURATION):
             detections, candidates = self.post.run(heads, params)
-        self.metrics.observe_all("yolo_candidates_per_image", candidates)
-        self.metrics.observe_all("yolo_detections_per_image", [len(d) for d in detections])
+        self.metrics.observe_all(CANDIDATES_PER_IMAGE, candidates)
+        self.metrics.observe_all(DETECTIONS_PER_IMAGE, [len(d) for d in detections])
         responses, start = [], 0
         for _, request_params in payloads:
             group = detections[start : start + len(request_params)]

@@ -9,10 +9,11 @@ import json
 import cv2
 import triton_python_backend_utils as pb_utils
 
+from yolo_client.contract import IMAGE, INPUT, PIXELS, RESIZE, read_parameters
 from yolo_server.triton.execution import execute_batched
-from yolo_server.triton.metrics import ModelMetrics
+from yolo_server.triton.metrics import IMAGES_DECODED, PREPROCESS_DURATION, ModelMetrics
 from yolo_server.triton.preprocess import PreprocessedRequest, Preprocessor
-from yolo_server.triton.settings import PreprocessSettings, read_parameters
+from yolo_server.triton.settings import PreprocessSettings
 
 
 class TritonPythonModel:
@@ -20,20 +21,18 @@ class TritonPythonModel:
         cv2.setNumThreads(1)  # one image at a time per instance: instances, not threads, use the cores
         parameters = read_parameters(json.loads(args["model_config"]))
         self.preprocess = Preprocessor(PreprocessSettings.from_parameters(parameters))
-        self.network_output = "PIXELS" if self.preprocess.settings.pixels else "INPUT"
-        self.metrics = ModelMetrics(
-            pb_utils, args["model_name"], ("yolo_preprocess_duration_seconds", "yolo_images_decoded_total")
-        )
+        self.network_output = PIXELS if self.preprocess.settings.pixels else INPUT
+        self.metrics = ModelMetrics(pb_utils, args["model_name"], (PREPROCESS_DURATION, IMAGES_DECODED))
 
     def execute(self, requests):
         return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
 
     def _read(self, request) -> PreprocessedRequest:
-        prepared = self.preprocess(pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy())
+        prepared = self.preprocess(pb_utils.get_input_tensor_by_name(request, IMAGE).as_numpy())
         for image_format, seconds in zip(prepared.formats, prepared.seconds):
-            self.metrics.observe("yolo_preprocess_duration_seconds", seconds)
-            self.metrics.increment("yolo_images_decoded_total", format=image_format)
+            self.metrics.observe(PREPROCESS_DURATION, seconds)
+            self.metrics.increment(IMAGES_DECODED, format=image_format)
         return prepared
 
     def _run(self, payloads):
-        return [[pb_utils.Tensor(self.network_output, p.inputs), pb_utils.Tensor("RESIZE", p.resize)] for p in payloads]
+        return [[pb_utils.Tensor(self.network_output, p.inputs), pb_utils.Tensor(RESIZE, p.resize)] for p in payloads]

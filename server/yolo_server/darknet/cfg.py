@@ -13,9 +13,9 @@ option and its line. Nothing is silently skipped.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 ACTIVATIONS = ("linear", "leaky", "mish", "logistic", "swish", "relu")
 
@@ -122,7 +122,7 @@ class DarknetSpec:
             raise CfgError(f"[yolo] layers disagree on classes: {sorted(classes)}")
         return classes.pop()
 
-    def with_input_size(self, width: int, height: int) -> "DarknetSpec":
+    def with_input_size(self, width: int, height: int) -> DarknetSpec:
         """The same network at another input size (multiples of 32)."""
         check_input_size(width, height)
         return dataclasses.replace(self, net=dataclasses.replace(self.net, width=width, height=height))
@@ -274,7 +274,13 @@ def _conv(opts: _Options) -> ConvSpec:
     for key in ("stride_x", "stride_y"):
         if key in opts.section.options:
             opts.require(key, opts.section.options.get("stride", "1"))
-    for key, expected in (("binary", "0"), ("xnor", "0"), ("antialiasing", "0"), ("deform", "0"), ("share_index", "-1000000")):
+    for key, expected in (
+        ("binary", "0"),
+        ("xnor", "0"),
+        ("antialiasing", "0"),
+        ("deform", "0"),
+        ("share_index", "-1000000"),
+    ):
         if key in opts.section.options:
             opts.require(key, expected)
     return ConvSpec(
@@ -305,7 +311,9 @@ def _shortcut(opts: _Options, index: int) -> ShortcutSpec:
         raise CfgError(f"{where} from={sources}: only a single source is supported")
     if "weights_type" in opts.section.options:
         opts.require("weights_type", "none")
-    return ShortcutSpec(_absolute(sources[0], index, where), opts.choice("activation", "linear", ACTIVATIONS), opts.section.line)
+    return ShortcutSpec(
+        _absolute(sources[0], index, where), opts.choice("activation", "linear", ACTIVATIONS), opts.section.line
+    )
 
 
 def _maxpool(opts: _Options) -> MaxPoolSpec:

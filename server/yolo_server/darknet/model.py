@@ -110,7 +110,9 @@ class DarknetModel(nn.Module):
     is a multiple of 32.
     """
 
-    def __init__(self, spec: DarknetSpec, weights: DarknetWeights | None = None, bn_eps: float = DARKNET_BN_EPS) -> None:
+    def __init__(
+        self, spec: DarknetSpec, weights: DarknetWeights | None = None, bn_eps: float = DARKNET_BN_EPS
+    ) -> None:
         super().__init__()
         self.spec = spec
         shapes = {id(conv): shape for conv, shape in conv_shapes(spec)}
@@ -132,7 +134,9 @@ class DarknetModel(nn.Module):
         self._keep = frozenset(referenced)
         channels = output_channels(spec)
         self._route_slices = {
-            index: self._slices(channels, layer) for index, layer in enumerate(spec.layers) if isinstance(layer, RouteSpec)
+            index: self._slices(channels, layer)
+            for index, layer in enumerate(spec.layers)
+            if isinstance(layer, RouteSpec)
         }
         if weights is not None:
             self.load_weights(weights, bn_eps)

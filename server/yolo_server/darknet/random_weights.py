@@ -61,7 +61,9 @@ def calibrated_random_weights(spec: DarknetSpec, seed: int = 0) -> DarknetWeight
             )
         else:
             scale = float(raw.std()) or 1.0
-            params = ConvWeights(bias=rng.normal(0.0, 0.5, filters).astype(np.float32), weight=weight / np.float32(scale))
+            params = ConvWeights(
+                bias=rng.normal(0.0, 0.5, filters).astype(np.float32), weight=weight / np.float32(scale)
+            )
         drawn[index] = params
         convs[index].load(params, bn_eps=1e-5)
 

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -17,7 +17,9 @@ from yolo_server.ops.boxes import box_iou
 from yolo_server.ops.postprocess import Detections
 
 
-def matched_share(reference: Sequence[Detections], candidate: Sequence[Detections], iou_threshold: float = 0.9) -> float:
+def matched_share(
+    reference: Sequence[Detections], candidate: Sequence[Detections], iou_threshold: float = 0.9
+) -> float:
     """Share of ``reference`` boxes, over all images, with a same-class ``candidate`` box at IoU >= the threshold.
 
     Both are one :class:`Detections` per image, in the same image order; 1.0 when the reference found nothing.

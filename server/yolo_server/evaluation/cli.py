@@ -16,16 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+from yolo_client.contract import DEFAULT_NMS_THRESHOLD
 from yolo_server.evaluation.coco import CocoDataset, coco_evaluate, format_table
 
 MAP_SCORE_THRESHOLD = 0.005  # darknet's `detector map`
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="yolo-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("annotations", type=Path, help="COCO annotations json (image paths relative to it)")
     local = parser.add_argument_group("in process")
     local.add_argument("--cfg", type=Path, help="darknet cfg")
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--size", type=int, help="network input size (default: the cfg's)")
     local.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
     local.add_argument("--score-threshold", type=float, default=MAP_SCORE_THRESHOLD)
-    local.add_argument("--nms-threshold", type=float, default=0.45)
+    local.add_argument("--nms-threshold", type=float, default=DEFAULT_NMS_THRESHOLD)
     local.add_argument("--batch", type=int, default=8)
     remote = parser.add_argument_group("through the server")
     remote.add_argument("--server", metavar="HOST:PORT", help="gRPC endpoint of a running yolo-server")
@@ -50,7 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     if args.server:
         from yolo_client import YoloClient
-
         from yolo_server.evaluation.runners import detect_server
 
         with YoloClient(args.server, model=args.model) as client:
@@ -61,20 +63,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cfg is None:
             raise SystemExit("yolo-eval: give --cfg (and --weights) for in-process evaluation, or --server")
         from yolo_server.evaluation.runners import detect_inprocess
-        from yolo_server.pipeline import Detector, postprocess_config_for
+        from yolo_server.ops.config import postprocess_config_for
+        from yolo_server.pipeline import Detector
 
         detector = Detector(args.cfg, args.weights, args.names, input_size=args.size, precision=args.precision)
-        detector.config = postprocess_config_for(detector.spec, score_threshold=args.score_threshold, nms_threshold=args.nms_threshold)
+        detector.config = postprocess_config_for(
+            detector.spec, score_threshold=args.score_threshold, nms_threshold=args.nms_threshold
+        )
         rows = detect_inprocess(detector, dataset, batch=args.batch, progress=not args.no_progress)
         title = f"{args.cfg.name} in process, {args.precision}, score threshold {args.score_threshold:g}"
     result = coco_evaluate(dataset, rows)
     print(format_table(result, title))
     print(f"({time.time() - start:.1f}s)")
     if args.json:
-        args.json.write_text(json.dumps({
-            "map50": result.map50, "map50_95": result.map50_95, "per_class": result.per_class,
-            "images": result.images, "detections": result.detections, "title": title,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "map50": result.map50,
+                    "map50_95": result.map50_95,
+                    "per_class": result.per_class,
+                    "images": result.images,
+                    "detections": result.detections,
+                    "title": title,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

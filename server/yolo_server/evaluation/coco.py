@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,14 +42,17 @@ class CocoDataset:
     data: dict[str, Any] = field(repr=False)
 
     @classmethod
-    def load(cls, annotations: str | Path) -> "CocoDataset":
+    def load(cls, annotations: str | Path) -> CocoDataset:
         path = Path(annotations)
         return cls(path, json.loads(path.read_text()))
 
     @property
     def images(self) -> list[CocoImage]:
         root = self.path.parent
-        return [CocoImage(int(i["id"]), root / i["file_name"], int(i["width"]), int(i["height"])) for i in self.data["images"]]
+        return [
+            CocoImage(int(i["id"]), root / i["file_name"], int(i["width"]), int(i["height"]))
+            for i in self.data["images"]
+        ]
 
     @property
     def categories(self) -> list[dict[str, Any]]:
@@ -74,12 +78,21 @@ class CocoResult:
     stats: tuple[float, ...]
 
 
-def detection_rows(image_id: int, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+def detection_rows(
+    image_id: int, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, category_ids: Sequence[int]
+) -> list[dict[str, Any]]:
     """xyxy float ``[K, 4]``, scores ``[K]``, class indices ``[K]`` -> COCO result rows."""
     rows = []
     for box, score, cls in zip(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), np.asarray(class_ids)):
         x1, y1, x2, y2 = (float(v) for v in box)
-        rows.append({"image_id": image_id, "category_id": category_ids[int(cls)], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+        rows.append(
+            {
+                "image_id": image_id,
+                "category_id": category_ids[int(cls)],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+            }
+        )
     return rows
 
 

@@ -24,7 +24,9 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, disable=not enabled, unit="img", dynamic_ncols=True)
 
 
-def detect_inprocess(detector: Any, dataset: CocoDataset, batch: int = 8, progress: bool = True) -> list[dict[str, Any]]:
+def detect_inprocess(
+    detector: Any, dataset: CocoDataset, batch: int = 8, progress: bool = True
+) -> list[dict[str, Any]]:
     """Run a :class:`yolo_server.pipeline.Detector` (its own thresholds) over the dataset; COCO result rows."""
     category_ids = dataset.category_ids(detector.class_names)
     images = dataset.images
@@ -39,7 +41,9 @@ def detect_inprocess(detector: Any, dataset: CocoDataset, batch: int = 8, progre
     return rows
 
 
-def detect_server(client: Any, dataset: CocoDataset, progress: bool = True, max_detections: int | None = None) -> list[dict[str, Any]]:
+def detect_server(
+    client: Any, dataset: CocoDataset, progress: bool = True, max_detections: int | None = None
+) -> list[dict[str, Any]]:
     """Send every image file through a :class:`yolo_client.YoloClient` (bytes transport); COCO result rows.
 
     The server's own score threshold applies (a client may only raise it): build the

@@ -120,4 +120,6 @@ def _check_saved(path: str | Path, spec: DarknetSpec, batches: BatchRange, devic
         for batch in sorted({batches.minimum, batches.maximum}):
             heads = module(example_input(spec, batch=batch, device=device))
             if any(head.shape[0] != batch or head.dtype != torch.float32 for head in heads):
-                raise RuntimeError(f"{path}: the saved detector returns {[tuple(h.shape) for h in heads]} at batch {batch}")
+                raise RuntimeError(
+                    f"{path}: the saved detector returns {[tuple(h.shape) for h in heads]} at batch {batch}"
+                )

@@ -102,7 +102,9 @@ def paired_box_ciou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor
     ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
     inter = iw * ih
     iou = inter / (aw * ah + bw * bh - inter + eps)
-    c2 = (torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)) ** 2 + (torch.maximum(ay2, by2) - torch.minimum(ay1, by1)) ** 2
+    c2 = (torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)) ** 2 + (
+        torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
+    ) ** 2
     d2 = ((ax1 + ax2 - bx1 - bx2) ** 2 + (ay1 + ay2 - by1 - by2) ** 2) / 4
     v = (4 / math.pi**2) * (torch.atan(bw / (bh + eps)) - torch.atan(aw / (ah + eps))) ** 2
     with torch.no_grad():
@@ -113,7 +115,9 @@ def paired_box_ciou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor
 def size_iou(sizes1: Tensor, sizes2: Tensor) -> Tensor:
     """Pairwise IoU of boxes sharing a centre, from their sizes: ``Tensor[N, 2]`` (w, h), ``Tensor[M, 2]`` ->
     ``Tensor[N, M]`` (anchor matching and k-means anchors)."""
-    inter = torch.minimum(sizes1[:, None, 0], sizes2[None, :, 0]) * torch.minimum(sizes1[:, None, 1], sizes2[None, :, 1])
+    inter = torch.minimum(sizes1[:, None, 0], sizes2[None, :, 0]) * torch.minimum(
+        sizes1[:, None, 1], sizes2[None, :, 1]
+    )
     return inter / (sizes1[:, None].prod(-1) + sizes2[None, :].prod(-1) - inter)
 
 

@@ -17,15 +17,16 @@ network pixels, ``s = scale_x_y``:
   ``w = tw^2 * 4 * aw / net_w``.
 
 Boxes are returned as xyxy in network-input pixels (``x * net_w`` ...).
-``tw``/``th`` are clamped to at most :data:`MAX_LOG_SIZE` before ``exp``: darknet
-would produce ``inf`` there; ``exp(20) * anchor`` is already ~1e8 times any
-real box, stays finite in float32 (also its squared area), and is clipped to
-the image after mapping back.
+:func:`yolo_boxes` is the box part alone, per (anchor, row, col) and
+differentiable: the training loss decodes with it.
+
+``tw``/``th`` are clamped before ``exp``, at :data:`MAX_LOG_SIZE` when serving
+and :data:`TRAINING_MAX_LOG_SIZE` in the loss; see :func:`yolo_boxes`.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -33,6 +34,7 @@ from torch import Tensor
 from ..darknet.cfg import YoloSpec
 
 MAX_LOG_SIZE = 20.0
+TRAINING_MAX_LOG_SIZE = 6.0
 
 
 def decode_yolo(
@@ -64,8 +66,32 @@ def decode_yolo(
     return torch.cat(boxes, dim=1), torch.cat(objectness, dim=1), torch.cat(class_probs, dim=1)
 
 
-def _decode_head(output: Tensor, head: YoloSpec, net_width: int, net_height: int) -> tuple[Tensor, Tensor, Tensor]:
-    """One head: ``Tensor[B, A*(5+C), h, w]`` -> ``[B, A*h*w, 4]``, ``[B, A*h*w]``, ``[B, A*h*w, C]``."""
+def yolo_boxes(
+    output: Tensor, head: YoloSpec, net_width: int, net_height: int, max_log_size: float = MAX_LOG_SIZE
+) -> Tensor:
+    """The boxes of one ``[yolo]`` head, before any threshold; differentiable.
+
+    ``max_log_size`` caps ``tw``/``th`` before ``exp`` (``new_coords=0``), with
+    two values because the two callers fail differently:
+
+    * :data:`MAX_LOG_SIZE` (20, serving): darknet would produce ``inf`` there;
+      ``exp(20) * anchor`` is already ~1e8 times any real box, stays finite in
+      float32 (also its squared area), and is clipped to the image after
+      mapping back, so served boxes keep darknet's values for every sane logit.
+    * :data:`TRAINING_MAX_LOG_SIZE` (6, the loss): ``exp(6)`` is ~400x the anchor, already past
+      any box of the network input, so no real target needs more; at 20 an
+      early, wild prediction's CIoU areas reach ~1e22 and their squares in the
+      backward pass overflow float32.
+
+    Args:
+        output: ``Tensor[B, A*(5+C), h, w]`` (any float dtype; decoded in float32).
+        head: its :class:`YoloSpec`.
+        net_width: network input width in pixels.
+        net_height: network input height in pixels.
+        max_log_size: upper clamp of ``tw``/``th``.
+    Returns:
+        float32 ``Tensor[B, A, h, w, 4]`` xyxy in network-input pixels.
+    """
     anchors, classes = head.num_anchors, head.classes
     if output.dim() != 4 or output.shape[1] != anchors * (5 + classes):
         raise ValueError(
@@ -76,12 +102,10 @@ def _decode_head(output: Tensor, head: YoloSpec, net_width: int, net_height: int
     device = x.device
     tx, ty, tw, th = x[:, :, 0], x[:, :, 1], x[:, :, 2], x[:, :, 3]  # [B, A, h, w]
     if head.new_coords:
-        objectness, class_probs = x[:, :, 4], x[:, :, 5:]
         w_scale, h_scale = tw * tw * 4.0, th * th * 4.0
     else:
         tx, ty = torch.sigmoid(tx), torch.sigmoid(ty)
-        objectness, class_probs = torch.sigmoid(x[:, :, 4]), torch.sigmoid(x[:, :, 5:])
-        w_scale, h_scale = torch.exp(tw.clamp(max=MAX_LOG_SIZE)), torch.exp(th.clamp(max=MAX_LOG_SIZE))
+        w_scale, h_scale = torch.exp(tw.clamp(max=max_log_size)), torch.exp(th.clamp(max=max_log_size))
     s = float(head.scale_x_y)
     shift = -0.5 * (s - 1.0)
     cols = torch.arange(grid_w, device=device, dtype=torch.float32).view(1, 1, 1, grid_w)
@@ -91,7 +115,18 @@ def _decode_head(output: Tensor, head: YoloSpec, net_width: int, net_height: int
     anchor = torch.tensor(head.anchors, device=device, dtype=torch.float32).view(1, anchors, 1, 1, 2)
     w = w_scale * anchor[..., 0]
     h = h_scale * anchor[..., 1]
-    boxes = torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+
+
+def _decode_head(output: Tensor, head: YoloSpec, net_width: int, net_height: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One head: ``Tensor[B, A*(5+C), h, w]`` -> ``[B, A*h*w, 4]``, ``[B, A*h*w]``, ``[B, A*h*w, C]``."""
+    boxes = yolo_boxes(output, head, net_width, net_height)
+    batch, anchors, grid_h, grid_w, _ = boxes.shape
+    classes = head.classes
+    x = output.float().reshape(batch, anchors, 5 + classes, grid_h, grid_w)
+    objectness, class_probs = x[:, :, 4], x[:, :, 5:]
+    if not head.new_coords:  # new_coords=1: the conv before [yolo] is already logistic
+        objectness, class_probs = torch.sigmoid(objectness), torch.sigmoid(class_probs)
     count = anchors * grid_h * grid_w
     return (
         boxes.reshape(batch, count, 4),

@@ -43,9 +43,7 @@ _BLOCK_ELEMENTS = 1 << 22
 _MIN_BLOCK_ROWS = 256
 
 
-def batched_diou_nms(
-    boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, beta: float = 0.6
-) -> Tensor:
+def batched_diou_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float, beta: float = 0.6) -> Tensor:
     """Greedy DIoU-NMS, done independently within each group.
 
     Args:

@@ -19,44 +19,19 @@ box in decode order (head, anchor, row, col), then the lower class id.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+
 from yolo_client.geometry import ResizeParams
 
 from ..darknet.cfg import YoloSpec
+from .config import PostprocessConfig
 from .decode import decode_yolo
 from .nms import batched_diou_nms
-
-
-@dataclass(frozen=True)
-class PostprocessConfig:
-    """Thresholds and caps of :func:`postprocess` (darknet ``detector test`` defaults).
-
-    ``beta_nms`` should be taken from the cfg's ``[yolo]`` heads (0.6 in all
-    shipped cfgs). ``pre_nms_top_k`` caps, per image and by score, the
-    (box, class) candidates entering NMS; ``max_detections`` caps the output.
-    """
-
-    score_threshold: float = 0.25
-    nms_threshold: float = 0.45
-    beta_nms: float = 0.6
-    class_agnostic: bool = False
-    max_detections: int = 300
-    pre_nms_top_k: int = 5000
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold < 1.0:
-            raise ValueError(f"score_threshold={self.score_threshold} must be in [0, 1)")
-        if not 0.0 <= self.nms_threshold <= 1.0:
-            raise ValueError(f"nms_threshold={self.nms_threshold} must be in [0, 1]")
-        if not self.beta_nms > 0.0:
-            raise ValueError(f"beta_nms={self.beta_nms} must be positive")
-        if self.max_detections < 0 or self.pre_nms_top_k < 0:
-            raise ValueError(f"max_detections={self.max_detections}, pre_nms_top_k={self.pre_nms_top_k} must be >= 0")
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,10 +16,17 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
+from yolo_client.contract import (
+    DEFAULT_MAX_DETECTIONS,
+    DEFAULT_NMS_THRESHOLD,
+    DEFAULT_SCORE_THRESHOLD,
+    RANDOM_WEIGHTS,
+    ModelInfo,
+)
 from yolo_server.darknet import load_spec
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.darknet.names import load_class_names
@@ -34,7 +41,6 @@ from yolo_server.repository.spec import (
     model_base_name,
 )
 from yolo_server.repository.writer import artifact_path, write_repository
-from yolo_server.triton.settings import RANDOM_WEIGHTS, ModelInfo
 
 RANDOM_WEIGHTS_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -60,9 +66,9 @@ class BuildOptions:
     target: str = "cpu"
     precision: str | None = None
     name: str | None = None
-    score_threshold: float = 0.25
-    nms_threshold: float = 0.45
-    max_detections: int = 300
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    nms_threshold: float = DEFAULT_NMS_THRESHOLD
+    max_detections: int = DEFAULT_MAX_DETECTIONS
     class_agnostic: bool = False
     batching: Batching | None = None  # None: the target's defaults (TARGET_BATCHING)
     instances: Instances = field(default_factory=Instances)
@@ -97,7 +103,7 @@ def resolve_precision(target: str, precision: str | None) -> str:
 
 def plan_repository(options: BuildOptions) -> RepositoryPlan:
     """Everything a build writes, decided from the options (reads the cfg, names and weights digest)."""
-    from yolo_server.pipeline import postprocess_config_for
+    from yolo_server.ops.config import postprocess_config_for
 
     darknet = load_spec(options.cfg, options.size)
     target = resolve_target(options.target)
@@ -134,7 +140,9 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
     return RepositoryPlan(spec, darknet, Path(options.cfg).read_bytes())
 
 
-def export_detector(options: BuildOptions, plan: RepositoryPlan, path: Path, log: Callable[[str], None] = print) -> None:
+def export_detector(
+    options: BuildOptions, plan: RepositoryPlan, path: Path, log: Callable[[str], None] = print
+) -> None:
     """Load the network (random calibrated weights without ``options.weights``) and export it for the target.
 
     ``path`` is the artifact's main file; the export may write siblings beside it (OpenVINO's ``.bin``).

@@ -9,10 +9,24 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from tritonclient.grpc import model_config_pb2 as pb
 
+from yolo_client.contract import (
+    BOXES,
+    CLASSES,
+    COUNT,
+    DETECTOR_INPUT,
+    DETECTOR_PIXELS,
+    IMAGE,
+    INPUT,
+    PIXELS,
+    RESIZE,
+    RESIZE_LEN,
+    SCORES,
+    head_name,
+)
 from yolo_server.darknet.cfg import ConvSpec, DarknetSpec, MaxPoolSpec, RouteSpec, UpsampleSpec, YoloSpec
 from yolo_server.darknet.weights import output_channels
 from yolo_server.repository.spec import CFG_COPY, RepositorySpec
@@ -20,12 +34,11 @@ from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, P
 
 Dims = Sequence[int]
 RAGGED_OUTPUTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
-    ("BOXES", pb.TYPE_FP32, (-1, 4)),
-    ("SCORES", pb.TYPE_FP32, (-1,)),
-    ("CLASSES", pb.TYPE_INT32, (-1,)),
-    ("COUNT", pb.TYPE_INT32, (1,)),
+    (BOXES, pb.TYPE_FP32, (-1, 4)),
+    (SCORES, pb.TYPE_FP32, (-1,)),
+    (CLASSES, pb.TYPE_INT32, (-1,)),
+    (COUNT, pb.TYPE_INT32, (1,)),
 )
-RESIZE_LEN = 6
 
 
 def head_shapes(darknet: DarknetSpec) -> list[tuple[int, int, int]]:
@@ -103,12 +116,17 @@ def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
     """``NAME_preprocess``: IMAGE bytes [1] -> PIXELS uint8 (cpu) or INPUT fp32 (tensorrt) [3, H, W], RESIZE fp32 [6]."""
     info = spec.info
     config = _python_model(spec, spec.names.preprocess, spec.instances.preprocess)
-    config.input.append(_tensor(pb.ModelInput, "IMAGE", pb.TYPE_STRING, (1,)))
-    network = ("PIXELS", pb.TYPE_UINT8) if _pixels(spec) else ("INPUT", pb.TYPE_FP32)
+    config.input.append(_tensor(pb.ModelInput, IMAGE, pb.TYPE_STRING, (1,)))
+    network = (PIXELS, pb.TYPE_UINT8) if _pixels(spec) else (INPUT, pb.TYPE_FP32)
     config.output.append(_tensor(pb.ModelOutput, *network, (3, info.input_height, info.input_width)))
-    config.output.append(_tensor(pb.ModelOutput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,)))
+    config.output.append(_tensor(pb.ModelOutput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
     settings = PreprocessSettings(
-        info.input_width, info.input_height, info.letterbox, spec.limits.max_pixels, spec.limits.max_bytes, _pixels(spec)
+        info.input_width,
+        info.input_height,
+        info.letterbox,
+        spec.limits.max_pixels,
+        spec.limits.max_bytes,
+        _pixels(spec),
     )
     _parameters(config, settings.to_parameters())
     return config
@@ -142,15 +160,15 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
         _parameters(config, {"INFERENCE_MODE": "true", "precision": info.precision})
     input_dims = (3, info.input_height, info.input_width)
     optional = {"optional": True} if _pixels(spec) else {}
-    config.input.append(_tensor(pb.ModelInput, "INPUT__0", pb.TYPE_FP32, input_dims, **optional))
+    config.input.append(_tensor(pb.ModelInput, DETECTOR_INPUT, pb.TYPE_FP32, input_dims, **optional))
     if _pixels(spec):
-        config.input.append(_tensor(pb.ModelInput, "PIXELS__0", pb.TYPE_UINT8, input_dims, **optional))
-        config.input.append(_tensor(pb.ModelInput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,), **optional))
+        config.input.append(_tensor(pb.ModelInput, DETECTOR_PIXELS, pb.TYPE_UINT8, input_dims, **optional))
+        config.input.append(_tensor(pb.ModelInput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,), **optional))
     for index, dims in enumerate(heads):
-        config.output.append(_tensor(pb.ModelOutput, f"YOLO__{index}", pb.TYPE_FP32, dims))
+        config.output.append(_tensor(pb.ModelOutput, head_name(index), pb.TYPE_FP32, dims))
     for batch in sorted({1, batching.max_batch_size}):  # first calls at a batch size are slow (OpenVINO, TRT setup)
         warmup = config.model_warmup.add(name=f"zeros_batch_{batch}", batch_size=batch, count=2)
-        warmup.inputs["INPUT__0"].CopyFrom(
+        warmup.inputs[DETECTOR_INPUT].CopyFrom(
             pb.ModelWarmup.Input(data_type=pb.TYPE_FP32, dims=list(input_dims), zero_data=True)
         )
     return config
@@ -164,8 +182,8 @@ def postprocess_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int
     on_gpu = spec.info.target == "tensorrt"
     config = _python_model(spec, spec.names.postprocess, spec.instances.postprocess, on_gpu)
     for index, dims in enumerate(heads):
-        config.input.append(_tensor(pb.ModelInput, f"YOLO__{index}", pb.TYPE_FP32, dims))
-    config.input.append(_tensor(pb.ModelInput, "RESIZE", pb.TYPE_FP32, (RESIZE_LEN,)))
+        config.input.append(_tensor(pb.ModelInput, head_name(index), pb.TYPE_FP32, dims))
+    config.input.append(_tensor(pb.ModelInput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
     for name, data_type, dims in RAGGED_OUTPUTS:
         config.output.append(_tensor(pb.ModelOutput, name, data_type, dims))
     settings = PostprocessSettings(CFG_COPY, spec.pre_nms_top_k, spec.postprocess_threads)
@@ -183,31 +201,31 @@ def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]
     The tensor entry sends ``INPUT`` to the detector and ``RESIZE`` straight to the postprocess.
     """
     info, names = spec.info, spec.names
-    yolo = {f"YOLO__{index}": f"yolo_{index}" for index in range(len(heads))}
+    yolo = {head_name(index): f"yolo_{index}" for index in range(len(heads))}
     results = {name: name for name, _, _ in RAGGED_OUTPUTS}
 
     def detect_and_post(detector_inputs: Mapping[str, str], resize: str) -> list[pb.ModelEnsembling.Step]:
         return [
             _step(names.detector, detector_inputs, yolo),
-            _step(names.postprocess, {**yolo, "RESIZE": resize}, results),
+            _step(names.postprocess, {**yolo, RESIZE: resize}, results),
         ]
 
-    network_input = ("INPUT", pb.TYPE_FP32, (3, info.input_height, info.input_width))
+    network_input = (INPUT, pb.TYPE_FP32, (3, info.input_height, info.input_width))
     if _pixels(spec):
-        decoded = {"PIXELS": "pixels", "RESIZE": "resize"}
-        from_decoded = {"PIXELS__0": "pixels", "RESIZE": "resize"}
+        decoded = {PIXELS: "pixels", RESIZE: "resize"}
+        from_decoded = {DETECTOR_PIXELS: "pixels", RESIZE: "resize"}
     else:
-        decoded, from_decoded = {"INPUT": "input", "RESIZE": "resize"}, {"INPUT__0": "input"}
+        decoded, from_decoded = {INPUT: "input", RESIZE: "resize"}, {DETECTOR_INPUT: "input"}
     entries = (
         (
             names.bytes_ensemble,
-            [("IMAGE", pb.TYPE_STRING, (1,))],
-            [_step(names.preprocess, {"IMAGE": "IMAGE"}, decoded)] + detect_and_post(from_decoded, "resize"),
+            [(IMAGE, pb.TYPE_STRING, (1,))],
+            [_step(names.preprocess, {IMAGE: IMAGE}, decoded)] + detect_and_post(from_decoded, "resize"),
         ),
         (
             names.tensor_ensemble,
-            [network_input, ("RESIZE", pb.TYPE_FP32, (RESIZE_LEN,))],
-            detect_and_post({"INPUT__0": "INPUT"}, "RESIZE"),
+            [network_input, (RESIZE, pb.TYPE_FP32, (RESIZE_LEN,))],
+            detect_and_post({DETECTOR_INPUT: INPUT}, RESIZE),
         ),
     )
     configs = []

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yolo_server.triton.settings import ModelInfo
+from yolo_client.contract import STAGES, ModelInfo, stage_model_name, tensor_model_name
 
 TARGETS = ("cpu", "tensorrt")
 # cpu "auto": bf16 where the serving CPU has native bf16 (AMX, AVX512-BF16), else fp32; the detector decides at load
@@ -27,7 +27,6 @@ UNSUPPORTED_PRECISIONS = {
     }
 }
 DEFAULT_PRECISION = {"cpu": "auto", "tensorrt": "fp16"}
-MODEL_KINDS = ("preprocess", "detector", "postprocess")
 # the detector file in NAME_detector/1/: OpenVINO IR (with its model.bin beside it) / TorchScript with TensorRT engines
 ARTIFACTS = {"cpu": "model.xml", "tensorrt": "model.pt"}
 CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/
@@ -39,7 +38,9 @@ def check_precision(target: str, precision: str) -> None:
     if precision in refused:
         raise ValueError(f"{target} precision {precision!r}: {refused[precision]}")
     if precision not in PRECISIONS[target]:
-        raise ValueError(f"precision {precision!r} is not available on {target} (choose from {', '.join(PRECISIONS[target])})")
+        raise ValueError(
+            f"precision {precision!r} is not available on {target} (choose from {', '.join(PRECISIONS[target])})"
+        )
 
 
 def model_base_name(cfg_path: str | Path) -> str:
@@ -60,19 +61,19 @@ class ModelNames:
 
     @property
     def tensor_ensemble(self) -> str:
-        return f"{self.base}_tensor"
+        return tensor_model_name(self.base)
 
     @property
     def preprocess(self) -> str:
-        return f"{self.base}_preprocess"
+        return stage_model_name(self.base, "preprocess")
 
     @property
     def detector(self) -> str:
-        return f"{self.base}_detector"
+        return stage_model_name(self.base, "detector")
 
     @property
     def postprocess(self) -> str:
-        return f"{self.base}_postprocess"
+        return stage_model_name(self.base, "postprocess")
 
     def all(self) -> tuple[str, ...]:
         return (self.preprocess, self.detector, self.postprocess, self.bytes_ensemble, self.tensor_ensemble)
@@ -123,7 +124,7 @@ class Batching:
         return self.max_queue_images // self.max_batch_size
 
     @classmethod
-    def for_target(cls, target: str, **overrides: int | tuple[int, ...] | None) -> "Batching":
+    def for_target(cls, target: str, **overrides: int | tuple[int, ...] | None) -> Batching:
         """The target's defaults (:data:`TARGET_BATCHING`) with the given fields replaced; None keeps a default.
 
         A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it; on a target
@@ -146,9 +147,7 @@ class Batching:
 # GPU: batches large enough to fill the device at 416-608
 TARGET_BATCHING = {
     "cpu": Batching(max_queue_delay_us=0),
-    "tensorrt": Batching(
-        max_batch_size=32, opt_batch_size=16, max_queue_images=16384, preferred_batch_sizes=(16, 32)
-    ),
+    "tensorrt": Batching(max_batch_size=32, opt_batch_size=16, max_queue_images=16384, preferred_batch_sizes=(16, 32)),
 }
 
 
@@ -161,7 +160,7 @@ class Instances:
     postprocess: int = 1
 
     def __post_init__(self) -> None:
-        for kind in MODEL_KINDS:
+        for kind in STAGES:
             if getattr(self, kind) < 1:
                 raise ValueError(f"instances of {kind} must be at least 1, got {getattr(self, kind)}")
 

@@ -40,7 +40,9 @@ def artifact_path(spec: RepositorySpec, output: Path) -> Path:
 def repository_files(spec: RepositorySpec, darknet: DarknetSpec, cfg_bytes: bytes) -> dict[str, bytes]:
     """Relative path -> content of every non-artifact file of the repository."""
     names = spec.names
-    files = {f"{name}/config.pbtxt": config_text(config).encode() for name, config in model_configs(spec, darknet).items()}
+    files = {
+        f"{name}/config.pbtxt": config_text(config).encode() for name, config in model_configs(spec, darknet).items()
+    }
     files[f"{names.preprocess}/{VERSION}/model.py"] = adapter_source("preprocess").encode()
     if spec.info.target == "cpu":
         files[f"{names.detector}/{VERSION}/model.py"] = adapter_source("detector").encode()

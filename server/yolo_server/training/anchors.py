@@ -18,7 +18,9 @@ from yolo_server.ops.boxes import size_iou
 
 def _size_iou(sizes: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """:func:`yolo_server.ops.boxes.size_iou` on float64 arrays: ``[N, 2]`` x ``[K, 2]`` -> ``[N, K]``."""
-    return size_iou(torch.from_numpy(np.asarray(sizes, np.float64)), torch.from_numpy(np.asarray(centres, np.float64))).numpy()
+    return size_iou(
+        torch.from_numpy(np.asarray(sizes, np.float64)), torch.from_numpy(np.asarray(centres, np.float64))
+    ).numpy()
 
 
 def kmeans_anchors(wh: np.ndarray, k: int = 6, seed: int = 0, iterations: int = 300) -> np.ndarray:

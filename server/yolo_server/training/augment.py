@@ -60,7 +60,9 @@ def build_pool(seed: int, count: int, size: int, workers: int = 2, progress: boo
     jobs = [(seed, i, size) for i in range(count)]
     with get_context("fork").Pool(workers) as workers_pool:
         results = workers_pool.imap(stretched_scene, jobs, chunksize=16)
-        for i, (image, b, c) in enumerate(tqdm(results, total=count, desc="scene pool", disable=not progress, unit="img")):
+        for i, (image, b, c) in enumerate(
+            tqdm(results, total=count, desc="scene pool", disable=not progress, unit="img")
+        ):
             images[i] = image
             boxes.append(b)
             classes.append(c)
@@ -68,7 +70,11 @@ def build_pool(seed: int, count: int, size: int, workers: int = 2, progress: boo
 
 
 def place_boxes(
-    boxes: np.ndarray, classes: np.ndarray, scale: float, shift: tuple[float, float], region: tuple[float, float, float, float],
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    scale: float,
+    shift: tuple[float, float],
+    region: tuple[float, float, float, float],
     min_visible: float = MIN_VISIBLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Box bookkeeping of a scaled, shifted, cropped image.
@@ -87,9 +93,15 @@ def place_boxes(
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.int64)
     moved = boxes * scale + np.array([shift[0], shift[1], shift[0], shift[1]], dtype=np.float32)
     x1, y1, x2, y2 = region
-    clipped = np.stack([
-        np.clip(moved[:, 0], x1, x2), np.clip(moved[:, 1], y1, y2), np.clip(moved[:, 2], x1, x2), np.clip(moved[:, 3], y1, y2),
-    ], axis=1)
+    clipped = np.stack(
+        [
+            np.clip(moved[:, 0], x1, x2),
+            np.clip(moved[:, 1], y1, y2),
+            np.clip(moved[:, 2], x1, x2),
+            np.clip(moved[:, 3], y1, y2),
+        ],
+        axis=1,
+    )
     area = np.prod(moved[:, 2:] - moved[:, :2], axis=1)
     kept_area = np.prod(clipped[:, 2:] - clipped[:, :2], axis=1)
     sides = clipped[:, 2:] - clipped[:, :2]
@@ -97,7 +109,9 @@ def place_boxes(
     return clipped[keep].astype(np.float32), classes[keep]
 
 
-def paste(canvas: np.ndarray, image: np.ndarray, scale: float, shift: tuple[int, int], region: tuple[int, int, int, int]) -> None:
+def paste(
+    canvas: np.ndarray, image: np.ndarray, scale: float, shift: tuple[int, int], region: tuple[int, int, int, int]
+) -> None:
     """Draw ``image`` resized by ``scale`` with its origin at ``shift`` into ``canvas``, inside ``region`` only."""
     height, width = image.shape[:2]
     new_w, new_h = max(1, int(round(width * scale))), max(1, int(round(height * scale)))
@@ -175,5 +189,9 @@ def sample_batch(
         image, boxes, classes = make(rng, pool, size)
         image, boxes = flip(image, boxes, bool(rng.random() < 0.5), bool(rng.random() < 0.5))
         images[i] = image.transpose(2, 0, 1) / np.float32(255.0)
-        rows.append(np.concatenate([np.full((len(boxes), 1), i, np.float32), classes[:, None].astype(np.float32), boxes], axis=1))
+        rows.append(
+            np.concatenate(
+                [np.full((len(boxes), 1), i, np.float32), classes[:, None].astype(np.float32), boxes], axis=1
+            )
+        )
     return images, np.concatenate(rows).astype(np.float32)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -20,7 +20,9 @@ from yolo_server.training.train import TrainConfig
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolo-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="yolo-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     scenes = sub.add_parser("scenes", help="write generated scenes as JPEGs + COCO annotations.json")
     scenes.add_argument("output", type=Path)
@@ -41,8 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--pool-size", type=int, default=defaults.pool_size)
     train.add_argument("--lr", type=float, default=defaults.lr)
     train.add_argument("--warmup", type=int, default=defaults.warmup, help="warm-up iterations")
-    train.add_argument("--sizes", type=lambda t: tuple(int(v) for v in t.split(",")), default=defaults.sizes,
-                       help="training shapes, comma separated multiples of 32 (one drawn per batch)")
+    train.add_argument(
+        "--sizes",
+        type=lambda t: tuple(int(v) for v in t.split(",")),
+        default=defaults.sizes,
+        help="training shapes, comma separated multiples of 32 (one drawn per batch)",
+    )
     train.add_argument("--threads", type=int, default=defaults.threads)
     train.add_argument("--no-bf16", action="store_true", help="train in float32")
     train.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
@@ -65,15 +71,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         wh = np.concatenate([b[:, 2:] - b[:, :2] for b in pool.boxes])
         k = sum(head.num_anchors for head in spec.yolo_layers)
         anchors = kmeans_anchors(wh, k=k, seed=args.seed)
-        print(f"anchors={format_anchors(anchors)}  (avg best IoU {mean_best_iou(wh, anchors):.3f} over {len(wh)} boxes)")
+        print(
+            f"anchors={format_anchors(anchors)}  (avg best IoU {mean_best_iou(wh, anchors):.3f} over {len(wh)} boxes)"
+        )
         if args.write:
             set_cfg_anchors(args.cfg, anchors)
     else:
         from yolo_server.training.train import train
 
         config = dataclasses.replace(
-            TrainConfig(cfg=args.cfg, output=args.output), seed=args.seed, iterations=args.iterations, batch=args.batch,
-            pool_size=args.pool_size, lr=args.lr, warmup=args.warmup, sizes=args.sizes, threads=args.threads, bf16=not args.no_bf16, progress=not args.no_progress,
+            TrainConfig(cfg=args.cfg, output=args.output),
+            seed=args.seed,
+            iterations=args.iterations,
+            batch=args.batch,
+            pool_size=args.pool_size,
+            lr=args.lr,
+            warmup=args.warmup,
+            sizes=args.sizes,
+            threads=args.threads,
+            bf16=not args.no_bf16,
+            progress=not args.no_progress,
         )
         start = time.time()
         path = train(config)

@@ -1,8 +1,8 @@
 """The YOLOv4 training loss: CIoU boxes, BCE objectness (with ``ignore_thresh``), BCE classes with label smoothing.
 
-Predictions are decoded exactly as the served ``[yolo]`` decode does
-(:mod:`yolo_server.ops.decode`, ``new_coords=0``): ``x = (col + sigmoid(tx)*s - (s-1)/2) * stride``
-with the head's ``scale_x_y`` ``s``, ``w = exp(tw) * anchor_w``.
+Predicted boxes come from the served ``[yolo]`` decode itself
+(:func:`yolo_server.ops.decode.yolo_boxes`, ``new_coords=0``), only with the
+training clamp :data:`~yolo_server.ops.decode.TRAINING_MAX_LOG_SIZE` on ``tw``/``th``.
 
 Example:
     >>> criterion = YoloLoss(spec)
@@ -19,9 +19,8 @@ from torch import Tensor
 
 from yolo_server.darknet import DarknetSpec
 from yolo_server.ops.boxes import box_iou, paired_box_ciou
+from yolo_server.ops.decode import TRAINING_MAX_LOG_SIZE, yolo_boxes
 from yolo_server.training.targets import IOU_THRESHOLD, assign_targets
-
-MAX_LOG_SIZE = 6.0  # clamp of tw/th during training (exp(6) ~ 400x the anchor)
 
 
 @dataclass(frozen=True)
@@ -47,23 +46,6 @@ def smooth_labels(classes: Tensor, num_classes: int, eps: float) -> Tensor:
     target = torch.full((classes.shape[0], num_classes), eps / 2, dtype=torch.float32, device=classes.device)
     target[torch.arange(classes.shape[0], device=classes.device), classes] = 1.0 - eps / 2
     return target
-
-
-def decode_boxes(raw: Tensor, anchors: Tensor, scale_x_y: float, stride: tuple[float, float]) -> Tensor:
-    """Raw head values -> xyxy boxes in network pixels, differentiable.
-
-    Args:
-        raw: ``Tensor[..., 4]`` tx, ty, tw, th.
-        anchors: ``Tensor[..., 2]`` (w, h) network pixels, broadcastable to ``raw[..., :2]``.
-        scale_x_y: the head's ``scale_x_y``.
-        stride: (x, y) network pixels per cell.
-    Returns:
-        ``Tensor[..., 4]`` xyxy, relative to the cell's top-left corner.
-    """
-    xy = torch.sigmoid(raw[..., :2]) * scale_x_y - 0.5 * (scale_x_y - 1.0)
-    xy = xy * torch.tensor(stride, dtype=raw.dtype, device=raw.device)
-    wh = torch.exp(raw[..., 2:4].clamp(max=MAX_LOG_SIZE)) * anchors
-    return torch.cat([xy - wh / 2, xy + wh / 2], dim=-1)
 
 
 class YoloLoss:
@@ -98,13 +80,7 @@ class YoloLoss:
             b, _, grid_h, grid_w = out.shape
             a = len(mask)
             x = out.float().view(b, a, 5 + self.num_classes, grid_h, grid_w).permute(0, 1, 3, 4, 2)  # [B, A, h, w, 5+C]
-            stride = (net_w / grid_w, net_h / grid_h)
-            anchors = self.anchors[list(mask)].to(device)  # [A, 2]
-            boxes = decode_boxes(x[..., :4], anchors.view(1, a, 1, 1, 2), head.scale_x_y, stride)
-            offset = torch.stack(torch.meshgrid(
-                torch.arange(grid_w, device=device) * stride[0], torch.arange(grid_h, device=device) * stride[1],
-                indexing="xy"), dim=-1).float()  # [h, w, 2]
-            boxes = boxes + offset.repeat(1, 1, 2).view(1, 1, grid_h, grid_w, 4)
+            boxes = yolo_boxes(out, head, net_w, net_h, max_log_size=TRAINING_MAX_LOG_SIZE)  # [B, A, h, w, 4]
             obj_target = torch.zeros(x.shape[:4], device=device)
             obj_weight = torch.ones_like(obj_target)
             with torch.no_grad():  # darknet's ignore_thresh: good-enough negatives are not pushed down

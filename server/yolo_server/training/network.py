@@ -34,7 +34,12 @@ class TrainConv(nn.Sequential):
 
     def __init__(self, spec: ConvSpec, in_channels: int) -> None:
         conv = nn.Conv2d(
-            in_channels, spec.filters, spec.size, spec.stride, spec.padding, groups=spec.groups,
+            in_channels,
+            spec.filters,
+            spec.size,
+            spec.stride,
+            spec.padding,
+            groups=spec.groups,
             bias=not spec.batch_normalize,
         )
         parts: list[nn.Module] = [conv]
@@ -58,7 +63,7 @@ def build_trainable(spec: DarknetSpec, seed: int = 0, prior_objectness: float = 
     for index, layer in enumerate(spec.layers):
         if isinstance(layer, ConvSpec):
             model.layers[index] = TrainConv(layer, shapes[id(layer)][1] * layer.groups)
-    for index, layer in enumerate(spec.layers):
+    for index in range(len(spec.layers)):
         module = model.layers[index]
         if isinstance(module, TrainConv):
             conv = module[0]
@@ -93,8 +98,11 @@ def export_weights(model: DarknetModel, seen: int = 0) -> DarknetWeights:
             bn: nn.BatchNorm2d = module[1]  # type: ignore[assignment]
             convs.append(
                 ConvWeights(
-                    bias=_np(bn.bias), weight=weight, gamma=_np(bn.weight),
-                    running_mean=_np(bn.running_mean), running_var=_np(bn.running_var),
+                    bias=_np(bn.bias),
+                    weight=weight,
+                    gamma=_np(bn.weight),
+                    running_mean=_np(bn.running_mean),
+                    running_var=_np(bn.running_var),
                 )
             )
         else:

@@ -113,7 +113,9 @@ def generate_scene(seed: int, index: int) -> Scene:
 
 def encode_jpeg(scene: Scene) -> bytes:
     """The scene as JPEG bytes at its quality."""
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, scene.quality])
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, scene.quality]
+    )
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return data.tobytes()
@@ -144,14 +146,21 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = T
         images.append({"id": index + 1, "file_name": name, "width": width, "height": height})
         for box, cls, area in zip(scene.boxes, scene.classes, scene.areas):
             x1, y1, x2, y2 = (float(v) for v in box)
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": index + 1, "category_id": int(cls) + 1,
-                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "area": float(area), "iscrowd": 0,
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": int(cls) + 1,
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "area": float(area),
+                    "iscrowd": 0,
+                }
+            )
     path = out / "annotations.json"
     info = {"description": f"synthetic shapes, seed {seed}", "seed": seed}
-    path.write_text(json.dumps({"info": info, "images": images, "annotations": annotations, "categories": coco_categories()}))
+    path.write_text(
+        json.dumps({"info": info, "images": images, "annotations": annotations, "categories": coco_categories()})
+    )
     return path
 
 

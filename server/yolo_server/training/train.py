@@ -79,7 +79,7 @@ class Ema:
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (decay if p.ndim == 4 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -104,7 +104,9 @@ def train(config: TrainConfig) -> Path:
     ema = Ema(model, config.ema_decay)
     criterion = YoloLoss(spec, LossWeights())
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.999))
-    pool = build_pool(config.seed, config.pool_size, config.pool_resolution, workers=config.threads, progress=config.progress)
+    pool = build_pool(
+        config.seed, config.pool_size, config.pool_resolution, workers=config.threads, progress=config.progress
+    )
     rng = np.random.default_rng([config.seed, 1])
     mosaic_until = int(config.iterations * (1.0 - config.no_mosaic_tail))
     seen = 0
@@ -115,7 +117,9 @@ def train(config: TrainConfig) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         size = int(rng.choice(config.sizes))
-        images, gt = sample_batch(rng, pool, config.batch, size, config.mosaic_prob if iteration < mosaic_until else 0.0)
+        images, gt = sample_batch(
+            rng, pool, config.batch, size, config.mosaic_prob if iteration < mosaic_until else 0.0
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             outputs = model(torch.from_numpy(images))
         loss, parts = criterion([o.float() for o in outputs], torch.from_numpy(gt), (size, size))
@@ -125,11 +129,20 @@ def train(config: TrainConfig) -> Path:
         optimizer.step()
         ema.update(model)
         seen += config.batch
-        bar.set_postfix(loss=f"{float(loss.detach()) / config.batch:.3f}", box=f"{parts['box']:.3f}", obj=f"{parts['obj']:.4f}",
-                        cls=f"{parts['cls']:.3f}", size=size, lr=f"{lr:.2e}")
+        bar.set_postfix(
+            loss=f"{float(loss.detach()) / config.batch:.3f}",
+            box=f"{parts['box']:.3f}",
+            obj=f"{parts['obj']:.4f}",
+            cls=f"{parts['cls']:.3f}",
+            size=size,
+            lr=f"{lr:.2e}",
+        )
         if not config.progress and iteration % 20 == 0:
-            print(f"it {iteration} size {size} loss {float(loss.detach()) / config.batch:.4f} {parts} lr {lr:.2e} "
-                  f"{time.time() - start:.0f}s", flush=True)
+            print(
+                f"it {iteration} size {size} loss {float(loss.detach()) / config.batch:.4f} {parts} lr {lr:.2e} "
+                f"{time.time() - start:.0f}s",
+                flush=True,
+            )
         if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == config.iterations:
             save_checkpoint(ema.model, config.cfg, config.output, seen)
     return Path(config.output)

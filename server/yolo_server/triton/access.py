@@ -57,7 +57,7 @@ class TlsFiles:
                 raise ValueError(f"TLS {what} {path} is not a file")
 
     @classmethod
-    def from_options(cls, cert: Path | None, key: Path | None, client_ca: Path | None) -> "TlsFiles | None":
+    def from_options(cls, cert: Path | None, key: Path | None, client_ca: Path | None) -> TlsFiles | None:
         """None without TLS options; a certificate without its key (or the reverse) is an error."""
         if cert is None and key is None:
             if client_ca is not None:
@@ -79,7 +79,10 @@ class Access:
         restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={self.admin_key}"
         args = [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
         if self.tls is not None:
-            args += [f"--grpc-server-cert={Path(self.tls.cert).resolve()}", f"--grpc-server-key={Path(self.tls.key).resolve()}"]
+            args += [
+                f"--grpc-server-cert={Path(self.tls.cert).resolve()}",
+                f"--grpc-server-key={Path(self.tls.key).resolve()}",
+            ]
             if self.tls.client_ca is None:
                 args.append("--grpc-use-ssl=true")
             else:

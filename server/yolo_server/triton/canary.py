@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import socket
 import struct
 import time
 import urllib.error
@@ -29,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from yolo_client.contract import COUNT, IMAGE
+
 CANARY_SIZE = (64, 48)  # width, height: small enough to cost nothing, any model letterboxes it
-IMAGE_INPUT = "IMAGE"
-COUNT_OUTPUT = "COUNT"
 CanaryKind = Literal["ok", "busy", "failed"]
 
 
@@ -64,7 +63,7 @@ def image_ensembles(repository: Path) -> list[str]:
     names = []
     for path in sorted(Path(repository).glob("*/config.pbtxt")):
         config = text_format.Parse(path.read_text(), pb.ModelConfig())
-        if config.platform == "ensemble" and [i.name for i in config.input] == [IMAGE_INPUT]:
+        if config.platform == "ensemble" and [i.name for i in config.input] == [IMAGE]:
             names.append(config.name or path.parent.name)
     return names
 
@@ -73,9 +72,9 @@ def _request_body(image: bytes) -> tuple[bytes, int]:
     element = struct.pack("<I", len(image)) + image  # one BYTES element: 4-byte little-endian length, then bytes
     header = {
         "inputs": [
-            {"name": IMAGE_INPUT, "shape": [1, 1], "datatype": "BYTES", "parameters": {"binary_data_size": len(element)}}
+            {"name": IMAGE, "shape": [1, 1], "datatype": "BYTES", "parameters": {"binary_data_size": len(element)}}
         ],
-        "outputs": [{"name": COUNT_OUTPUT, "parameters": {"binary_data": False}}],
+        "outputs": [{"name": COUNT, "parameters": {"binary_data": False}}],
     }
     encoded = json.dumps(header).encode()
     return encoded + element, len(encoded)
@@ -101,14 +100,14 @@ def check_canary(url: str, model: str, timeout_s: float) -> CanaryResult:
     except urllib.error.HTTPError as err:
         message = _error_message(err)
         return result("busy" if err.code == 503 else "failed", f"HTTP {err.code}: {message}")
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         return result("failed", f"no answer within {timeout_s:g} s")
     except (urllib.error.URLError, OSError, ValueError) as err:
         return result("failed", f"{type(err).__name__}: {getattr(err, 'reason', err)}")
     outputs = {output.get("name"): output for output in answer.get("outputs", [])}
-    if COUNT_OUTPUT not in outputs:
-        return result("failed", f"the answer has no {COUNT_OUTPUT} output")
-    return result("ok", f"{outputs[COUNT_OUTPUT].get('data')} detections")
+    if COUNT not in outputs:
+        return result("failed", f"the answer has no {COUNT} output")
+    return result("ok", f"{outputs[COUNT].get('data')} detections")
 
 
 def _error_message(err: urllib.error.HTTPError) -> str:

@@ -13,7 +13,8 @@ Example (inside ``TritonPythonModel.execute``):
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 

@@ -82,7 +82,9 @@ def read_header_size(data: bytes) -> tuple[int, int]:
             declared = declared_size(data)
             if declared is not None and 0 in declared:
                 raise InvalidInput("bad_dimensions", f"image has no pixels ({declared[0]}x{declared[1]})") from None
-            raise InvalidInput("undecodable", f"undecodable image: {len(data)} bytes in no known image format") from None
+            raise InvalidInput(
+                "undecodable", f"undecodable image: {len(data)} bytes in no known image format"
+            ) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise InvalidInput("undecodable", f"undecodable image header ({len(data)} bytes): {exc}") from None
 
@@ -141,7 +143,8 @@ def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
         raise InvalidInput("bad_dimensions", f"image has no pixels ({width}x{height})")
     if width * height > limits.max_pixels:
         raise InvalidInput(
-            "too_many_pixels", f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}"
+            "too_many_pixels",
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {limits.max_pixels}",
         )
     image_format = sniff_format(data)
     if image_format not in ACCEPTED_FORMATS:
@@ -152,7 +155,8 @@ def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
     scans = data.count(_JPEG_SOS) if image_format == "jpeg" else 0
     if scans > limits.max_jpeg_scans:
         raise InvalidInput(
-            "too_many_scans", f"JPEG has {scans} scans, over the limit of {limits.max_jpeg_scans} (progressive scan bomb?)"
+            "too_many_scans",
+            f"JPEG has {scans} scans, over the limit of {limits.max_jpeg_scans} (progressive scan bomb?)",
         )
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:

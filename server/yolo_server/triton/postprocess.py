@@ -8,19 +8,19 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+
+from yolo_client.contract import BOXES, CLASSES, COUNT, SCORES, ModelInfo
 from yolo_client.geometry import ResizeParams
-
 from yolo_server.darknet.cfg import YoloSpec, parse_cfg_file
-from yolo_server.ops.postprocess import Detections, PostprocessConfig, postprocess_counted
-from yolo_server.triton.settings import ModelInfo, PostprocessSettings
-
-OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "COUNT")
+from yolo_server.ops.config import PostprocessConfig
+from yolo_server.ops.postprocess import Detections, postprocess_counted
+from yolo_server.triton.settings import PostprocessSettings
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,20 @@ class Postprocessor:
     @classmethod
     def from_parameters(
         cls, parameters: Mapping[str, str], version_dir: str | Path, device: torch.device = torch.device("cpu")
-    ) -> "Postprocessor":
+    ) -> Postprocessor:
         """From the model's config parameters and the cfg copy beside ``model.py``; torch ops run on ``device``."""
         info = ModelInfo.from_parameters(parameters)
         settings = PostprocessSettings.from_parameters(parameters)
         heads = parse_cfg_file(Path(version_dir) / settings.cfg).yolo_layers
         if settings.num_threads:
             torch.set_num_threads(settings.num_threads)
-        return cls(heads, info.input_width, info.input_height, info.postprocess_config(settings.pre_nms_top_k), device)
+        return cls(
+            heads,
+            info.input_width,
+            info.input_height,
+            PostprocessConfig.from_model_info(info, settings.pre_nms_top_k),
+            device,
+        )
 
     def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> tuple[list[Detections], np.ndarray]:
         """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`, and int64
@@ -76,4 +82,4 @@ def pack_ragged(detections: Sequence[Detections]) -> dict[str, np.ndarray]:
         boxes[row, : len(dets)] = dets.boxes
         scores[row, : len(dets)] = dets.scores
         classes[row, : len(dets)] = dets.class_ids
-    return {"BOXES": boxes, "SCORES": scores, "CLASSES": classes, "COUNT": counts.reshape(-1, 1)}
+    return {BOXES: boxes, SCORES: scores, CLASSES: classes, COUNT: counts.reshape(-1, 1)}

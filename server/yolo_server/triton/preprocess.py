@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from yolo_client.geometry import pixels_to_input, prepare_pixels, resize_params
 
+from yolo_client.geometry import pixels_to_input, prepare_pixels, resize_params
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.settings import PreprocessSettings
 from yolo_server.triton.validation import InvalidInput

@@ -12,11 +12,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
-from yolo_client.geometry import PARAMS_LEN, ResizeParams, pixels_to_input
+
+from yolo_client.contract import RESIZE_LEN
+from yolo_client.geometry import ResizeParams, pixels_to_input
 
 REJECTION_REASONS = (
     "empty",
@@ -55,7 +57,9 @@ def check_array(name: str, array: np.ndarray, dtype: np.dtype, shape: Sequence[i
     if array.dtype != dtype:
         raise InvalidInput("bad_dtype", f"{name} must be {np.dtype(dtype).name}, got {array.dtype.name}")
     if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != tuple(shape):
-        raise InvalidInput("bad_shape", f"{name} must be [batch, {', '.join(map(str, shape))}], got {list(array.shape)}")
+        raise InvalidInput(
+            "bad_shape", f"{name} must be [batch, {', '.join(map(str, shape))}], got {list(array.shape)}"
+        )
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise InvalidInput("non_finite", f"{name} contains NaN or Inf")
 
@@ -139,7 +143,7 @@ def check_resize(packed: np.ndarray, net_width: int, net_height: int) -> list[Re
     Every value must be an exact non-negative integer, the image at least 1x1,
     and the resized image must fit inside the network input at its padding.
     """
-    check_array("RESIZE", packed, np.dtype(np.float32), (PARAMS_LEN,))
+    check_array("RESIZE", packed, np.dtype(np.float32), (RESIZE_LEN,))
     if (packed != np.round(packed)).any() or (packed < 0).any():
         raise InvalidInput("bad_dimensions", f"RESIZE values must be non-negative integers, got {packed.tolist()}")
     params = [ResizeParams.unpack(row, net_width, net_height) for row in packed]
