@@ -181,7 +181,9 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
 def serve_and_measure(
     repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float
 ) -> tuple[list[LoadResult], dict[str, int]]:
-    from yolo_server.triton.launch import ServeOptions, TritonServer, free_ports
+    from yolo_server.triton.options import ServeOptions
+    from yolo_server.triton.ports import free_ports
+    from yolo_server.triton.process import TritonServer
 
     http, grpc, metrics = free_ports(3)
     options = ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)

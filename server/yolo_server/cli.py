@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from yolo_client.contract import (
     DEFAULT_MAX_DETECTIONS,
@@ -22,7 +22,6 @@ from yolo_client.contract import (
     HTTP_PORT,
     METRICS_PORT,
 )
-
 from yolo_server.repository.spec import STAGES, TARGET_BATCHING, Batching, Instances, Limits
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.supervise import Supervision
@@ -60,13 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="write a Triton model repository for a darknet cfg")
     build.add_argument("--cfg", type=Path, required=True, help="darknet .cfg")
-    build.add_argument("--weights", type=Path, help="darknet .weights (default: calibrated RANDOM weights, not trained)")
+    build.add_argument(
+        "--weights", type=Path, help="darknet .weights (default: calibrated RANDOM weights, not trained)"
+    )
     build.add_argument("--names", type=Path, help="class names, one per line (default: class ids)")
     build.add_argument("--size", type=_size, help="network input, N or WxH, multiples of 32 (default: the cfg's)")
     build.add_argument("--target", choices=("cpu", "tensorrt", "auto"), default="cpu")
-    build.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
-                       help="cpu: auto|fp32|bf16 (default auto: bf16 where the serving CPU has native bf16, else fp32); "
-                       "tensorrt: fp16|fp32 (default fp16), int8 is refused with the reason")
+    build.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        help="cpu: auto|fp32|bf16 (default auto: bf16 where the serving CPU has native bf16, else fp32); "
+        "tensorrt: fp16|fp32 (default fp16), int8 is refused with the reason",
+    )
     build.add_argument("--name", help="base model name (default: from the cfg file name)")
     build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
     build.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
@@ -75,23 +79,49 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--class-agnostic", action="store_true", help="NMS across classes")
     instances, limits, supervision = Instances(), Limits(), Supervision()
     cpu, gpu = TARGET_BATCHING["cpu"], TARGET_BATCHING["tensorrt"]
-    build.add_argument("--max-batch-size", type=int,
-                       help=f"largest dynamic batch (default: cpu {cpu.max_batch_size}, tensorrt {gpu.max_batch_size})")
+    build.add_argument(
+        "--max-batch-size",
+        type=int,
+        help=f"largest dynamic batch (default: cpu {cpu.max_batch_size}, tensorrt {gpu.max_batch_size})",
+    )
     build.add_argument("--opt-batch-size", type=int, help="TensorRT profile optimum (default: half the max batch)")
-    build.add_argument("--preferred-batch-sizes", type=_batch_sizes, metavar="N[,N...]",
-                       help="the detector's preferred dynamic batches (default: cpu none, tensorrt optimum and max)")
-    build.add_argument("--max-queue-delay-us", type=int,
-                       help=f"default: cpu {cpu.max_queue_delay_us}, tensorrt {gpu.max_queue_delay_us}")
-    build.add_argument("--max-queue-images", type=int,
-                       help=f"images each model's queue holds, full-batch requests counted "
-                       f"(default: cpu {cpu.max_queue_images}, tensorrt {gpu.max_queue_images})")
-    build.add_argument("--queue-timeout-us", type=int,
-                       help=f"longest wait in one model's queue before UNAVAILABLE (default {cpu.queue_timeout_us})")
-    build.add_argument("--instances", type=_instances, action="append", default=[], metavar="KIND=N",
-                       help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
-                       f"detector={instances.detector}, postprocess={instances.postprocess})")
-    build.add_argument("--detector-threads", type=int, default=0, help="OpenVINO threads per cpu detector instance (0: one per core)")
-    build.add_argument("--max-pixels", type=_pixels, default=limits.max_pixels, help="per image, checked before decoding")
+    build.add_argument(
+        "--preferred-batch-sizes",
+        type=_batch_sizes,
+        metavar="N[,N...]",
+        help="the detector's preferred dynamic batches (default: cpu none, tensorrt optimum and max)",
+    )
+    build.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        help=f"default: cpu {cpu.max_queue_delay_us}, tensorrt {gpu.max_queue_delay_us}",
+    )
+    build.add_argument(
+        "--max-queue-images",
+        type=int,
+        help=f"images each model's queue holds, full-batch requests counted "
+        f"(default: cpu {cpu.max_queue_images}, tensorrt {gpu.max_queue_images})",
+    )
+    build.add_argument(
+        "--queue-timeout-us",
+        type=int,
+        help=f"longest wait in one model's queue before UNAVAILABLE (default {cpu.queue_timeout_us})",
+    )
+    build.add_argument(
+        "--instances",
+        type=_instances,
+        action="append",
+        default=[],
+        metavar="KIND=N",
+        help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
+        f"detector={instances.detector}, postprocess={instances.postprocess})",
+    )
+    build.add_argument(
+        "--detector-threads", type=int, default=0, help="OpenVINO threads per cpu detector instance (0: one per core)"
+    )
+    build.add_argument(
+        "--max-pixels", type=_pixels, default=limits.max_pixels, help="per image, checked before decoding"
+    )
     build.add_argument("--max-bytes", type=int, default=limits.max_bytes, help="per encoded image")
 
     serve = commands.add_parser("serve", help="run tritonserver on a model repository")
@@ -104,24 +134,44 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for every model")
     serve.add_argument("--shm-bytes", type=int, default=32 << 20, help="Python-backend shared memory per instance")
     serve.add_argument("--log-verbose", type=int, default=0)
-    serve.add_argument("--admin-key-file", type=Path,
-                       help=f"file holding the key that the {ADMIN_KEY_HEADER!r} HTTP header (gRPC: {GRPC_ADMIN_KEY_HEADER!r}) must carry for the repository, "
-                       "shared-memory, trace and logging APIs (default: a random key nobody knows: those APIs are off)")
-    serve.add_argument("--tls-cert", type=Path, help="gRPC TLS: PEM server certificate (chain); HTTP then binds 127.0.0.1")
+    serve.add_argument(
+        "--admin-key-file",
+        type=Path,
+        help=f"file holding the key that the {ADMIN_KEY_HEADER!r} HTTP header (gRPC: {GRPC_ADMIN_KEY_HEADER!r}) must carry for the repository, "
+        "shared-memory, trace and logging APIs (default: a random key nobody knows: those APIs are off)",
+    )
+    serve.add_argument(
+        "--tls-cert", type=Path, help="gRPC TLS: PEM server certificate (chain); HTTP then binds 127.0.0.1"
+    )
     serve.add_argument("--tls-key", type=Path, help="gRPC TLS: PEM private key of --tls-cert")
     serve.add_argument("--tls-client-ca", type=Path, help="mutual TLS: PEM CA that client certificates must chain to")
-    serve.add_argument("--check-interval", type=float, default=supervision.check_interval_s,
-                       help="seconds between checks of the Python-backend stubs (0: no supervision)")
-    serve.add_argument("--canary-interval", type=float, default=supervision.canary_interval_s,
-                       help="seconds between canary inferences through each image ensemble")
-    serve.add_argument("--canary-timeout", type=float, default=supervision.canary_timeout_s,
-                       help="deadline of one canary inference")
+    serve.add_argument(
+        "--check-interval",
+        type=float,
+        default=supervision.check_interval_s,
+        help="seconds between checks of the Python-backend stubs (0: no supervision)",
+    )
+    serve.add_argument(
+        "--canary-interval",
+        type=float,
+        default=supervision.canary_interval_s,
+        help="seconds between canary inferences through each image ensemble",
+    )
+    serve.add_argument(
+        "--canary-timeout", type=float, default=supervision.canary_timeout_s, help="deadline of one canary inference"
+    )
 
-    probe = commands.add_parser("probe", help="exit 0 when the server answers a canary inference in time (health checks)")
-    probe.add_argument("--url", default=f"127.0.0.1:{HTTP_PORT}", help="HTTP endpoint host:port (loopback in a container)")
+    probe = commands.add_parser(
+        "probe", help="exit 0 when the server answers a canary inference in time (health checks)"
+    )
+    probe.add_argument(
+        "--url", default=f"127.0.0.1:{HTTP_PORT}", help="HTTP endpoint host:port (loopback in a container)"
+    )
     probe.add_argument("--repository", type=Path, help="model repository: canary every image ensemble in it")
     probe.add_argument("--model", action="append", default=[], help="an image ensemble to canary (repeatable)")
-    probe.add_argument("--timeout", type=float, default=supervision.canary_timeout_s, help="seconds for the whole probe")
+    probe.add_argument(
+        "--timeout", type=float, default=supervision.canary_timeout_s, help="seconds for the whole probe"
+    )
     return parser
 
 
@@ -159,11 +209,13 @@ def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def serve_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """Namespace of ``serve`` -> :class:`yolo_server.triton.launch.ServeOptions`."""
+    """Namespace of ``serve`` -> :class:`yolo_server.triton.options.ServeOptions`."""
     from yolo_server.triton.access import Access, TlsFiles, read_admin_key
-    from yolo_server.triton.launch import ServeOptions
+    from yolo_server.triton.options import ServeOptions
 
-    access = Access(read_admin_key(args.admin_key_file), TlsFiles.from_options(args.tls_cert, args.tls_key, args.tls_client_ca))
+    access = Access(
+        read_admin_key(args.admin_key_file), TlsFiles.from_options(args.tls_cert, args.tls_key, args.tls_client_ca)
+    )
     return ServeOptions(
         repository=args.repository,
         host=args.host,

@@ -30,14 +30,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
-from yolo_server.triton.launch import free_ports
+from yolo_server.triton.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / "models" / "darknet" / "yolov4-tiny.cfg"
@@ -134,9 +134,9 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTestServer]:
     from yolo_server import Detector
     from yolo_server.cli import main as cli_main
-    from yolo_server.ops.config import postprocess_config_for
     from yolo_server.darknet import load_spec
     from yolo_server.export.openvino import OpenVINORunner
+    from yolo_server.ops.config import postprocess_config_for
 
     workdir = tmp_path_factory.mktemp("triton")
     weights = write_random_weights(workdir / "yolov4-tiny-random.weights")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import queue
 import re
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,7 +101,9 @@ def _triton_dtype(dtype: np.dtype) -> str:
     return np_to_triton_dtype(dtype)
 
 
-def burst(client: grpcclient.InferenceServerClient, calls: Sequence[tuple[str, list[Any]]], timeout_s: float = 120) -> list[Any]:
+def burst(
+    client: grpcclient.InferenceServerClient, calls: Sequence[tuple[str, list[Any]]], timeout_s: float = 120
+) -> list[Any]:
     """Send every (model, inputs) at once (async); returns per call its InferResult or InferenceServerException."""
     answers: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
     for index, (model, inputs) in enumerate(calls):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections
 from yolo_client import (
     AsyncYoloClient,
     DeadlineExceededError,
@@ -24,8 +25,6 @@ from yolo_client import (
     UnavailableError,
     YoloClient,
 )
-
-from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +40,9 @@ def _image(width: int, height: int, seed: int) -> np.ndarray:
     for _ in range(5):
         centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         axes = (int(rng.integers(4, max(5, width // 3))), int(rng.integers(4, max(5, height // 3))))
-        cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, [int(c) for c in rng.integers(0, 256, 3)], -1)
+        cv2.ellipse(
+            image, centre, axes, float(rng.uniform(0, 180)), 0, 360, [int(c) for c in rng.integers(0, 256, 3)], -1
+        )
     return image
 
 
@@ -178,6 +179,7 @@ def test_health_models_and_headers(triton_server) -> None:
 
 def test_client_metrics_count_real_calls(triton_server, encoded_images) -> None:
     import prometheus_client
+
     registry = prometheus_client.CollectorRegistry()
     from yolo_client import ClientMetrics
 
@@ -214,7 +216,10 @@ def test_cli_detect_json_matches_the_sdk(triton_server, encoded_images, tmp_path
         assert entry["detections"] == [d.to_dict() for d in found]
     drawn = sorted(out_dir.iterdir())
     assert [p.name for p in drawn] == [f"image{i}.png" for i in range(3)]
-    assert cv2.imread(str(drawn[0])).shape == cv2.imdecode(np.frombuffer(encoded_images[0], np.uint8), cv2.IMREAD_COLOR).shape
+    assert (
+        cv2.imread(str(drawn[0])).shape
+        == cv2.imdecode(np.frombuffer(encoded_images[0], np.uint8), cv2.IMREAD_COLOR).shape
+    )
 
 
 def test_cli_health_models_and_a_short_bench(triton_server) -> None:
@@ -222,7 +227,9 @@ def test_cli_health_models_and_a_short_bench(triton_server) -> None:
     health = _cli("health", *url)
     assert health.returncode == 0 and "OK" in health.stdout, health.stdout + health.stderr
     locked = _cli("models", "--json", *url)  # the repository index is an admin API
-    assert locked.returncode == 1 and "expecting header 'triton-grpc-protocol-admin-key'" in locked.stderr, locked.stderr
+    assert locked.returncode == 1 and "expecting header 'triton-grpc-protocol-admin-key'" in locked.stderr, (
+        locked.stderr
+    )
     [(name, key)] = triton_server.admin_headers.items()
     models = _cli("models", "--json", "--header", f"{name}={key}", *url)
     assert json.loads(models.stdout)["model_info"]["input_width"] == triton_server.input_width

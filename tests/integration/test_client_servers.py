@@ -14,14 +14,23 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 import pytest
 
+from tests.integration.conftest import start_serve, stop_process
+from tests.integration.serving_support import (
+    MAX_DETECTIONS,
+    as_found,
+    assert_same_detections,
+    detector_stub,
+    printed_triton_pid,
+    triton_pid,
+)
 from yolo_client import (
     ClientMetrics,
     HealthCheckOptions,
@@ -30,20 +39,15 @@ from yolo_client import (
     UnavailableError,
     YoloClient,
 )
-
-from tests.integration.conftest import start_serve, stop_process
-from tests.integration.serving_support import (
-    MAX_DETECTIONS, as_found, assert_same_detections, detector_stub, printed_triton_pid, triton_pid,
-)
-from yolo_server.triton.launch import free_ports
+from yolo_server.triton.ports import free_ports
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 180.0
 
 
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] = lambda: True) -> None:
+def _wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] = lambda: True
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -86,6 +90,7 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
     http_port, grpc_port, metrics_port = free_ports(3)
     second = f"127.0.0.1:{grpc_port}"
     import prometheus_client
+
     registry = prometheus_client.CollectorRegistry()
     checks = HealthCheckOptions(interval=1.0, recheck_interval=0.5, probe_timeout=1.0)
     images = _images(4)
@@ -96,7 +101,9 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
         _wait_until(lambda: not client.pool.is_up(second), 10, "the checker takes the missing endpoint out")
 
         log = tmp_path / "second.log"
-        process, _ = start_serve(triton_server.repository, log, ports=(http_port, grpc_port, metrics_port), exit_timeout_s=5)
+        process, _ = start_serve(
+            triton_server.repository, log, ports=(http_port, grpc_port, metrics_port), exit_timeout_s=5
+        )
         try:
             alive = lambda: process.poll() is None  # noqa: E731
             _wait_until(lambda: client.pool.is_up(second), READY_TIMEOUT_S, "the second server to be readmitted", alive)
@@ -123,7 +130,9 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
     assert len(results) == 200
     for i, found in enumerate(results):  # either server, batched or not: the same detections
         assert_same_detections(as_found(found), as_found(expected[i % len(images)]), MAX_DETECTIONS)
-    retries = registry.get_sample_value("yolo_client_retries_total", {"model": triton_server.model_name, "status": "UNAVAILABLE"})
+    retries = registry.get_sample_value(
+        "yolo_client_retries_total", {"model": triton_server.model_name, "status": "UNAVAILABLE"}
+    )
     ok = registry.get_sample_value(
         "yolo_client_requests_total", {"model": triton_server.model_name, "transport": "bytes", "outcome": "ok"}
     )
@@ -135,7 +144,9 @@ def _success_count(url: str, model: str) -> int:
 
     with grpcclient.InferenceServerClient(url) as c:
         stats = c.get_inference_statistics(model, as_json=True)
-    return sum(int(m.get("inference_stats", {}).get("success", {}).get("count", 0)) for m in stats.get("model_stats", []))
+    return sum(
+        int(m.get("inference_stats", {}).get("success", {}).get("count", 0)) for m in stats.get("model_stats", [])
+    )
 
 
 # -- TLS --------------------------------------------------------------------------------------------------------
@@ -146,7 +157,7 @@ def _certificates(directory: Path) -> dict[str, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     files: dict[str, Path] = {}
 
     def write(name: str, data: bytes) -> None:
@@ -154,7 +165,9 @@ def _certificates(directory: Path) -> dict[str, Path]:
         files[name].write_bytes(data)
 
     def key_pem(key) -> bytes:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def issue(subject: str, key, issuer_name, issuer_key, *, ca: bool, sans=(), usage=None) -> x509.Certificate:
         builder = (
@@ -182,7 +195,10 @@ def _certificates(directory: Path) -> dict[str, Path]:
     ca, ca_key = new_ca("ca")
     new_ca("other_ca")
     sans = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("triton.test")]
-    for name, san, usage in (("server", sans, ExtendedKeyUsageOID.SERVER_AUTH), ("client", (), ExtendedKeyUsageOID.CLIENT_AUTH)):
+    for name, san, usage in (
+        ("server", sans, ExtendedKeyUsageOID.SERVER_AUTH),
+        ("client", (), ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
         cert = issue(name, key, ca.subject, ca_key, ca=False, sans=san, usage=usage)
         write(name, cert.public_bytes(serialization.Encoding.PEM))
@@ -214,7 +230,9 @@ def _assert_refused(url: str, model: str, failures: dict[str, TlsConfig | None])
 def test_server_tls(triton_server, tmp_path) -> None:
     """--tls-cert/--tls-key: a TLS round trip with the CA; plaintext and an unknown CA are refused on that port."""
     pem = _certificates(tmp_path)
-    process, url = _start_tls(triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key", str(pem["server_key"]))
+    process, url = _start_tls(
+        triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key", str(pem["server_key"])
+    )
     try:
         with YoloClient(f"grpcs://{url}", triton_server.model_name, tls=TlsConfig(root_certificates=pem["ca"]),
                         timeout=30) as client:  # fmt: skip

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -70,7 +70,6 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_shipped_model_map_through_the_server_matches_in_process(demo_server: DemoServer, held_out: Path) -> None:
     from yolo_client import YoloClient
-
     from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess, detect_server
     from yolo_server.ops.config import postprocess_config_for
     from yolo_server.pipeline import Detector

@@ -3,6 +3,7 @@
 The config is the very file docker/compose.yaml mounts; only its upstream `server` lines and listen ports are
 substituted for free loopback ports. nginx runs in the foreground with its own prefix, pid and logs in tmp.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,16 +16,16 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.integration.conftest import start_serve
 from tests.integration.serving_support import triton_pid
-from yolo_server.triton.launch import free_ports
+from yolo_server.triton.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -129,14 +130,30 @@ def balancer(replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) 
     prefix = tmp_path_factory.mktemp("nginx")
     grpc_port, http_port = free_ports(2)
     conf = prefix / "nginx.conf"
-    conf.write_text(render_nginx_conf(NGINX_CONF.read_text(), [r.grpc for r in replicas], [r.http for r in replicas],
-                                      grpc_port, http_port))
+    conf.write_text(
+        render_nginx_conf(
+            NGINX_CONF.read_text(), [r.grpc for r in replicas], [r.http for r in replicas], grpc_port, http_port
+        )
+    )
     access_log, error_log = prefix / "access.log", prefix / "error.log"
     with open(access_log, "wb") as out, open(error_log, "wb") as err:
         process = subprocess.Popen(
-            [nginx, "-p", str(prefix), "-e", str(error_log), "-c", str(conf),
-             "-g", f"daemon off; pid {prefix / 'nginx.pid'};"],
-            stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                nginx,
+                "-p",
+                str(prefix),
+                "-e",
+                str(error_log),
+                "-c",
+                str(conf),
+                "-g",
+                f"daemon off; pid {prefix / 'nginx.pid'};",
+            ],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         wait_http_ok(f"http://127.0.0.1:{http_port}/lb/health", process, error_log, 30)
         wait_http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready", process, error_log, 30)
@@ -152,8 +169,7 @@ def frames() -> list[bytes]:
     return list(mix.images["320x240.jpeg"])
 
 
-def test_requests_through_nginx_reach_both_replicas(triton_server, replicas: list[Replica],
-                                                     balancer: Balancer) -> None:
+def test_requests_through_nginx_reach_both_replicas(triton_server, replicas: list[Replica], balancer: Balancer) -> None:
     from yolo_client import YoloClient
 
     model = triton_server.model_name
@@ -178,11 +194,14 @@ def requests_seen(replica: Replica, model: str) -> int:
     """Requests ``model`` has finished on ``replica``, whether they succeeded or failed."""
     with urllib.request.urlopen(f"http://{replica.http}/v2/models/{model}/stats", timeout=10) as response:
         stats = json.load(response)["model_stats"]
-    return sum(int(entry["inference_stats"][outcome].get("count", 0)) for entry in stats for outcome in ("success", "fail"))
+    return sum(
+        int(entry["inference_stats"][outcome].get("count", 0)) for entry in stats for outcome in ("success", "fail")
+    )
 
 
 def test_a_request_over_the_64_mib_cap_is_resource_exhausted_and_reaches_no_model(
-        triton_server, replicas: list[Replica], balancer: Balancer) -> None:
+    triton_server, replicas: list[Replica], balancer: Balancer
+) -> None:
     """65 MiB of IMAGE bytes: nginx stops it at ``client_max_body_size 64m`` and answers RESOURCE_EXHAUSTED.
 
     nginx streams gRPC bodies, so a replica may see the start of the request but never a whole one: neither the
@@ -212,8 +231,7 @@ def test_a_request_over_the_64_mib_cap_is_resource_exhausted_and_reaches_no_mode
     assert result.as_numpy("COUNT").shape == (1, 1)
 
 
-def test_a_replica_killed_mid_run_loses_no_request(triton_server, replicas: list[Replica],
-                                                    balancer: Balancer) -> None:
+def test_a_replica_killed_mid_run_loses_no_request(triton_server, replicas: list[Replica], balancer: Balancer) -> None:
     """200 requests; after 50 have started, replica 1 crashes (launcher, tritonserver and stubs: SIGKILL).
 
     Requests nginx had not yet sent go to the other replica (grpc_next_upstream error); the few in flight on

@@ -2,6 +2,7 @@
 
 Each run is a real `locust` process (as a person would start it), bounded by --run-time and a subprocess timeout.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,9 +24,25 @@ CI_MIX = "320x240:jpeg:4,640x480:jpeg:1,320x240:png:1,320x240:webp:1,320x240:bmp
 def run_locust(triton_server, workdir: Path, *args: str, timeout: float = 90) -> tuple[int, str, dict]:
     prefix = workdir / "run"
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "--host", triton_server.grpc_url, "--model", triton_server.model_name, "--image-mix", CI_MIX,
-        "--csv", str(prefix), "--html", str(workdir / "report.html"), "--slo-report", str(workdir / "slo.json"),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--only-summary",
+        "--host",
+        triton_server.grpc_url,
+        "--model",
+        triton_server.model_name,
+        "--image-mix",
+        CI_MIX,
+        "--csv",
+        str(prefix),
+        "--html",
+        str(workdir / "report.html"),
+        "--slo-report",
+        str(workdir / "slo.json"),
         *args,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
@@ -37,13 +54,30 @@ def run_locust(triton_server, workdir: Path, *args: str, timeout: float = 90) ->
 def test_ci_sized_run_meets_its_slo_with_zero_failures(triton_server, tmp_path: Path) -> None:
     users = 3
     code, output, report = run_locust(
-        triton_server, tmp_path, "-u", str(users), "-r", str(users), "-t", "20s", "--load-shape", "steady",
-        "--slo-max-failure-ratio", "0", "--slo-p95-ms", "20000", "--slo-min-fps", "0.5")
+        triton_server,
+        tmp_path,
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        "20s",
+        "--load-shape",
+        "steady",
+        "--slo-max-failure-ratio",
+        "0",
+        "--slo-p95-ms",
+        "20000",
+        "--slo-min-fps",
+        "0.5",
+    )
     assert code == 0, output[-3000:]
     measured = report["measured"]
     assert report["passed"] and measured["failures"] == 0 and measured["requests"] >= 10
-    print(f"\nlocust CI run: {measured['fps']:.1f} FPS, p50 {measured['p50_ms']:.0f} ms, "
-          f"p95 {measured['p95_ms']:.0f} ms, p99 {measured['p99_ms']:.0f} ms, {measured['requests']} requests")
+    print(
+        f"\nlocust CI run: {measured['fps']:.1f} FPS, p50 {measured['p50_ms']:.0f} ms, "
+        f"p95 {measured['p95_ms']:.0f} ms, p99 {measured['p99_ms']:.0f} ms, {measured['requests']} requests"
+    )
     with open(tmp_path / "run_stats.csv", newline="") as handle:
         rows = {row["Name"]: row for row in csv.DictReader(handle)}
     # the last CSV is written as the users stop: the SLO check, later, also counts calls in flight then (<= 1 a user)
@@ -56,8 +90,21 @@ def test_ci_sized_run_meets_its_slo_with_zero_failures(triton_server, tmp_path: 
 
 def test_impossible_slo_exits_non_zero_and_ramp_shape_steps_users(triton_server, tmp_path: Path) -> None:
     code, output, report = run_locust(
-        triton_server, tmp_path, "-u", "2", "-r", "5", "-t", "6s", "--load-shape", "ramp", "--ramp-steps", "2",
-        "--slo-p95-ms", "0.001")
+        triton_server,
+        tmp_path,
+        "-u",
+        "2",
+        "-r",
+        "5",
+        "-t",
+        "6s",
+        "--load-shape",
+        "ramp",
+        "--ramp-steps",
+        "2",
+        "--slo-p95-ms",
+        "0.001",
+    )
     assert code == 1, output[-3000:]
     assert not report["passed"]
     assert any(v.startswith("p95 latency") for v in report["violations"]), report
@@ -68,14 +115,15 @@ def test_impossible_slo_exits_non_zero_and_ramp_shape_steps_users(triton_server,
 
 
 def test_bad_image_mix_is_refused_before_any_request(triton_server, tmp_path: Path) -> None:
-    code, output, _ = run_locust(triton_server, tmp_path, "-u", "1", "-t", "3s", "--image-mix", "640x480:gif:1",
-                                 timeout=60)
+    code, output, _ = run_locust(
+        triton_server, tmp_path, "-u", "1", "-t", "3s", "--image-mix", "640x480:gif:1", timeout=60
+    )
     assert code != 0
     assert "format must be one of" in output
 
 
 def test_distributed_master_and_worker_aggregate_and_check_the_slo(triton_server, tmp_path: Path) -> None:
-    from yolo_server.triton.launch import free_ports
+    from yolo_server.triton.ports import free_ports
 
     [master_port] = free_ports(1)
     worker = subprocess.Popen(
@@ -85,9 +133,26 @@ def test_distributed_master_and_worker_aggregate_and_check_the_slo(triton_server
     )  # fmt: skip
     try:
         code, output, report = run_locust(
-            triton_server, tmp_path, "--master", "--master-bind-host", "127.0.0.1",
-            "--master-bind-port", str(master_port), "--expect-workers", "1", "--expect-workers-max-wait", "30",
-            "-u", "2", "-r", "2", "-t", "8s", "--slo-max-failure-ratio", "0")
+            triton_server,
+            tmp_path,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            "1",
+            "--expect-workers-max-wait",
+            "30",
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "8s",
+            "--slo-max-failure-ratio",
+            "0",
+        )
         worker_output, _ = worker.communicate(timeout=60)
     finally:
         if worker.poll() is None:

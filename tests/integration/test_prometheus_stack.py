@@ -4,6 +4,7 @@ The committed docker/prometheus/prometheus.yml is loaded and changed only where 
 (the fixture's metrics port and an in-process SDK exporter instead of compose service names), 1 s intervals and
 absolute rule-file paths. Traffic comes from the SDK; the recorded series are read back through the HTTP API.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,9 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -111,9 +112,17 @@ def prometheus(triton_server, exporter: int, tmp_path_factory: pytest.TempPathFa
     port = free_port()
     with open(workdir / "prometheus.log", "wb") as log:
         process = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--web.listen-address=127.0.0.1:{port}",
-             f"--storage.tsdb.path={workdir / 'data'}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     api = PrometheusApi(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 60
@@ -157,8 +166,7 @@ def test_served_fps_recording_rule_is_positive(prometheus: PrometheusApi, traffi
     assert prometheus.wait_value(f'model:nv_inference_batch_size:avg1m{{model="{detector}"}}') >= 1
 
 
-def test_postprocess_histogram_is_scraped_and_recorded(prometheus: PrometheusApi, traffic: int,
-                                                       triton_server) -> None:
+def test_postprocess_histogram_is_scraped_and_recorded(prometheus: PrometheusApi, traffic: int, triton_server) -> None:
     post = f"{triton_server.model_name}_postprocess"
     count = prometheus.wait_value(f'sum(yolo_postprocess_duration_seconds_count{{model="{post}"}})')
     assert count >= 1
@@ -169,16 +177,20 @@ def test_postprocess_histogram_is_scraped_and_recorded(prometheus: PrometheusApi
 
 def test_latency_and_queue_series_exist(prometheus: PrometheusApi, traffic: int, triton_server) -> None:
     model = triton_server.model_name
-    p99 = prometheus.wait_value(f'model_quantile:nv_inference_request_summary_us:max{{model="{model}",quantile="0.99"}}')
+    p99 = prometheus.wait_value(
+        f'model_quantile:nv_inference_request_summary_us:max{{model="{model}",quantile="0.99"}}'
+    )
     assert p99 > 0
-    assert prometheus.wait_value(
-        f'model:nv_inference_compute_infer_us_per_request:avg1m{{model="{model}_detector"}}') > 0
+    assert (
+        prometheus.wait_value(f'model:nv_inference_compute_infer_us_per_request:avg1m{{model="{model}_detector"}}') > 0
+    )
     assert prometheus.wait_value("yolo:slo_target_fps") == 65
 
 
 def test_sdk_exporter_is_scraped(prometheus: PrometheusApi, traffic: int, triton_server) -> None:
     ok = prometheus.wait_value(
-        f'sum(yolo_client_requests_total{{job="yolo-client",outcome="ok",model="{triton_server.model_name}"}})')
+        f'sum(yolo_client_requests_total{{job="yolo-client",outcome="ok",model="{triton_server.model_name}"}})'
+    )
     assert ok >= traffic
 
 
@@ -187,7 +199,12 @@ def test_every_rule_evaluates_without_error(prometheus: PrometheusApi, traffic: 
     groups = prometheus.get("/api/v1/rules")["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     alerts = {rule["name"] for rule in rules if rule["type"] == "alerting"}
-    assert {"YoloServedFpsBelowTarget", "YoloLatencyP99OverBudget", "YoloQueueTimeAboveComputeTime",
-            "YoloRequestFailureRatioHigh", "YoloTritonDown"} <= alerts
+    assert {
+        "YoloServedFpsBelowTarget",
+        "YoloLatencyP99OverBudget",
+        "YoloQueueTimeAboveComputeTime",
+        "YoloRequestFailureRatioHigh",
+        "YoloTritonDown",
+    } <= alerts
     broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] == "err"}
     assert broken == {}

@@ -12,8 +12,8 @@ from PIL import Image
 from tests.integration.serving_support import (
     MAX_DETECTIONS,
     assert_same_detections,
-    bytes_inputs,
     burst,
+    bytes_inputs,
     decode_rgb,
     encode,
     scene,
@@ -51,7 +51,11 @@ def test_bytes_ensemble_matches_the_detector(triton_server, client, name: str) -
     assert len(expected) > 0, "the random-weights oracle should find something"
     assert_same_detections(found, expected, MAX_DETECTIONS)
     height, width = decode_rgb(data).shape[:2]
-    assert (found.boxes >= 0).all() and (found.boxes[:, [0, 2]] <= width).all() and (found.boxes[:, [1, 3]] <= height).all()
+    assert (
+        (found.boxes >= 0).all()
+        and (found.boxes[:, [0, 2]] <= width).all()
+        and (found.boxes[:, [1, 3]] <= height).all()
+    )
     assert (np.diff(found.scores) <= 0).all(), "sorted by score, descending"
 
 

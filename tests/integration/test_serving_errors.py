@@ -13,14 +13,15 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
+from tritonclient.utils import InferenceServerException
 
 from tests.helpers import payloads
 from tests.integration.serving_support import (
     MAX_DETECTIONS,
     assert_invalid_argument,
     assert_same_detections,
-    bytes_inputs,
     burst,
+    bytes_inputs,
     decode_rgb,
     encode,
     scene,
@@ -58,12 +59,19 @@ def assert_server_ready(triton_server, client) -> None:  # type: ignore[no-untyp
 
 BAD_IMAGES = {
     "empty": (lambda: b"", ["empty image"]),
-    "random-bytes": (lambda: np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes(), ["undecodable"]),
+    "random-bytes": (
+        lambda: np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        ["undecodable"],
+    ),
     "truncated-jpeg": (lambda: encode(".jpg", scene(200, 200, 4))[:-500], ["truncated JPEG"]),
     "zero-pixels": (
-        lambda: bytes.fromhex("89504e470d0a1a0a0000000d49484452000000000000000a0802000000"), ["no pixels", "0x10"],
+        lambda: bytes.fromhex("89504e470d0a1a0a0000000d49484452000000000000000a0802000000"),
+        ["no pixels", "0x10"],
     ),
-    "over-pixel-cap": (lambda: encode(".png", np.zeros((7100, 7100), np.uint8)), ["7100x7100", "over the limit of 50000000"]),
+    "over-pixel-cap": (
+        lambda: encode(".png", np.zeros((7100, 7100), np.uint8)),
+        ["7100x7100", "over the limit of 50000000"],
+    ),
     "tiff": (lambda: payloads.tiff(scene(120, 160, 5)), ["TIFF images are not accepted"]),
     "jpeg2000": (lambda: payloads.jpeg2000(scene(120, 160, 6)), ["JPEG2000 images are not accepted"]),
     "jpeg-scan-bomb": (lambda: payloads.scan_bomb(scene(240, 320, 7), 65), ["JPEG has 65 scans, over the limit of 64"]),
@@ -165,6 +173,6 @@ def test_rejections_are_counted_by_reason(triton_server, client) -> None:  # typ
         return sum(float(value) for value in re.findall(pattern, text, flags=re.MULTILINE))
 
     before = rejected("truncated")
-    with pytest.raises(Exception):
+    with pytest.raises(InferenceServerException, match="truncated"):
         client.infer(triton_server.model_name, bytes_inputs([encode(".jpg", scene(64, 64, 1))[:-100]]))
     assert rejected("truncated") == before + 1

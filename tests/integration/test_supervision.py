@@ -42,7 +42,7 @@ class Load:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
 
-    def start(self) -> "Load":
+    def start(self) -> Load:
         self._workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
         for worker in self._workers:
             worker.start()

@@ -9,7 +9,9 @@ import pytest
 from yolo_server.cli import build_parser, serve_options
 from yolo_server.triton.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
 from yolo_server.triton.canary import CanaryResult
-from yolo_server.triton.launch import ServeOptions, TritonInstallation, TritonServer
+from yolo_server.triton.installation import TritonInstallation
+from yolo_server.triton.options import ServeOptions
+from yolo_server.triton.process import TritonServer
 from yolo_server.triton.supervise import STUB_NAME, Supervision, Supervisor, stub_fault, stub_processes
 
 TRITON = 4242

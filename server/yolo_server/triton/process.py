@@ -1,0 +1,210 @@
+"""One tritonserver process: start it, wait until every model is ready, signal, stop (drain) or kill it.
+
+Example:
+    >>> with TritonServer(ServeOptions(Path("model_repository"), grpc_port=8001)) as server:
+    ...     server.wait_ready()
+    ...     print(server.endpoints.grpc)
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from yolo_server.triton.access import LOOPBACK, Access, read_admin_key
+from yolo_server.triton.canary import server_ready
+from yolo_server.triton.installation import (
+    TritonError,
+    TritonInstallation,
+    backend_directory,
+    child_environment,
+    find_tritonserver,
+)
+from yolo_server.triton.options import Endpoints, ServeOptions, tritonserver_argv
+
+
+class TritonServer:
+    """Owns one tritonserver process: start, wait until every model is ready, stop (drain)."""
+
+    def __init__(self, options: ServeOptions, installation: TritonInstallation | None = None) -> None:
+        self.options = options
+        self.installation = installation or find_tritonserver()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
+        self._pump: threading.Thread | None = None
+        self.access = options.access or Access(read_admin_key(None))
+        self.shm_prefix = f"yolo_server_{os.getpid()}_{id(self):x}_"
+
+    @property
+    def http_host(self) -> str:
+        return self.access.http_host(self.options.host)
+
+    @property
+    def endpoints(self) -> Endpoints:
+        o = self.options
+        return Endpoints(
+            f"{self.http_host}:{o.http_port}", f"{o.host}:{o.grpc_port}", f"http://{o.host}:{o.metrics_port}/metrics"
+        )
+
+    @property
+    def local_http(self) -> str:
+        """``host:port`` where this machine reaches the HTTP endpoint (the canary's and readiness' way in)."""
+        host = self.http_host
+        return f"{LOOPBACK if host in ('0.0.0.0', '::', '') else host}:{self.options.http_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def command(self, backend_directory: Path | None = None) -> list[str]:
+        """tritonserver argv."""
+        return tritonserver_argv(
+            self.options, self.installation.binary, self.access, self.shm_prefix, self.http_host, backend_directory
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment (see :func:`child_environment`)."""
+        return child_environment(self.installation)
+
+    def _backend_directory(self) -> Path | None:
+        """For the wheel: a private backends/python with the stub beside libtriton_python.so."""
+        if self.installation.python_backend is None or self.installation.stub is None:
+            return None
+        self._workdir = Path(tempfile.mkdtemp(prefix="yolo-server-triton-"))  # stop() removes it
+        return backend_directory(self.installation, self._workdir)
+
+    def start(self, stream: IO[str] | None = sys.stdout) -> None:
+        """Start tritonserver; its output goes to ``stream`` (and a tail is kept for error messages)."""
+        if self._process is not None:
+            raise TritonError(f"tritonserver already started (pid {self._process.pid})")
+        self._process = subprocess.Popen(
+            self.command(self._backend_directory()),
+            env=self.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            process_group=0,  # a terminal's Ctrl-C reaches only us; we forward it once
+            preexec_fn=_die_with_parent,
+        )
+        self._pump = threading.Thread(target=self._copy_output, args=(stream,), daemon=True)
+        self._pump.start()
+
+    def _copy_output(self, stream: IO[str] | None) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for raw in self._process.stdout:
+            line = raw.decode("utf-8", errors="replace")
+            self._log_tail.append(line)
+            if stream is not None:
+                stream.write(line)
+                stream.flush()
+
+    def error_text(self) -> str:
+        """Triton's own error lines from its output (glog ``E…`` lines, model status, ``error:``)."""
+        self._join_output(timeout=5)
+        lines = [
+            line.rstrip()
+            for line in self._log_tail
+            if line[:1] == "E" and line[1:2].isdigit() or "UNAVAILABLE" in line or line.startswith("error:")
+        ]
+        return "\n".join(lines or [line.rstrip() for line in list(self._log_tail)[-20:]])
+
+    def _join_output(self, timeout: float) -> None:
+        if self._pump is not None:
+            self._pump.join(timeout)
+
+    def wait_ready(self, timeout_s: float | None = None) -> None:
+        """Block until the server and every model in the repository are ready.
+
+        Raises:
+            TritonError: tritonserver exited (with its error text) or the timeout passed.
+        """
+        # a separate name, so that the message always gives the limit actually used, never "None"
+        limit_s = self.options.ready_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + limit_s
+        while True:
+            code = self.poll()
+            if code is not None:
+                raise TritonError(f"tritonserver exited with code {code}:\n{self.error_text()}")
+            if time.monotonic() > deadline:
+                raise TritonError(f"tritonserver not ready after {limit_s}s:\n{self.error_text()}")
+            # --strict-readiness: ready only once every model in the repository is
+            if server_ready(self.local_http, timeout_s=2.0):
+                return
+            time.sleep(0.5)
+
+    def poll(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def signal(self, signum: int) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signum)
+
+    def wait(self, timeout_s: float | None = None) -> int:
+        """Wait for tritonserver to exit; returns its exit code."""
+        if self._process is None:
+            raise TritonError("tritonserver was not started")
+        code = self._process.wait(timeout_s)
+        self._join_output(timeout=5)
+        return code
+
+    def kill(self) -> int | None:
+        """SIGKILL tritonserver's process group (its stubs too) and remove the shared memory it leaves."""
+        code = None
+        if self._process is not None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            code = self.wait(30)
+        for leftover in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            leftover.unlink(missing_ok=True)
+        return code
+
+    def stop(self) -> int | None:
+        """SIGTERM (Triton drains in-flight requests for up to exit_timeout_s), then SIGKILL; cleans up.
+
+        Triton 2.51 stops every model from taking new requests at SIGTERM, the ensembles' composing models
+        included: an ensemble request caught between two steps is answered UNAVAILABLE ("Server is stopping"),
+        which clients retry on another replica. Deployments take the replica out of rotation first (the k8s
+        preStop delay), so that nothing is in flight by then.
+        """
+        code = None
+        if self._process is not None:
+            self.signal(signal.SIGTERM)
+            try:
+                code = self.wait(self.options.exit_timeout_s + 15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                code = self.wait(30)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the launching process dies (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass

@@ -1,0 +1,61 @@
+"""``wait_ready``'s timeout message and ``serve``'s single stop, without a tritonserver (fakes only)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from yolo_server.triton import launch, process
+from yolo_server.triton.installation import TritonError, TritonInstallation
+from yolo_server.triton.options import ServeOptions
+from yolo_server.triton.process import TritonServer
+
+
+class NeverExits:
+    pid = 999999
+
+    def poll(self) -> None:
+        return None
+
+
+def test_wait_ready_without_an_argument_names_the_options_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process, "server_ready", lambda url, timeout_s: False)
+    server = TritonServer(ServeOptions(tmp_path, ready_timeout_s=0.2), TritonInstallation(Path("/bin/true")))
+    server._process = NeverExits()  # type: ignore[assignment]
+    started = time.monotonic()
+    with pytest.raises(TritonError) as caught:
+        server.wait_ready()
+    assert time.monotonic() - started < 5
+    assert "not ready after 0.2s" in str(caught.value) and "None" not in str(caught.value)
+
+
+class FakeServer:
+    stops = 0
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+
+    def start(self) -> None:
+        pass
+
+    def signal(self, signum: int) -> None:
+        pass
+
+    def wait_ready(self) -> None:
+        raise TritonError("tritonserver exited with code 1")
+
+    def stop(self) -> int:
+        FakeServer.stops += 1
+        return 1
+
+
+def test_serve_stops_the_server_exactly_once_when_it_never_gets_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launch, "TritonServer", FakeServer)
+    assert launch.serve(ServeOptions(tmp_path)) == 1
+    assert FakeServer.stops == 1
