@@ -1,10 +1,13 @@
 """The queue policy under a busy detector: the bound counts images, and a request that waited too long is shed.
 
 A repository of its own: max batch 8, queues of 16 images (2 full-batch requests) that time out after 1.2 s, and
-a 1024x1024 network on one thread, so that one batch of 8 keeps the detector busy for seconds. Six 8-image
+a 1408x1408 network on one thread, so that one batch of 8 keeps the detector busy for about 5 s. Six 8-image
 requests are sent 0.1 s apart: the first runs, two wait (16 images) and outlive their timeout, three find the
 queue full. The timeout leaves room for the preprocess, which spreads the requests' arrivals at the detector's
 queue over most of a second on a loaded 2-core machine (with 0.5 s, a slot freed before the last arrived).
+Triton rejects an expired request when the batcher next looks at the queue, i.e. when the running batch ends, so
+a waiting request is only shed if it arrived more than the timeout before that end: at 1024x1024 (a 3 s batch)
+the second waiting request sometimes arrived too late and ran; a 5 s batch leaves it about 3.5 s to arrive.
 (A SIGSTOPped stub would stall it too, but Triton then fails the running request as "not healthy".)
 """
 
@@ -29,7 +32,7 @@ def test_queue_bound_in_images_and_queue_timeout(triton_server, tmp_path) -> Non
     repository = tmp_path / "repository"
     built = cli_main(
         ["build", "--cfg", str(CFG), "--weights", str(triton_server.weights), "--names", str(NAMES),
-         "--size", "1024", "--max-batch-size", str(BATCH), "--detector-threads", "1",
+         "--size", "1408", "--max-batch-size", str(BATCH), "--detector-threads", "1",
          "--max-queue-images", str(QUEUE_IMAGES), "--queue-timeout-us", str(QUEUE_TIMEOUT_US),
          "--output", str(repository)]
     )  # fmt: skip

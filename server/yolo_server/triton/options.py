@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from yolo_client.contract import GRPC_PORT, HTTP_PORT, METRICS_PORT
 from yolo_server.triton.access import Access
 from yolo_server.triton.supervise import Supervision
 
@@ -20,9 +21,9 @@ class ServeOptions:
 
     repository: Path
     host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
+    http_port: int = HTTP_PORT
+    grpc_port: int = GRPC_PORT
+    metrics_port: int = METRICS_PORT
     exit_timeout_s: int = 30
     ready_timeout_s: float = 600.0
     shm_default_bytes: int = 32 << 20  # per Python model instance; grows by shm_growth_bytes
