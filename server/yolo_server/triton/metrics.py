@@ -31,9 +31,13 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 COUNT_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Family:
-    """One metric family: Prometheus ``name``, ``kind``, help text, extra labels (besides ``model``), buckets."""
+    """One metric family: Prometheus ``name``, ``kind``, help text, extra labels (besides ``model``), buckets.
+
+    Compared and hashed by identity (``eq=False``): each family is one module constant, and a series lookup on
+    every observation then hashes a pointer rather than the name, help text and buckets.
+    """
 
     name: str
     kind: Literal["counter", "histogram"]
