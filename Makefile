@@ -57,12 +57,13 @@ serve: build
 	$(BIN)/yolo-server serve $(REPO) --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 	  --metrics-port $(METRICS_PORT)
 
-# ruff (lint + format, ruff.toml) and mypy (mypy.ini: strict on the contract, the client and ops/)
+# ruff (lint + format, ruff.toml) and mypy over the client and the whole server (mypy.ini: strict on the
+# contract, the client and ops/, mypy's defaults on the rest of the server)
 LINTED := server client bench loadtest docker tests
 lint: install
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
-	$(BIN)/mypy -p yolo_client -p yolo_server.ops
+	$(BIN)/mypy -p yolo_client -p yolo_server
 
 test: install system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -128,13 +129,12 @@ def main() -> None:
                 chunk = work.frames[:batch]
                 blob = cv2.dnn.blobFromImages(chunk, 1 / 255.0, (SIZE, SIZE), swapRB=False, crop=False)
                 tensor = np.stack([fp32.preprocess(frame)[0] for frame in chunk])
+                # partial binds this batch's inputs now (a lambda would read the loop's variables when called)
                 rows = {
-                    "network": [rate(lambda: opencv.forward(blob), batch, args.seconds),
-                                rate(lambda: fp32.forward(tensor), batch, args.seconds),
-                                rate(lambda: bf16.forward(tensor), batch, args.seconds)],
-                    "pipeline": [rate(lambda: opencv.detect(chunk), batch, args.seconds),
-                                 rate(lambda: fp32.detect(chunk), batch, args.seconds),
-                                 rate(lambda: bf16.detect(chunk), batch, args.seconds)],
+                    "network": [rate(partial(opencv.forward, blob), batch, args.seconds),
+                                rate(partial(fp32.forward, tensor), batch, args.seconds),
+                                rate(partial(bf16.forward, tensor), batch, args.seconds)],
+                    "pipeline": [rate(partial(d.detect, chunk), batch, args.seconds) for d in (opencv, fp32, bf16)],
                 }  # fmt: skip
                 for what, (theirs, ours32, ours16) in rows.items():
                     print(

@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -181,10 +182,11 @@ def main() -> None:
                 tensor = np.stack([detectors[SERVED].preprocess(frame)[0] for frame in chunk])
                 blob = cv2.dnn.blobFromImages(chunk, 1 / 255.0, (SIZE, SIZE), swapRB=False, crop=False)
                 contenders_at_batch = {
-                    "network": {"opencv dnn": lambda: opencv.forward(blob),
-                                **{row.name: (lambda row=row: row.network(tensor)) for row in rows}},
-                    "pipeline": {"opencv dnn": lambda: opencv.detect(chunk),
-                                 **{name: (lambda d=d: d.detect(chunk)) for name, d in detectors.items()}},
+                    # partial binds this batch's inputs now (a lambda would read the loop's variables when called)
+                    "network": {"opencv dnn": partial(opencv.forward, blob),
+                                **{row.name: partial(row.network, tensor) for row in rows}},
+                    "pipeline": {"opencv dnn": partial(opencv.detect, chunk),
+                                 **{name: partial(d.detect, chunk) for name, d in detectors.items()}},
                 }  # fmt: skip
                 speed = {
                     what: interleaved(runs, batch, args.seconds, args.rounds)

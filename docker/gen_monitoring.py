@@ -399,9 +399,23 @@ def rule_tests(t: Thresholds) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------- dashboard
+@dataclasses.dataclass(frozen=True)
+class SloLine:
+    """A panel's SLO: the ``series`` drawn as a dashed red line named ``name``, and the threshold colours
+    (red on the wrong side of ``value``; ``higher_is_better`` for throughput)."""
+
+    series: str
+    name: str
+    value: float
+    higher_is_better: bool = False
+
+    def thresholds(self) -> list[tuple[str, float | None]]:
+        if self.higher_is_better:
+            return [("red", None), ("green", self.value)]
+        return [("green", None), ("red", self.value)]
+
+
 def _panel(
-    pid: int,
-    title: str,
     targets: list[tuple[str, str]],
     grid: tuple[int, int, int, int],
     *,
@@ -409,20 +423,20 @@ def _panel(
     kind: str = "timeseries",
     description: str = "",
     thresholds: list[tuple[str, float | None]] | None = None,
-    overrides: list[dict[str, Any]] | None = None,
+    slo: SloLine | None = None,
 ) -> dict[str, Any]:
+    if slo is not None:
+        targets, thresholds = [*targets, (slo.series, slo.name)], slo.thresholds()
     steps = [{"color": color, "value": value} for color, value in (thresholds or [("green", None)])]
     x, y, w, h = grid
     return {
-        "id": pid,
         "type": kind,
-        "title": title,
         "description": description,
         "datasource": DATASOURCE,
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "fieldConfig": {
             "defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
-            "overrides": overrides or [],
+            "overrides": [] if slo is None else [_target_line(slo.name)],
         },
         "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]}}
         if kind == "timeseries"
@@ -448,39 +462,29 @@ def _target_line(name: str) -> dict[str, Any]:
 def dashboard(t: Thresholds) -> dict[str, Any]:
     """The Grafana dashboard; its target lines come from the ``yolo:slo_*`` series of the recording rules."""
     w = t.rate_window
-    panels = [
-        _panel(
-            1,
-            "Served FPS (detector images/s)",
+    panels = {
+        "Served FPS (detector images/s)": _panel(
             [
                 (f"model:nv_inference_count:rate{w}{{{DETECTOR}}}", "{{model}}"),
                 (f"model:nv_inference_count:rate{w}{{{ENSEMBLE}}}", "{{model}} (requests)"),
-                ("yolo:slo_target_fps", "target"),
             ],
             (0, 0, 12, 8),
             unit="short",
-            overrides=[_target_line("target")],
-            thresholds=[("red", None), ("green", t.target_fps)],
+            slo=SloLine("yolo:slo_target_fps", "target", t.target_fps, higher_is_better=True),
             description=f"Images per second through the detector; the target is {_num(t.target_fps)} FPS.",
         ),
-        _panel(
-            2,
-            "End-to-end latency quantiles (server side, ensemble)",
+        "End-to-end latency quantiles (server side, ensemble)": _panel(
             [
                 (f"model_quantile:nv_inference_request_summary_us:max{{{ENSEMBLE}}} / 1000", "{{model}} p{{quantile}}"),
                 (f"model:nv_inference_request_us_per_request:avg{w}{{{ENSEMBLE}}} / 1000", "{{model}} mean"),
-                ("yolo:slo_latency_budget_us / 1000", "budget"),
             ],
             (12, 0, 12, 8),
             unit="ms",
-            overrides=[_target_line("budget")],
-            thresholds=[("green", None), ("red", t.latency_budget_ms)],
+            slo=SloLine("yolo:slo_latency_budget_us / 1000", "budget", t.latency_budget_ms),
             description=f"Triton's request summaries (worst instance); the frame budget is "
             f"{_num(t.latency_budget_ms)} ms.",
         ),
-        _panel(
-            3,
-            "Queue vs compute time per request",
+        "Queue vs compute time per request": _panel(
             [
                 (f"model:nv_inference_queue_us_per_request:avg{w} / 1000", "{{model}} queue"),
                 (f"model:nv_inference_compute_infer_us_per_request:avg{w} / 1000", "{{model}} compute"),
@@ -489,21 +493,15 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
             unit="ms",
             description="Queue time above compute time means the model is saturated.",
         ),
-        _panel(
-            4,
-            "Queue / compute ratio",
+        "Queue / compute ratio": _panel(
             [
                 (f"model:nv_inference_queue_compute_ratio:avg{w}", "{{model}}"),
-                ("yolo:slo_queue_compute_ratio_max", "limit"),
             ],
             (12, 8, 6, 8),
             unit="short",
-            overrides=[_target_line("limit")],
-            thresholds=[("green", None), ("red", t.queue_compute_ratio_max)],
+            slo=SloLine("yolo:slo_queue_compute_ratio_max", "limit", t.queue_compute_ratio_max),
         ),
-        _panel(
-            5,
-            "Average batch size",
+        "Average batch size": _panel(
             [
                 (f"model:nv_inference_batch_size:avg{w}", "{{model}}"),
             ],
@@ -511,9 +509,7 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
             unit="short",
             description="Inferences per execution (dynamic batching).",
         ),
-        _panel(
-            6,
-            "Stage breakdown: pre / detector / post (p95, custom histograms)",
+        "Stage breakdown: pre / detector / post (p95, custom histograms)": _panel(
             [(f"model:yolo_{stage}_duration_seconds:p95_{w} * 1000", f"{{{{model}}}} {stage} p95") for stage in STAGES]
             + [
                 (
@@ -525,38 +521,29 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
             (0, 16, 12, 8),
             unit="ms",
         ),
-        _panel(
-            7,
-            "Failures by reason (share of requests)",
+        "Failures by reason (share of requests)": _panel(
             [
                 (f"model_reason:nv_inference_request_failure:ratio_rate{w} > 0", "{{model}} {{reason}}"),
                 (f"model_reason:yolo_rejected_inputs:ratio_rate{w} > 0", "{{model}} rejected: {{reason}}"),
-                ("yolo:slo_failure_ratio_max", "limit"),
             ],
             (12, 16, 12, 8),
+            description="Failed requests by Triton's reason, and inputs refused with INVALID_ARG by the models' reason.",
             unit="percentunit",
-            overrides=[_target_line("limit")],
-            thresholds=[("green", None), ("red", t.failure_ratio_max)],
+            slo=SloLine("yolo:slo_failure_ratio_max", "limit", t.failure_ratio_max),
         ),
-        _panel(
-            8,
-            "Triton instances up",
+        "Triton instances up": _panel(
             [("yolo:triton_instances:up", "instances")],
             (0, 24, 6, 6),
             kind="stat",
             thresholds=[("red", None), ("green", 1)],
         ),
-        _panel(
-            9,
-            "Pending requests",
+        "Pending requests": _panel(
             [
                 (f"model:nv_inference_pending_request_count:avg{w}", "{{model}}"),
             ],
             (6, 24, 9, 6),
         ),
-        _panel(
-            10,
-            "Detections and candidates per image (p50)",
+        "Detections and candidates per image (p50)": _panel(
             [
                 (
                     "histogram_quantile(0.5, sum by (model, le) (rate(yolo_detections_per_image_bucket[$__rate_interval])))",
@@ -569,7 +556,7 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
             ],
             (15, 24, 9, 6),
         ),
-    ]
+    }
     return {
         "uid": "yolo-triton",
         "title": "YOLO on Triton",
@@ -582,7 +569,7 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
         "time": {"from": "now-30m", "to": "now"},
         "templating": {"list": []},
         "annotations": {"list": []},
-        "panels": panels,
+        "panels": [{"id": pid, "title": title, **panel} for pid, (title, panel) in enumerate(panels.items(), 1)],
     }
 
 

@@ -1,20 +1,20 @@
-"""What the sync and async clients share apart from I/O: options, endpoints, retries, requests, checks, metrics.
+"""The I/O-free part of a client: validated options, endpoints, retry plans, requests, checks, metrics.
 
-Each client holds one :class:`ClientCore` and adds only its own way of waiting (threads or asyncio).
+:class:`yolo_client._base.ClientBase` holds one and writes the calls over it once for both clients.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import images, protocol
 from .endpoints import EndpointPool, check_headers, connection_kwargs, parse_urls
-from .errors import InvalidInputError, from_exception
+from .errors import InvalidInputError
 from .geometry import ResizeParams, letterbox
 from .metrics import ClientMetrics
 from .options import ClientOptions
@@ -23,7 +23,7 @@ from .types import (
     ChannelOptions,
     Color,
     Detection,
-    EndpointHealth,
+    DetectOptions,
     ModelInfo,
     RepositoryModel,
     RetryPolicy,
@@ -34,14 +34,8 @@ from .types import (
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import InferInput, InferResult
 
-T = TypeVar("T")
-
 Loaded = bytes | np.ndarray  # encoded image (bytes transport) or uint8 RGB pixels (tensor transport)
 Prepared = bytes | tuple[np.ndarray, ResizeParams]
-# One step of a check written once for both clients: the core yields ``step(connection)``, the client makes that
-# call (awaiting it in the async client) and sends back its result, or throws its exception in; see ``run_steps``.
-Step = Callable[[Any], Any]
-Steps = Generator[Step, Any, T]
 
 
 class ClientCore:
@@ -86,8 +80,14 @@ class ClientCore:
         return self.info
 
     # -- requests -----------------------------------------------------------------------------------------------
-    def check_call(self, info: ModelInfo, score_threshold: float | None, max_detections: int | None) -> None:
-        protocol.check_limits(info, score_threshold, max_detections)
+    def check_options(self, options: DetectOptions) -> None:
+        """Unknown keywords raise ``TypeError``, as in any call (``DetectOptions`` types them, nothing checks)."""
+        unknown = sorted(set(options) - DetectOptions.__optional_keys__)
+        if unknown:
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+
+    def check_call(self, info: ModelInfo, options: DetectOptions) -> None:
+        protocol.check_limits(info, options.get("score_threshold"), options.get("max_detections"))
 
     def load(self, image: images.ImageInput, color: Color | None) -> Loaded:
         """Read and check one input, before any request: encoded bytes (bytes transport) or RGB pixels (tensor)."""
@@ -108,51 +108,25 @@ class ClientCore:
         """Whether loading ``image`` is CPU work worth moving off the event loop (decoding or PNG encoding)."""
         return self.transport == "tensor" or not isinstance(image, (bytes, bytearray, memoryview, str, os.PathLike))
 
-    def inputs(self, prepared: Sequence[Prepared]) -> list[InferInput]:
-        if self.transport == "bytes":
-            return protocol.bytes_inputs(prepared)  # type: ignore[arg-type]
-        pairs = cast("Sequence[tuple[np.ndarray, ResizeParams]]", prepared)  # the tensor transport's
-        return protocol.tensor_inputs([tensor for tensor, _ in pairs], [params for _, params in pairs])
+    def inputs(self, prepared: Prepared) -> list[InferInput]:
+        """One image's request inputs."""
+        if isinstance(prepared, bytes):
+            return protocol.bytes_inputs([prepared])
+        tensor, params = prepared
+        return protocol.tensor_inputs([tensor], [params])
 
-    def detections(
-        self, result: InferResult, info: ModelInfo, score_threshold: float | None, max_detections: int | None
-    ) -> list[Detection]:
+    def detections(self, result: InferResult, info: ModelInfo, options: DetectOptions) -> list[Detection]:
         found = protocol.parse_result(result, info)[0]
-        return protocol.apply_limits(found, score_threshold, max_detections)
+        return protocol.apply_limits(found, options.get("score_threshold"), options.get("max_detections"))
 
-    def check_batch(self, items: Iterable[images.ImageInput]) -> list[images.ImageInput]:
+    def check_batch(self, items: Iterable[images.ImageInput], options: DetectOptions) -> list[images.ImageInput]:
+        self.check_options(options)
         if isinstance(items, (str, bytes, bytearray, memoryview, np.ndarray)) or images._is_pil(items):
             raise InvalidInputError("detect_batch() takes a list of images; use detect() for one")
         batch = list(items)
         if not batch:
             raise InvalidInputError("detect_batch() needs at least one image")
         return batch
-
-    # -- endpoint checks (one implementation; each client drives the steps with ``run_steps`` or ``arun_steps``) --
-    def health_steps(self, url: str) -> Steps[EndpointHealth]:
-        """Liveness, readiness and model readiness of ``url``, recorded in the pool (down on any failure)."""
-        headers, t = self.headers, self.timeout
-        try:
-            live = bool((yield lambda conn: conn.is_server_live(headers=headers, client_timeout=t)))
-            ready = bool((yield lambda conn: conn.is_server_ready(headers=headers, client_timeout=t)))
-            model_ready = bool(
-                (yield lambda conn: conn.is_model_ready(self.infer_model, headers=headers, client_timeout=t))
-            )
-        except Exception as exc:
-            self.pool.mark_down(url)
-            return EndpointHealth(url, False, False, False, str(from_exception(exc, url)))
-        self.pool.record_probe(url, ready and model_ready)
-        return EndpointHealth(url, live, ready, model_ready)
-
-    def probe_steps(self, url: str) -> Steps[bool]:
-        """The health checker's probe: server and model ready within the probe timeout (False on any failure)."""
-        headers, t = self.headers, self.pool.options.probe_timeout
-        try:
-            if not (yield lambda conn: conn.is_server_ready(headers=headers, client_timeout=t)):
-                return False
-            return bool((yield lambda conn: conn.is_model_ready(self.infer_model, headers=headers, client_timeout=t)))
-        except Exception:
-            return False
 
     # -- metrics ------------------------------------------------------------------------------------------------
     def record(self, seconds: float, error: BaseException | None) -> None:
@@ -162,36 +136,6 @@ class ClientCore:
     def record_retry(self, status: str | None) -> None:
         if self.metrics is not None:
             self.metrics.retry(self.infer_model, status)
-
-
-def run_steps(steps: Steps[T], conn: Any) -> T:
-    """Drive ``steps`` with blocking calls on ``conn`` (the sync client)."""
-    try:
-        step = next(steps)
-        while True:
-            try:
-                result = step(conn)
-            except Exception as exc:
-                step = steps.throw(exc)
-            else:
-                step = steps.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-
-
-async def arun_steps(steps: Steps[T], conn: Any) -> T:
-    """Drive ``steps`` with awaited calls on ``conn`` (the async client); cancellation is not thrown in."""
-    try:
-        step = next(steps)
-        while True:
-            try:
-                result = await step(conn)
-            except Exception as exc:
-                step = steps.throw(exc)
-            else:
-                step = steps.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
 
 
 def check_timeout(timeout: Any) -> float:

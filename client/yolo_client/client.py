@@ -21,19 +21,19 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
-from ._core import ClientCore, Loaded, repository_models, run_steps
+from ._base import ClientBase, run_blocking
+from ._core import Loaded
 from .endpoints import EndpointPool
-from .errors import YoloClientError, from_exception
 from .images import ImageInput
-from .options import ClientOptions, constructor_signature
-from .types import Color, Detection, EndpointHealth, ModelInfo, RepositoryModel
+from .options import ClientOptions
+from .types import Detection, DetectOptions, EndpointHealth, ModelInfo, RepositoryModel
 
 T = TypeVar("T")
 
 
-class YoloClient:
+class YoloClient(ClientBase):
     """Detections from a yolo-server deployment on Triton, over gRPC.
 
     Args:
@@ -54,7 +54,7 @@ class YoloClient:
     """
 
     def __init__(self, *args: Any, options: ClientOptions | None = None, **kwargs: Any) -> None:
-        self._core = ClientCore(ClientOptions.resolve(args, kwargs, options))
+        super().__init__(ClientOptions.resolve(args, kwargs, options))
         from tritonclient.grpc import InferenceServerClient
 
         self._conns = {url: InferenceServerClient(url, **self._core.connection_kwargs) for url in self._core.urls}
@@ -89,91 +89,38 @@ class YoloClient:
         for conn in self._conns.values():
             _close_once(conn)
 
-    @property
-    def urls(self) -> tuple[str, ...]:
-        return self._core.urls
-
-    @property
-    def pool(self) -> EndpointPool:
-        """The endpoint pool (which endpoints are in rotation)."""
-        return self._core.pool
-
-    @property
-    def options(self) -> ClientOptions:
-        """The settings this client was built from."""
-        return self._core.options
-
     # -- API ----------------------------------------------------------------------------------------------------
     def model_info(self, *, refresh: bool = False) -> ModelInfo:
         """Class names, input size, letterbox, thresholds and max batch, read once from the model config."""
-        if self._core.info is None or refresh:
-            config = self._call(
-                lambda conn, t: conn.get_model_config(
-                    self._core.infer_model, headers=self._core.headers, as_json=True, client_timeout=t
-                ),
-                None,
-            )
-            self._core.set_info(config)
-        assert self._core.info is not None
-        return self._core.info
+        return run_blocking(self._fetch_model_info(refresh))
 
-    def detect(
-        self,
-        image: ImageInput,
-        *,
-        color: Color | None = None,
-        score_threshold: float | None = None,
-        max_detections: int | None = None,
-        timeout: float | None = None,
-    ) -> list[Detection]:
+    def detect(self, image: ImageInput, **options: Unpack[DetectOptions]) -> list[Detection]:
         """Detections in one image, sorted by score (highest first).
 
         Args:
             image: a path, encoded bytes, a uint8 HxWx3 array (with ``color``) or a PIL image.
-            color: channel order of an array, ``"rgb"`` or ``"bgr"`` (required for arrays).
-            score_threshold: keep detections scoring at least this; may only raise the server's threshold
-                (applied here, after the server's NMS, which gives the same result as applying it before).
-            max_detections: keep at most this many (applied here; the server's own cap still holds).
-            timeout: this call's deadline in seconds, instead of the client's.
+            options: ``color``, ``score_threshold``, ``max_detections``, ``timeout``: see :class:`DetectOptions`.
 
         Raises:
             InvalidInputError: before any request, for a bad image or option.
             ServerRejectedError, ServerError, UnavailableError, DeadlineExceededError: see :mod:`yolo_client.errors`.
         """
-        start = time.perf_counter()
-        try:
-            loaded = self._core.load(image, color)
-            info = self.model_info()
-            self._core.check_call(info, score_threshold, max_detections)
-        except YoloClientError as err:
-            self._core.record(time.perf_counter() - start, err)
-            raise
-        return self._infer_one(loaded, info, score_threshold, max_detections, timeout, start)
+        return run_blocking(self._detect_one(image, options))
 
-    def detect_batch(
-        self,
-        images: Iterable[ImageInput],
-        *,
-        color: Color | None = None,
-        score_threshold: float | None = None,
-        max_detections: int | None = None,
-        timeout: float | None = None,
-    ) -> list[list[Detection]]:
+    def detect_batch(self, images: Iterable[ImageInput], **options: Unpack[DetectOptions]) -> list[list[Detection]]:
         """Detections for each image, in the order given (see :meth:`detect` for the arguments).
 
         Every image is read and checked before the first request is sent. The first failure (in input order)
         is raised and the requests not yet started are cancelled. Client metrics time each image from the
         start of its own request. Images are read (decoded, PNG-encoded) in the same worker threads.
         """
-        batch = self._core.check_batch(images)
+        batch = self._core.check_batch(images, options)
         # reading, decoding and PNG-encoding run in the pool's threads, like the requests; the first error in
         # input order is raised
-        loaded = list(self._pool().map(lambda image: self._core.load(image, color), batch))
-        info = self.model_info()
-        self._core.check_call(info, score_threshold, max_detections)
+        loaded = list(self._pool().map(lambda image: run_blocking(self._load(image, options.get("color"))), batch))
+        info = run_blocking(self._checked_info(options))
         futures: list[Future[list[Detection]]] = [
-            self._pool().submit(self._infer_one, item, info, score_threshold, max_detections, timeout, None)
-            for item in loaded
+            self._pool().submit(self._infer_blocking, item, info, options) for item in loaded
         ]
         try:
             return [future.result() for future in futures]
@@ -184,77 +131,30 @@ class YoloClient:
 
     def health(self) -> list[EndpointHealth]:
         """Liveness, readiness and model readiness of every endpoint (also updates the rotation)."""
-        return [self._health(url) for url in self._core.urls]
+        return [run_blocking(self._check_health(url)) for url in self._core.urls]
 
     def models(self) -> list[RepositoryModel]:
         """The server's model repository index (from the first endpoint that answers)."""
-        index = self._call(
-            lambda conn, t: conn.get_model_repository_index(headers=self._core.headers, as_json=True, client_timeout=t),
-            None,
-        )
-        return repository_models(index)
+        return run_blocking(self._fetch_models())
 
-    # -- internals ----------------------------------------------------------------------------------------------
-    def _infer_one(
-        self,
-        loaded: Loaded,
-        info: ModelInfo,
-        score_threshold: float | None,
-        max_detections: int | None,
-        timeout: float | None,
-        start: float | None,
-    ) -> list[Detection]:
-        """One image's request; ``start`` is when its timing began (None: now, as in ``detect_batch``)."""
-        start = time.perf_counter() if start is None else start
-        error: BaseException | None = None
-        try:
-            inputs = self._core.inputs([self._core.prepare(loaded, info)])
-            result = self._call(
-                lambda conn, t: conn.infer(
-                    self._core.infer_model, inputs, headers=self._core.headers, client_timeout=t
-                ),
-                timeout,
-            )
-            return self._core.detections(result, info, score_threshold, max_detections)
-        except BaseException as err:
-            error = err
-            raise
-        finally:
-            self._core.record(time.perf_counter() - start, error)
+    # -- I/O: blocking calls, so that the coroutines of ClientBase never suspend ----------------------------------
+    async def _perform(self, url: str, call: Callable[[Any], Any]) -> Any:
+        return call(self._conns[url])
 
-    def _call(self, op: Callable[[Any, float], T], timeout: float | None) -> T:
-        """Run ``op(connection, seconds_left)`` with the retry plan: failover, backoff, deadline."""
-        plan = self._core.plan(timeout)
-        while True:
-            url = plan.next_endpoint()
-            try:
-                result = op(self._conns[url], plan.attempt_timeout())
-            except Exception as exc:  # every failure is translated; none escapes raw
-                err = from_exception(exc, url)
-                delay = plan.on_failure(url, err)
-                if delay is None:
-                    raise err from None
-                self._core.record_retry(err.status)
-                if delay > 0:
-                    time.sleep(delay)
-            else:
-                plan.on_success(url)
-                return result
+    async def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
-    def _health(self, url: str) -> EndpointHealth:
-        return run_steps(self._core.health_steps(url), self._conns[url])
+    async def _work(self, fn: Callable[[], T]) -> T:
+        return fn()
 
-    def _probe(self, url: str) -> bool:
-        return run_steps(self._core.probe_steps(url), self._conns[url])
+    def _infer_blocking(self, loaded: Loaded, info: ModelInfo, options: DetectOptions) -> list[Detection]:
+        return run_blocking(self._infer_one(loaded, info, options, None))
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._core.max_in_flight, thread_name_prefix="yolo-client")
             return self._executor
-
-
-YoloClient.__init__.__signature__ = constructor_signature()  # type: ignore[attr-defined]  # for help()
 
 
 def _watch(ref: weakref.ref[YoloClient], stop: threading.Event, pool: EndpointPool) -> None:
@@ -266,7 +166,7 @@ def _watch(ref: weakref.ref[YoloClient], stop: threading.Event, pool: EndpointPo
         for url in pool.due_probes():
             if stop.is_set():
                 return
-            pool.record_probe(url, client._probe(url))
+            pool.record_probe(url, run_blocking(client._probe(url)))
         del client
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypedDict, Union
 
 from .contract import ModelInfo
 
@@ -155,6 +155,23 @@ class RepositoryModel:
     version: str = ""
     state: str = ""
     reason: str = ""
+
+
+class DetectOptions(TypedDict, total=False):
+    """The keywords of ``detect`` and ``detect_batch``, in both clients (see :meth:`yolo_client.YoloClient.detect`).
+
+    Attributes:
+        color: channel order of an array, ``"rgb"`` or ``"bgr"`` (required for arrays).
+        score_threshold: keep detections scoring at least this; may only raise the server's threshold
+            (applied by the client, after the server's NMS, which gives the same result as applying it before).
+        max_detections: keep at most this many (applied by the client; the server's own cap still holds).
+        timeout: this call's deadline in seconds, instead of the client's.
+    """
+
+    color: Color | None
+    score_threshold: float | None
+    max_detections: int | None
+    timeout: float | None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yolo_client.contract import (
     DEFAULT_MAX_DETECTIONS,
@@ -21,10 +22,15 @@ from yolo_client.contract import (
     GRPC_PORT,
     HTTP_PORT,
     METRICS_PORT,
+    STAGES,
 )
-from yolo_server.repository.spec import STAGES, TARGET_BATCHING, Batching, Instances, Limits
+from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, Limits
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.supervise import Supervision
+
+if TYPE_CHECKING:  # for the annotations only: build_options and serve_options import them when they run
+    from yolo_server.repository.build import BuildOptions
+    from yolo_server.triton.options import ServeOptions
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -175,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def build_options(args: argparse.Namespace) -> BuildOptions:
     """Namespace of ``build`` -> :class:`yolo_server.repository.build.BuildOptions`."""
     from yolo_server.repository.build import BuildOptions, resolve_target
 
@@ -208,7 +214,7 @@ def build_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def serve_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def serve_options(args: argparse.Namespace) -> ServeOptions:
     """Namespace of ``serve`` -> :class:`yolo_server.triton.options.ServeOptions`."""
     from yolo_server.triton.access import Access, TlsFiles, read_admin_key
     from yolo_server.triton.options import ServeOptions

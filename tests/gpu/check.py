@@ -136,8 +136,8 @@ def check_model(name: str, mode: str, device: torch.device, dtype: torch.dtype, 
               "images_per_second": {str(b): round(v, 1) for b, v in result["images_per_second"].items()}}  # fmt: skip
     if name == "demo":
         post = Postprocessor(tuple(spec.yolo_layers), width, height, postprocess_config_for(spec), device)
-        eager_found, _ = post.run([h.numpy() for h in reference["heads"]], placements)
-        found, _ = post.run([h.numpy() for h in result["heads"]], placements)
+        eager_found = post.run([h.numpy() for h in reference["heads"]], placements)
+        found = post.run([h.numpy() for h in result["heads"]], placements)
         share = matched_share(eager_found, found)
         report.update(preprocess_cpu_ms_per_image=round(preprocess_ms, 3), scenes=len(placements),
                       eager_boxes=sum(len(d) for d in eager_found), boxes_matched_at_iou_0_9=round(share, 4),
@@ -157,7 +157,7 @@ def check_postprocess(on_device: Postprocessor, heads: list[torch.Tensor], place
     for label, post in (("cpu", on_cpu), (str(on_device.device), on_device)):
         post.run(arrays, placements)  # warm-up (CUDA context, kernels)
         started = time.perf_counter()
-        results[label], _ = post.run(arrays, placements)
+        results[label] = post.run(arrays, placements)
         timings[label] = round((time.perf_counter() - started) * 1000 / len(placements), 3)
     cpu, device = results["cpu"], results[str(on_device.device)]
     same = all(

@@ -72,5 +72,7 @@ class StandInTorchTensorRT(types.ModuleType):
             if not inputs:
                 raise ValueError("the torchscript format traces the module: pass example inputs")
             torch.jit.save(torch.jit.trace(module, tuple(inputs), check_trace=False), file_path)
-        else:
-            torch.export.save(module, Path(file_path))  # type: ignore[arg-type]
+        elif isinstance(module, torch.export.ExportedProgram):
+            torch.export.save(module, Path(file_path))
+        else:  # as torch.export.save itself refuses it
+            raise TypeError(f"the exported_program format saves an ExportedProgram, got {type(module).__name__}")

@@ -1,7 +1,8 @@
 """One real tritonserver per test session, serving yolov4-tiny on calibrated random weights.
 
-Use the ``triton_server`` fixture (session scope); its fields are a stable interface
-for every integration test (serving, client SDK, metrics):
+Use the ``triton_server`` fixture (session scope), a ``TritonTestServer`` (tests/helpers/serving.py, with the
+process helpers that start, wait for and stop servers); its fields are a stable interface for every integration
+test (serving, client SDK, metrics):
 
     grpc_url           "127.0.0.1:PORT" (tritonclient.grpc / yolo_client)
     http_url           "127.0.0.1:PORT" (tritonclient.http, no scheme)
@@ -24,110 +25,30 @@ stopped by pid at the end.
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.helpers.serving import (
+    CFG,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    MAX_BATCH_SIZE,
+    MAX_PIXELS,
+    NAMES,
+    READY_TIMEOUT_S,
+    TritonTestServer,
+    start_serve,
+    stop_process,
+    wait_ready,
+    write_random_weights,
+)
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
-from yolo_server.triton.ports import free_ports
 
-ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / "models" / "darknet" / "yolov4-tiny.cfg"
-NAMES = ROOT / "models" / "darknet" / "coco.names"
-INPUT_WIDTH, INPUT_HEIGHT = 320, 256
-MAX_BATCH_SIZE = 8
-MAX_PIXELS = 50_000_000
-READY_TIMEOUT_S = 240.0
-
-
-@dataclass(frozen=True)
-class TritonTestServer:
-    """A running server and what it was built from (see the module docstring)."""
-
-    grpc_url: str
-    http_url: str
-    metrics_url: str
-    model_name: str
-    tensor_model_name: str
-    repository: Path
-    cfg: Path
-    weights: Path
-    names: Path
-    input_width: int
-    input_height: int
-    max_batch_size: int
-    max_pixels: int
-    detector: object  # yolo_server.Detector
-    pid: int
-    admin_headers: dict[str, str]
-    admin_http_headers: dict[str, str]
-
-
-def write_random_weights(path: Path) -> Path:
-    """Calibrated random weights for yolov4-tiny, written with the project's darknet writer."""
-    from yolo_server.darknet import load_spec, write_weights
-    from yolo_server.darknet.random_weights import calibrated_random_weights
-
-    spec = load_spec(CFG, (INPUT_WIDTH, INPUT_HEIGHT))
-    write_weights(path, spec, calibrated_random_weights(spec, seed=7))
-    return path
-
-
-def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+if TYPE_CHECKING:
     import tritonclient.grpc as grpcclient
-
-    deadline = time.monotonic() + timeout_s
-    with grpcclient.InferenceServerClient(grpc_url) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"yolo-server serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if client.is_server_ready():
-                    return
-            except Exception:  # noqa: BLE001 - not listening yet
-                pass
-            time.sleep(0.5)
-    raise RuntimeError(f"server not ready after {timeout_s}s:\n{log.read_text()[-4000:]}")
-
-
-def start_serve(
-    repository: Path, log: Path, *extra: str, ports: tuple[int, int, int] | None = None, exit_timeout_s: int = 10
-) -> tuple[subprocess.Popen, tuple[int, int, int]]:
-    """``yolo-server serve`` on loopback, in a session of its own, output to ``log``.
-
-    Returns the process and its (HTTP, gRPC, metrics) ports: ``ports``, else free ones.
-    """
-    if ports is None:
-        http_port, grpc_port, metrics_port = free_ports(3)
-    else:
-        http_port, grpc_port, metrics_port = ports
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-             "--exit-timeout", str(exit_timeout_s), *extra],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-    return process, (http_port, grpc_port, metrics_port)
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """SIGTERM by pid (yolo-server forwards it to Triton, which drains), SIGKILL its group if it hangs."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
 
 
 @pytest.fixture(scope="session")
@@ -187,9 +108,9 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
 
 
 @pytest.fixture(scope="module")
-def client(triton_server: TritonTestServer) -> Iterator[object]:
+def client(triton_server: TritonTestServer) -> Iterator[grpcclient.InferenceServerClient]:
     """A bare ``tritonclient.grpc`` client of the shared server."""
-    import tritonclient.grpc as grpcclient
+    import tritonclient.grpc
 
-    with grpcclient.InferenceServerClient(triton_server.grpc_url) as connection:
+    with tritonclient.grpc.InferenceServerClient(triton_server.grpc_url) as connection:
         yield connection

@@ -12,7 +12,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tests.integration.serving_support import bytes_inputs, encode, scene
+from tests.helpers.images import encode, scene
+from tests.helpers.serving import TritonTestServer
+from tests.helpers.triton_requests import bytes_inputs
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 
 pytestmark = pytest.mark.integration
@@ -39,7 +41,7 @@ def http_status(url: str, method: str, headers: dict[str, str]) -> int:
         return err.code
 
 
-def test_admin_apis_are_refused_without_the_key_and_allowed_with_it(triton_server) -> None:
+def test_admin_apis_are_refused_without_the_key_and_allowed_with_it(triton_server: TritonTestServer) -> None:
     key = triton_server.admin_headers
     wrong = {GRPC_ADMIN_KEY_HEADER: "not-the-key-0123456789"}
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:

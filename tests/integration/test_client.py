@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.integration.serving_support import MAX_DETECTIONS, as_found, assert_same_detections
+from tests.helpers.images import decode_rgb, encode, scene
+from tests.helpers.serving import TritonTestServer
+from tests.helpers.triton_requests import as_found, assert_same_detections
 from yolo_client import (
     AsyncYoloClient,
     DeadlineExceededError,
@@ -26,28 +29,17 @@ from yolo_client import (
     YoloClient,
 )
 
+if TYPE_CHECKING:
+    from yolo_server.pipeline import LabeledDetections
+
 pytestmark = pytest.mark.integration
 
 # (width, height, format): landscape, portrait, larger than the network, tiny, exactly the network size
 SIZES = [(640, 480, ".jpg"), (300, 500, ".png"), (1280, 720, ".jpg"), (97, 61, ".png"), (320, 256, ".png")]
 
 
-def _image(width: int, height: int, seed: int) -> np.ndarray:
-    """A BGR image with structure (blobs on a gradient), so the detector has something to respond to."""
-    rng = np.random.default_rng(seed)
-    image = np.empty((height, width, 3), np.uint8)
-    image[:] = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]
-    for _ in range(5):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        axes = (int(rng.integers(4, max(5, width // 3))), int(rng.integers(4, max(5, height // 3))))
-        cv2.ellipse(
-            image, centre, axes, float(rng.uniform(0, 180)), 0, 360, [int(c) for c in rng.integers(0, 256, 3)], -1
-        )
-    return image
-
-
 def _encoded(width: int, height: int, ext: str, seed: int) -> bytes:
-    return cv2.imencode(ext, _image(width, height, seed))[1].tobytes()
+    return encode(ext, scene(height, width, seed))
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +47,20 @@ def encoded_images() -> list[bytes]:
     return [_encoded(w, h, ext, seed) for seed, (w, h, ext) in enumerate(SIZES)]
 
 
-def _oracle(triton_server, encoded: bytes):
-    rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return triton_server.detector.detect([rgb])[0]
+def _oracle(triton_server: TritonTestServer, encoded: bytes) -> LabeledDetections:
+    return triton_server.detector.detect([decode_rgb(encoded)])[0]
 
 
-def assert_matches_oracle(found: list[Detection], oracle) -> None:
+def assert_matches_oracle(found: list[Detection], oracle: LabeledDetections) -> None:
     """Same detections as the in-process Detector (boxes within 1e-3 relative, scores within 1e-4, same classes,
     matched one to one since near-equal scores may swap places), each labelled with its class's name."""
-    assert_same_detections(as_found(found), oracle, MAX_DETECTIONS)
+    assert_same_detections(as_found(found), oracle)
     names = dict(zip((int(c) for c in oracle.class_ids), oracle.labels))
     assert all(d.label == names.get(d.class_id, d.label) for d in found)
 
 
 @pytest.fixture(scope="module")
-def oracles(triton_server, encoded_images) -> list:
+def oracles(triton_server: TritonTestServer, encoded_images: list[bytes]) -> list[LabeledDetections]:
     return [_oracle(triton_server, data) for data in encoded_images]
 
 
@@ -90,10 +81,10 @@ def test_sync_client_matches_the_in_process_detector(triton_server, encoded_imag
     with YoloClient(triton_server.grpc_url, triton_server.model_name, transport=transport) as client:
         for data, oracle in zip(encoded_images, oracles):
             assert_matches_oracle(client.detect(data), oracle)
-        # a decoded array (BGR, as cv2 gives it) is the same image
-        bgr = cv2.imdecode(np.frombuffer(encoded_images[1], np.uint8), cv2.IMREAD_COLOR)
-        assert_matches_oracle(client.detect(bgr, color="bgr"), oracles[1])
-        assert_matches_oracle(client.detect(np.ascontiguousarray(bgr[:, :, ::-1]), color="rgb"), oracles[1])
+        # a decoded array, in either channel order, is the same image
+        rgb = decode_rgb(encoded_images[1])
+        assert_matches_oracle(client.detect(np.ascontiguousarray(rgb[:, :, ::-1]), color="bgr"), oracles[1])
+        assert_matches_oracle(client.detect(rgb, color="rgb"), oracles[1])
 
 
 @pytest.mark.parametrize("transport", ["bytes", "tensor"])
@@ -122,7 +113,7 @@ def test_detect_batch_of_32_keeps_the_order(triton_server) -> None:
         boxes = np.array([d.box for d in found]).reshape(-1, 4)
         assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
     for i in checked:  # batched on the server or alone: the same detections, on the same image
-        assert_same_detections(as_found(results[i]), as_found(one_by_one[i]), MAX_DETECTIONS)
+        assert_same_detections(as_found(results[i]), as_found(one_by_one[i]))
     for i in (0, 12, 31):  # and against the oracle
         assert_matches_oracle(results[i], _oracle(triton_server, batch[i]))
 
@@ -216,10 +207,7 @@ def test_cli_detect_json_matches_the_sdk(triton_server, encoded_images, tmp_path
         assert entry["detections"] == [d.to_dict() for d in found]
     drawn = sorted(out_dir.iterdir())
     assert [p.name for p in drawn] == [f"image{i}.png" for i in range(3)]
-    assert (
-        cv2.imread(str(drawn[0])).shape
-        == cv2.imdecode(np.frombuffer(encoded_images[0], np.uint8), cv2.IMREAD_COLOR).shape
-    )
+    assert cv2.imread(str(drawn[0])).shape == decode_rgb(encoded_images[0]).shape
 
 
 def test_cli_health_models_and_a_short_bench(triton_server) -> None:

@@ -18,19 +18,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from tests.integration.conftest import start_serve, stop_process
-from tests.integration.serving_support import (
-    MAX_DETECTIONS,
-    as_found,
-    assert_same_detections,
+from tests.helpers.images import encode, scene
+from tests.helpers.serving import (
+    TritonTestServer,
     detector_stub,
     printed_triton_pid,
+    start_serve,
+    stop_process,
     triton_pid,
 )
+from tests.helpers.triton_requests import as_found, assert_same_detections
 from yolo_client import (
     ClientMetrics,
     HealthCheckOptions,
@@ -58,12 +57,8 @@ def _wait_until(
 
 
 def _images(count: int) -> list[bytes]:
-    out = []
-    for i in range(count):
-        image = np.full((120 + 10 * i, 160 + 20 * i, 3), 40 * i, np.uint8)
-        cv2.circle(image, (60 + 5 * i, 50), 30 + 4 * i, (255 - 30 * i, 80, 30 * i), -1)
-        out.append(cv2.imencode(".png", image)[1].tobytes())
-    return out
+    """``count`` PNGs, each of another size and content."""
+    return [encode(".png", scene(120 + 10 * i, 160 + 20 * i, seed=i)) for i in range(count)]
 
 
 def _kill_group(process: subprocess.Popen, log: Path) -> None:
@@ -85,7 +80,7 @@ def _kill_group(process: subprocess.Popen, log: Path) -> None:
         Path(leftover).unlink(missing_ok=True)
 
 
-def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> None:
+def test_failover_readmission_and_a_crash_mid_run(triton_server: TritonTestServer, tmp_path: Path) -> None:
     """A second server joins the rotation once ready; SIGKILL-ing it during 200 requests loses none."""
     http_port, grpc_port, metrics_port = free_ports(3)
     second = f"127.0.0.1:{grpc_port}"
@@ -129,7 +124,7 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server, tmp_path) -> No
         assert not client.pool.is_up(second)
     assert len(results) == 200
     for i, found in enumerate(results):  # either server, batched or not: the same detections
-        assert_same_detections(as_found(found), as_found(expected[i % len(images)]), MAX_DETECTIONS)
+        assert_same_detections(as_found(found), as_found(expected[i % len(images)]))
     retries = registry.get_sample_value(
         "yolo_client_retries_total", {"model": triton_server.model_name, "status": "UNAVAILABLE"}
     )
@@ -206,7 +201,7 @@ def _certificates(directory: Path) -> dict[str, Path]:
     return files
 
 
-def _start_tls(triton_server, tmp_path: Path, *tls_args: str):  # type: ignore[no-untyped-def]
+def _start_tls(triton_server: TritonTestServer, tmp_path: Path, *tls_args: str) -> tuple[subprocess.Popen[bytes], str]:
     """``yolo-server serve --tls-...`` on the session's repository; returns the process and its gRPC URL once ready
     (HTTP is plaintext, so it listens on loopback only and serves the readiness check)."""
     from yolo_server.triton.canary import server_ready
@@ -227,7 +222,7 @@ def _assert_refused(url: str, model: str, failures: dict[str, TlsConfig | None])
             assert time.monotonic() - start < 5, what
 
 
-def test_server_tls(triton_server, tmp_path) -> None:
+def test_server_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
     """--tls-cert/--tls-key: a TLS round trip with the CA; plaintext and an unknown CA are refused on that port."""
     pem = _certificates(tmp_path)
     process, url = _start_tls(
@@ -242,7 +237,7 @@ def test_server_tls(triton_server, tmp_path) -> None:
         stop_process(process)
 
 
-def test_mutual_tls(triton_server, tmp_path) -> None:
+def test_mutual_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
     pem = _certificates(tmp_path)
     process, url = _start_tls(triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key",
                               str(pem["server_key"]), "--tls-client-ca", str(pem["ca"]))  # fmt: skip
@@ -268,7 +263,7 @@ def test_mutual_tls(triton_server, tmp_path) -> None:
 
 
 # -- rolling restart ----------------------------------------------------------------------------------------------
-def test_rolling_restart_under_load_loses_no_request(triton_server, tmp_path) -> None:
+def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestServer, tmp_path: Path) -> None:
     """Two replicas, 16 clients through the SDK: SIGTERM one, start it again, then the other; 0 calls fail.
 
     Then a dead model: replica 0's detector stub is SIGKILLed. Supervision is off here, so that replica stays up,

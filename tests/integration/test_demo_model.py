@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.integration.conftest import start_serve, stop_process, wait_ready
+from tests.helpers.serving import start_serve, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -23,15 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import start_serve
-from tests.integration.serving_support import triton_pid
+from tests.helpers.images import encode, scene
+from tests.helpers.serving import ROOT, TritonTestServer, start_serve, triton_pid
 from yolo_server.triton.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "docker" / "nginx" / "nginx.conf"
-sys.path.insert(0, str(ROOT / "loadtest"))
 
 
 @dataclass
@@ -98,7 +95,7 @@ def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 @pytest.fixture(scope="module")
-def replicas(triton_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
+def replicas(triton_server: TritonTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
     workdir = tmp_path_factory.mktemp("replicas")
     started: list[Replica] = []
     try:
@@ -163,13 +160,13 @@ def balancer(replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) 
 
 
 def frames() -> list[bytes]:
-    from yolo_load.images import ImageMix, parse_mix
-
-    mix = ImageMix.generate(parse_mix("320x240:jpeg:1"), variants=4)
-    return list(mix.images["320x240.jpeg"])
+    """Four 320x240 JPEGs."""
+    return [encode(".jpg", scene(240, 320, seed)) for seed in range(4)]
 
 
-def test_requests_through_nginx_reach_both_replicas(triton_server, replicas: list[Replica], balancer: Balancer) -> None:
+def test_requests_through_nginx_reach_both_replicas(
+    triton_server: TritonTestServer, replicas: list[Replica], balancer: Balancer
+) -> None:
     from yolo_client import YoloClient
 
     model = triton_server.model_name
@@ -200,7 +197,7 @@ def requests_seen(replica: Replica, model: str) -> int:
 
 
 def test_a_request_over_the_64_mib_cap_is_resource_exhausted_and_reaches_no_model(
-    triton_server, replicas: list[Replica], balancer: Balancer
+    triton_server: TritonTestServer, replicas: list[Replica], balancer: Balancer
 ) -> None:
     """65 MiB of IMAGE bytes: nginx stops it at ``client_max_body_size 64m`` and answers RESOURCE_EXHAUSTED.
 
@@ -231,7 +228,9 @@ def test_a_request_over_the_64_mib_cap_is_resource_exhausted_and_reaches_no_mode
     assert result.as_numpy("COUNT").shape == (1, 1)
 
 
-def test_a_replica_killed_mid_run_loses_no_request(triton_server, replicas: list[Replica], balancer: Balancer) -> None:
+def test_a_replica_killed_mid_run_loses_no_request(
+    triton_server: TritonTestServer, replicas: list[Replica], balancer: Balancer
+) -> None:
     """200 requests; after 50 have started, replica 1 crashes (launcher, tritonserver and stubs: SIGKILL).
 
     Requests nginx had not yet sent go to the other replica (grpc_next_upstream error); the few in flight on

@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import queue
 import time
+from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tests.integration.conftest import CFG, NAMES, start_serve, stop_process, wait_ready
-from tests.integration.serving_support import bytes_inputs, encode, scene
+from tests.helpers.images import encode, scene
+from tests.helpers.serving import CFG, NAMES, TritonTestServer, start_serve, stop_process, wait_ready
+from tests.helpers.triton_requests import bytes_inputs
 
 pytestmark = pytest.mark.integration
 QUEUE_IMAGES, BATCH, QUEUE_TIMEOUT_US = 16, 8, 1_200_000
 
 
-def test_queue_bound_in_images_and_queue_timeout(triton_server, tmp_path) -> None:
+def test_queue_bound_in_images_and_queue_timeout(triton_server: TritonTestServer, tmp_path: Path) -> None:
     from yolo_server.cli import main as cli_main
 
     repository = tmp_path / "repository"

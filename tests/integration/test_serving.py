@@ -7,19 +7,12 @@ import io
 import cv2
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 from PIL import Image
 
-from tests.integration.serving_support import (
-    MAX_DETECTIONS,
-    assert_same_detections,
-    burst,
-    bytes_inputs,
-    decode_rgb,
-    encode,
-    scene,
-    split_result,
-    tensor_inputs,
-)
+from tests.helpers import triton_requests as req
+from tests.helpers.images import decode_rgb, encode, scene
+from tests.helpers.serving import TritonTestServer
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +37,14 @@ IMAGES = {
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
-def test_bytes_ensemble_matches_the_detector(triton_server, client, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_bytes_ensemble_matches_the_detector(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, name: str
+) -> None:
     data = IMAGES[name]()
-    [found] = split_result(client.infer(triton_server.model_name, bytes_inputs([data])))
+    [found] = req.split_result(client.infer(triton_server.model_name, req.bytes_inputs([data])))
     [expected] = triton_server.detector.detect([decode_rgb(data)])
     assert len(expected) > 0, "the random-weights oracle should find something"
-    assert_same_detections(found, expected, MAX_DETECTIONS)
+    req.assert_same_detections(found, expected)
     height, width = decode_rgb(data).shape[:2]
     assert (
         (found.boxes >= 0).all()
@@ -59,33 +54,39 @@ def test_bytes_ensemble_matches_the_detector(triton_server, client, name: str) -
     assert (np.diff(found.scores) <= 0).all(), "sorted by score, descending"
 
 
-def test_one_request_with_several_images_is_ragged_with_counts(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+def test_one_request_with_several_images_is_ragged_with_counts(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient
+) -> None:
     images = [IMAGES["jpeg-640x480"](), IMAGES["png-1000x37"](), IMAGES["jpeg-97x333"]()]
-    result = client.infer(triton_server.model_name, bytes_inputs(images))
+    result = client.infer(triton_server.model_name, req.bytes_inputs(images))
     counts = result.as_numpy("COUNT")
     assert counts.shape == (3, 1)
     assert result.as_numpy("BOXES").shape == (3, counts.max(), 4)
     expected = triton_server.detector.detect([decode_rgb(data) for data in images])
-    for found, want in zip(split_result(result), expected):
-        assert_same_detections(found, want, MAX_DETECTIONS)
+    for found, want in zip(req.split_result(result), expected):
+        req.assert_same_detections(found, want)
 
 
-def test_tensor_ensemble_matches_the_detector(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+def test_tensor_ensemble_matches_the_detector(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient
+) -> None:
     detector = triton_server.detector
     images = [decode_rgb(IMAGES[name]()) for name in ("jpeg-1920x1080", "png-320x256")]
     prepared = [detector.preprocess(image) for image in images]
     batch = np.stack([tensor for tensor, _ in prepared])
     resize = np.stack([params.pack() for _, params in prepared])
     assert batch.shape == (2, 3, triton_server.input_height, triton_server.input_width)
-    result = client.infer(triton_server.tensor_model_name, tensor_inputs(batch, resize))
-    for found, want in zip(split_result(result), detector.detect(images)):
-        assert_same_detections(found, want, MAX_DETECTIONS)
+    result = client.infer(triton_server.tensor_model_name, req.tensor_inputs(batch, resize))
+    for found, want in zip(req.split_result(result), detector.detect(images)):
+        req.assert_same_detections(found, want)
 
 
-def test_concurrent_requests_each_get_their_own_detections(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_requests_each_get_their_own_detections(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient
+) -> None:
     images = [encode(".jpg", scene(200 + 40 * i, 300 - 20 * i, seed=20 + i)) for i in range(8)]
-    answers = burst(client, [(triton_server.model_name, bytes_inputs([data])) for data in images])
+    answers = req.burst(client, [(triton_server.model_name, req.bytes_inputs([data])) for data in images])
     expected = triton_server.detector.detect([decode_rgb(data) for data in images])
     for answer, want in zip(answers, expected):
-        [found] = split_result(answer)
-        assert_same_detections(found, want, MAX_DETECTIONS)
+        [found] = req.split_result(answer)
+        req.assert_same_detections(found, want)

@@ -7,7 +7,9 @@ import threading
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tests.integration.serving_support import bytes_inputs, encode, scene, split_result
+from tests.helpers.images import encode, scene
+from tests.helpers.serving import TritonTestServer
+from tests.helpers.triton_requests import bytes_inputs, split_result
 
 pytestmark = pytest.mark.integration
 CLIENTS = 16
@@ -20,7 +22,7 @@ def detector_counts(client: grpcclient.InferenceServerClient, model: str) -> tup
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
-def test_sixteen_concurrent_clients_share_detector_executions(triton_server) -> None:  # type: ignore[no-untyped-def]
+def test_sixteen_concurrent_clients_share_detector_executions(triton_server: TritonTestServer) -> None:
     detector_model = f"{triton_server.model_name}_detector"
     image = encode(".jpg", scene(360, 480, seed=31))
     with grpcclient.InferenceServerClient(triton_server.grpc_url) as client:

@@ -9,25 +9,18 @@ from __future__ import annotations
 import io
 import re
 import urllib.request
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers import payloads
-from tests.integration.serving_support import (
-    MAX_DETECTIONS,
-    assert_invalid_argument,
-    assert_same_detections,
-    burst,
-    bytes_inputs,
-    decode_rgb,
-    encode,
-    scene,
-    split_result,
-    tensor_inputs,
-)
+from tests.helpers import triton_requests as req
+from tests.helpers.images import decode_rgb, encode, noise, scene
+from tests.helpers.serving import TritonTestServer
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +36,17 @@ def cmyk_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def assert_valid_neighbours_answered(triton_server, neighbours, valid_jpeg: bytes) -> None:  # type: ignore[no-untyped-def]
+def assert_valid_neighbours_answered(
+    triton_server: TritonTestServer, neighbours: Sequence[req.Answer], valid_jpeg: bytes
+) -> None:
     [expected] = triton_server.detector.detect([decode_rgb(valid_jpeg)])
     for answer in neighbours:
         assert not isinstance(answer, Exception), f"a valid neighbour failed: {answer}"
-        [found] = split_result(answer)
-        assert_same_detections(found, expected, MAX_DETECTIONS)
+        [found] = req.split_result(answer)
+        req.assert_same_detections(found, expected)
 
 
-def assert_server_ready(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+def assert_server_ready(triton_server: TritonTestServer, client: grpcclient.InferenceServerClient) -> None:
     assert client.is_server_ready()
     for model in client.get_model_repository_index(headers=triton_server.admin_headers, as_json=True)["models"]:
         assert client.is_model_ready(model["name"]), model
@@ -59,10 +54,7 @@ def assert_server_ready(triton_server, client) -> None:  # type: ignore[no-untyp
 
 BAD_IMAGES = {
     "empty": (lambda: b"", ["empty image"]),
-    "random-bytes": (
-        lambda: np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
-        ["undecodable"],
-    ),
+    "random-bytes": (lambda: noise(4096, seed=3).tobytes(), ["undecodable"]),
     "truncated-jpeg": (lambda: encode(".jpg", scene(200, 200, 4))[:-500], ["truncated JPEG"]),
     "zero-pixels": (
         lambda: bytes.fromhex("89504e470d0a1a0a0000000d49484452000000000000000a0802000000"),
@@ -79,12 +71,14 @@ BAD_IMAGES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_IMAGES))
-def test_bad_image_is_rejected_and_neighbours_answered(triton_server, client, valid_jpeg: bytes, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_image_is_rejected_and_neighbours_answered(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, valid_jpeg: bytes, case: str
+) -> None:
     make, fragments = BAD_IMAGES[case]
     model = triton_server.model_name
-    answers = burst(client, [(model, bytes_inputs([valid_jpeg])), (model, bytes_inputs([make()])),
-                             (model, bytes_inputs([valid_jpeg]))])  # fmt: skip
-    assert_invalid_argument(answers[1], *fragments)
+    answers = req.burst(client, [(model, req.bytes_inputs([valid_jpeg])), (model, req.bytes_inputs([make()])),
+                                 (model, req.bytes_inputs([valid_jpeg]))])  # fmt: skip
+    req.assert_invalid_argument(answers[1], *fragments)
     assert_valid_neighbours_answered(triton_server, [answers[0], answers[2]], valid_jpeg)
     assert_server_ready(triton_server, client)
 
@@ -100,33 +94,39 @@ ODD_IMAGES = {
 
 
 @pytest.mark.parametrize("case", list(ODD_IMAGES))
-def test_odd_valid_images_get_detections(triton_server, client, valid_jpeg: bytes, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_odd_valid_images_get_detections(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, valid_jpeg: bytes, case: str
+) -> None:
     data = ODD_IMAGES[case]()
     model = triton_server.model_name
-    answers = burst(client, [(model, bytes_inputs([data])), (model, bytes_inputs([valid_jpeg]))])
+    answers = req.burst(client, [(model, req.bytes_inputs([data])), (model, req.bytes_inputs([valid_jpeg]))])
     assert not isinstance(answers[0], Exception), answers[0]
-    [found] = split_result(answers[0])
+    [found] = req.split_result(answers[0])
     [expected] = triton_server.detector.detect([decode_rgb(data)])
     assert len(found) > 0
-    assert_same_detections(found, expected, MAX_DETECTIONS)
+    req.assert_same_detections(found, expected)
     assert_valid_neighbours_answered(triton_server, answers[1:], valid_jpeg)
 
 
-def test_bad_image_inside_a_multi_image_request_names_it(triton_server, client, valid_jpeg: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_bad_image_inside_a_multi_image_request_names_it(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, valid_jpeg: bytes
+) -> None:
     with pytest.raises(Exception) as raised:
-        client.infer(triton_server.model_name, bytes_inputs([valid_jpeg, b"", valid_jpeg]))
-    assert_invalid_argument(raised.value, "image 1 of 3", "empty image")
+        client.infer(triton_server.model_name, req.bytes_inputs([valid_jpeg, b"", valid_jpeg]))
+    req.assert_invalid_argument(raised.value, "image 1 of 3", "empty image")
 
 
-def test_batch_over_the_maximum_is_rejected(triton_server, client, valid_jpeg: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_batch_over_the_maximum_is_rejected(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, valid_jpeg: bytes
+) -> None:
     too_many = triton_server.max_batch_size + 1
-    answers = burst(client, [(triton_server.model_name, bytes_inputs([valid_jpeg] * too_many)),
-                             (triton_server.model_name, bytes_inputs([valid_jpeg]))])  # fmt: skip
-    assert_invalid_argument(answers[0], f"must be <= {triton_server.max_batch_size}")
+    answers = req.burst(client, [(triton_server.model_name, req.bytes_inputs([valid_jpeg] * too_many)),
+                                 (triton_server.model_name, req.bytes_inputs([valid_jpeg]))])  # fmt: skip
+    req.assert_invalid_argument(answers[0], f"must be <= {triton_server.max_batch_size}")
     assert_valid_neighbours_answered(triton_server, answers[1:], valid_jpeg)
 
 
-def _tensor_case(triton_server, case: str):  # type: ignore[no-untyped-def]
+def _tensor_case(triton_server: TritonTestServer, case: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(INPUT, RESIZE, expected message fragments) of a bad tensor request."""
     detector = triton_server.detector
     batch, params = detector.preprocess(decode_rgb(encode(".jpg", scene(240, 320, seed=99))))
@@ -154,19 +154,25 @@ def _tensor_case(triton_server, case: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     "case", ["wrong-dtype", "wrong-shape", "nan-input", "inf-input", "inf-resize", "resize-outside-input"]
 )
-def test_bad_tensor_is_rejected_and_neighbours_answered(triton_server, client, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_tensor_is_rejected_and_neighbours_answered(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, case: str
+) -> None:
     detector = triton_server.detector
     valid_jpeg = encode(".jpg", scene(240, 320, seed=99))
     batch, params = detector.preprocess(decode_rgb(valid_jpeg))
-    good = (triton_server.tensor_model_name, tensor_inputs(batch[None], params.pack()[None]))
+    good = (triton_server.tensor_model_name, req.tensor_inputs(batch[None], params.pack()[None]))
     bad_input, bad_resize, fragments = _tensor_case(triton_server, case)
-    answers = burst(client, [good, good, (triton_server.tensor_model_name, tensor_inputs(bad_input, bad_resize)), good])
-    assert_invalid_argument(answers[2], *fragments)
+    answers = req.burst(
+        client, [good, good, (triton_server.tensor_model_name, req.tensor_inputs(bad_input, bad_resize)), good]
+    )
+    req.assert_invalid_argument(answers[2], *fragments)
     assert_valid_neighbours_answered(triton_server, [answers[0], answers[1], answers[3]], valid_jpeg)
     assert_server_ready(triton_server, client)
 
 
-def test_rejections_are_counted_by_reason(triton_server, client) -> None:  # type: ignore[no-untyped-def]
+def test_rejections_are_counted_by_reason(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient
+) -> None:
     def rejected(reason: str) -> float:
         text = urllib.request.urlopen(triton_server.metrics_url, timeout=10).read().decode()
         pattern = rf'^yolo_rejected_inputs_total{{[^}}]*reason="{reason}"[^}}]*}} (\S+)$'
@@ -174,5 +180,5 @@ def test_rejections_are_counted_by_reason(triton_server, client) -> None:  # typ
 
     before = rejected("truncated")
     with pytest.raises(InferenceServerException, match="truncated"):
-        client.infer(triton_server.model_name, bytes_inputs([encode(".jpg", scene(64, 64, 1))[:-100]]))
+        client.infer(triton_server.model_name, req.bytes_inputs([encode(".jpg", scene(64, 64, 1))[:-100]]))
     assert rejected("truncated") == before + 1

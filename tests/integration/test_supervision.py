@@ -18,8 +18,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tests.integration.conftest import start_serve, stop_process, wait_ready
-from tests.integration.serving_support import bytes_inputs, detector_stub, encode, scene, triton_pid
+from tests.helpers.images import encode, scene
+from tests.helpers.serving import TritonTestServer, detector_stub, start_serve, stop_process, triton_pid, wait_ready
+from tests.helpers.triton_requests import bytes_inputs
 from yolo_server.triton.supervise import FAULT_EXIT_CODE, probe
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,9 @@ class Load:
 
 
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["sigkill", "sigstop"])
-def test_a_dead_or_stopped_stub_turns_the_probe_red_and_the_server_exits(triton_server, tmp_path, fault) -> None:
+def test_a_dead_or_stopped_stub_turns_the_probe_red_and_the_server_exits(
+    triton_server: TritonTestServer, tmp_path: Path, fault: signal.Signals
+) -> None:
     log = tmp_path / "serve.log"
     process, (http_port, grpc_port, _) = start_serve(
         triton_server.repository, log, "--check-interval", "1", "--canary-interval", "5", "--canary-timeout", "3"

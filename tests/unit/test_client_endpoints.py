@@ -5,17 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.clients import KINDS, dead_url, idle, open_client
+from tests.helpers.clock import FakeClock
 from yolo_client.endpoints import EndpointPool, channel_args, check_headers, connection_kwargs, parse_urls
 from yolo_client.errors import InvalidInputError
 from yolo_client.types import ChannelOptions, EndpointHealth, HealthCheckOptions, RetryPolicy, TlsConfig
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 50.0  # the fake clock's first reading
 
 
 def test_round_robin_over_healthy_endpoints() -> None:
@@ -24,7 +19,7 @@ def test_round_robin_over_healthy_endpoints() -> None:
 
 
 def test_a_down_endpoint_is_skipped_until_a_probe_puts_it_back() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     pool = EndpointPool(["a", "b", "c"], HealthCheckOptions(interval=5, recheck_interval=1), clock)
     pool.mark_down("b")
     assert [pool.pick() for _ in range(4)] == ["a", "c", "a", "c"]
@@ -41,7 +36,7 @@ def test_failover_avoids_endpoints_already_tried_in_the_call() -> None:
 
 
 def test_when_all_are_down_the_longest_down_is_tried() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     pool = EndpointPool(["a", "b", "c"], clock=clock)
     for url in ("b", "c", "a"):
         pool.mark_down(url)
@@ -51,7 +46,7 @@ def test_when_all_are_down_the_longest_down_is_tried() -> None:
 
 
 def test_probe_schedule() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     pool = EndpointPool(["a", "b"], HealthCheckOptions(interval=5, recheck_interval=1), clock)
     assert pool.due_probes() == ["a", "b"]  # everything is probed at start
     pool.record_probe("a", ok=True)
@@ -68,7 +63,7 @@ def test_probe_schedule() -> None:
 
 
 def test_a_held_endpoint_stays_out_whatever_its_probes_say_until_the_hold_ends() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     pool = EndpointPool(["a", "b"], HealthCheckOptions(interval=5.0, recheck_interval=1.0, fault_hold=30.0), clock)
     pool.mark_down("a", hold=True)
     assert "a" not in pool.due_probes()
@@ -86,7 +81,7 @@ def test_a_held_endpoint_stays_out_whatever_its_probes_say_until_the_hold_ends()
 
 
 def test_mark_down_keeps_the_first_failure_time() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     pool = EndpointPool(["a", "b"], clock=clock)
     pool.mark_down("a")
     clock.now += 5

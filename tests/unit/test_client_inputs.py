@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers.clients import KINDS, open_client
 from tests.helpers.clients import dead_url as _dead_url
+from tests.helpers.images import decode_rgb, noise
 from yolo_client import InvalidInputError, ModelInfo, RetryPolicy, UnavailableError, YoloClient, images
 
 INFO = ModelInfo(
@@ -149,18 +150,17 @@ def test_bytes_transport_sends_files_unchanged(tmp_path) -> None:
 
 
 def test_arrays_are_sent_as_lossless_png_with_the_stated_order() -> None:
-    rgb = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    rgb = noise(7, 9, 3)
     for color, array in (("rgb", rgb), ("bgr", rgb[:, :, ::-1])):
         encoded = images.to_bytes(array, color=color)
         assert images.image_format(encoded) == "png"
-        decoded_rgb = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-        np.testing.assert_array_equal(decoded_rgb, rgb)
+        np.testing.assert_array_equal(decode_rgb(encoded), rgb)
 
 
 def test_pil_images_are_rgb() -> None:
     import PIL.Image as pil
 
-    rgb = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    rgb = noise(5, 6, 3, seed=1)
     np.testing.assert_array_equal(images.to_rgb(pil.fromarray(rgb)), rgb)
     np.testing.assert_array_equal(images.to_rgb(pil.fromarray(rgb).convert("RGBA")), rgb)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -11,14 +12,6 @@ from tritonclient.utils import InferenceServerException
 
 from yolo_client import errors
 from yolo_client.contract import ModelInfo
-from yolo_client.errors import (
-    DeadlineExceededError,
-    InvalidInputError,
-    ServerError,
-    ServerRejectedError,
-    UnavailableError,
-    YoloClientError,
-)
 from yolo_client.protocol import apply_limits, check_limits, model_for, parse_arrays, parse_model_info
 from yolo_client.types import Detection
 
@@ -53,7 +46,7 @@ def test_zero_detections() -> None:
 
 
 def test_count_beyond_the_rows_is_a_server_error() -> None:
-    with pytest.raises(ServerError):
+    with pytest.raises(errors.ServerError):
         parse_arrays(np.zeros((1, 1, 4)), np.zeros((1, 1)), np.zeros((1, 1), np.int32), np.array([[3]]), NAMES)
 
 
@@ -61,9 +54,9 @@ def test_limits_only_tighten() -> None:
     info = _info()
     check_limits(info, 0.25, 0)
     check_limits(info, 0.9, 1000)  # above the server's cap: the server's cap still holds
-    with pytest.raises(InvalidInputError, match="below the server's"):
+    with pytest.raises(errors.InvalidInputError, match="below the server's"):
         check_limits(info, 0.2, None)
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(errors.InvalidInputError):
         check_limits(info, None, True)
 
 
@@ -88,11 +81,11 @@ def test_model_info_from_config_json() -> None:
 
 
 def test_model_info_from_a_foreign_model() -> None:
-    with pytest.raises(ServerError, match="yolo-server model"):
+    with pytest.raises(errors.ServerError, match="yolo-server model"):
         parse_model_info("resnet", {"config": {"name": "resnet"}})
     bad = {"parameters": {k: {"string_value": v} for k, v in
            {"class_names": "not json", "input_width": "1", "input_height": "1", "letterbox": "1", "score_threshold": "0"}.items()}}  # fmt: skip
-    with pytest.raises(ServerError, match="malformed"):
+    with pytest.raises(errors.ServerError, match="malformed"):
         parse_model_info("m", bad)
 
 
@@ -111,27 +104,27 @@ def test_what_the_build_publishes_is_what_the_client_reads() -> None:
 )  # fmt: skip
 def test_a_parameter_of_the_wrong_json_type_is_named(key: str, text: str) -> None:
     parameters = {k: {"string_value": v} for k, v in {**_info().to_parameters(), key: text}.items()}
-    with pytest.raises(ServerError, match=key):
+    with pytest.raises(errors.ServerError, match=key):
         parse_model_info("m", {"parameters": parameters})
 
 
 def test_model_for_transport() -> None:
     assert model_for("yolov4", "bytes") == "yolov4" and model_for("yolov4", "tensor") == "yolov4_tensor"
-    with pytest.raises(InvalidInputError):
-        model_for("yolov4", "http")  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidInputError):
+        model_for("yolov4", cast(Any, "http"))  # not a Transport, on purpose
 
 
 @pytest.mark.parametrize(
     "status, cls",
     [
-        ("StatusCode.UNAVAILABLE", UnavailableError),
-        ("StatusCode.RESOURCE_EXHAUSTED", UnavailableError),
-        ("StatusCode.DEADLINE_EXCEEDED", DeadlineExceededError),
-        ("StatusCode.INVALID_ARGUMENT", ServerRejectedError),
-        ("StatusCode.NOT_FOUND", ServerRejectedError),
-        ("StatusCode.UNAUTHENTICATED", ServerRejectedError),
-        ("StatusCode.INTERNAL", ServerError),
-        (None, YoloClientError),
+        ("StatusCode.UNAVAILABLE", errors.UnavailableError),
+        ("StatusCode.RESOURCE_EXHAUSTED", errors.UnavailableError),
+        ("StatusCode.DEADLINE_EXCEEDED", errors.DeadlineExceededError),
+        ("StatusCode.INVALID_ARGUMENT", errors.ServerRejectedError),
+        ("StatusCode.NOT_FOUND", errors.ServerRejectedError),
+        ("StatusCode.UNAUTHENTICATED", errors.ServerRejectedError),
+        ("StatusCode.INTERNAL", errors.ServerError),
+        (None, errors.YoloClientError),
     ],
 )
 def test_triton_exceptions_map_by_status(status: str | None, cls: type) -> None:
@@ -153,11 +146,17 @@ def test_grpc_errors_map_too() -> None:
             return "failed to connect to all addresses"
 
     err = errors.from_exception(Rpc())
-    assert isinstance(err, UnavailableError) and err.status == "UNAVAILABLE"
+    assert isinstance(err, errors.UnavailableError) and err.status == "UNAVAILABLE"
 
 
 def test_error_hierarchy() -> None:
-    assert issubclass(InvalidInputError, ValueError) and issubclass(DeadlineExceededError, TimeoutError)
-    for cls in (InvalidInputError, ServerRejectedError, ServerError, UnavailableError, DeadlineExceededError):
-        assert issubclass(cls, YoloClientError)
-    assert str(UnavailableError("x", status="UNAVAILABLE", endpoint="h:1")) == "[UNAVAILABLE at h:1] x"
+    assert issubclass(errors.InvalidInputError, ValueError) and issubclass(errors.DeadlineExceededError, TimeoutError)
+    for cls in (
+        errors.InvalidInputError,
+        errors.ServerRejectedError,
+        errors.ServerError,
+        errors.UnavailableError,
+        errors.DeadlineExceededError,
+    ):
+        assert issubclass(cls, errors.YoloClientError)
+    assert str(errors.UnavailableError("x", status="UNAVAILABLE", endpoint="h:1")) == "[UNAVAILABLE at h:1] x"

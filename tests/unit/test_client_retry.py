@@ -8,19 +8,14 @@ import time
 import pytest
 
 from tests.helpers.clients import KINDS, dead_url, open_client
+from tests.helpers.clock import FakeClock
 from yolo_client import ClientMetrics
 from yolo_client.endpoints import EndpointPool
 from yolo_client.errors import DeadlineExceededError, ServerError, ServerRejectedError, UnavailableError
 from yolo_client.retry import CallPlan, RetryBudget, backoff_cap, backoff_delay
 from yolo_client.types import HealthCheckOptions, RetryPolicy
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+START = 1000.0  # the fake clock's first reading
 
 
 def test_backoff_cap_grows_exponentially_to_the_maximum() -> None:
@@ -52,7 +47,7 @@ def test_policy_rejects_nonsense() -> None:
 
 
 def test_budget_caps_retries_and_refills_over_its_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     budget = RetryBudget(RetryPolicy(budget_reserve=5, budget_ratio=0.5, budget_window=10), clock)
     assert sum(budget.try_spend() for _ in range(20)) == 5  # the reserve, then nothing
     for _ in range(4):
@@ -65,7 +60,7 @@ def test_budget_caps_retries_and_refills_over_its_window() -> None:
 
 
 def _plan(urls=("a", "b"), clock=None, **policy) -> CallPlan:
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(START)
     pool = EndpointPool(urls, HealthCheckOptions(), clock)
     p = RetryPolicy(**policy)
     return CallPlan(p, RetryBudget(p, clock), pool, timeout=10.0, clock=clock, rng=random.Random(1))
@@ -146,7 +141,7 @@ def test_attempts_are_bounded() -> None:
 
 
 def test_no_retry_whose_sleep_would_pass_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     plan = _plan(("a",), clock=clock, initial_backoff=5.0, max_backoff=5.0, multiplier=1.0)
     url = plan.next_endpoint()
     clock.now += 9.999  # 1 ms left: any positive backoff overshoots unless the jitter draws ~0
@@ -154,7 +149,7 @@ def test_no_retry_whose_sleep_would_pass_the_deadline() -> None:
 
 
 def test_attempt_timeout_is_what_is_left_of_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(START)
     plan = _plan(clock=clock)
     plan.next_endpoint()
     clock.now += 4.0

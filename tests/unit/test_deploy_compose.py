@@ -17,18 +17,20 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.test_deploy_entrypoint import (
+from tests.helpers.deploy import (
     ACCESS_VARIABLES,
     BUILD_VARIABLES,
+    DOCKER,
+    DOCKERFILES,
     PROBE_TIMEOUT_S,
+    ROOT,
     default_model_name,
     entrypoint_argv,
     health_probe,
+    ignored,
     parse_yolo_server,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 PROFILES = ("cpu", "lb", "prometheus", "grafana", "loadtest")
 SERVERS = ("server", "server-replica", "server-cpu")
@@ -266,8 +268,6 @@ def test_servers_are_healthy_when_the_probe_passes(resolved: dict[str, Any], ser
 def test_access_settings_reach_the_servers_from_the_mounted_secrets(service: str) -> None:
     """Unset: no access option (the admin APIs off, no TLS). Set: the CLI gets the files, from a read-only mount of
     docker/secrets/, which git ignores and no image's build context includes."""
-    from tests.unit.test_deploy_images import DOCKERFILES, ignored
-
     default = docker_compose("config")
     assert default.returncode == 0, default.stderr
     spec = yaml.safe_load(default.stdout)["services"][service]

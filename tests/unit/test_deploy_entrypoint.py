@@ -1,76 +1,42 @@
 """docker/entrypoint.sh: every `yolo-server` command the containers run is one that yolo_server.cli accepts.
 
 The script runs for real (``sh``, ``YOLO_DRY_RUN=1`` prints the argv instead of executing it) and its output goes
-through the real ``yolo_server.cli.build_parser()``. ``entrypoint_argv`` is shared with the compose and k8s tests,
-which run it with each container's own environment.
+through the real ``yolo_server.cli.build_parser()`` (``tests/helpers/deploy.py``, shared with the compose, image and
+k8s tests, which run it with each container's own environment).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.deploy import (
+    ACCESS_VARIABLES,
+    BUILD_VARIABLES,
+    IMAGE_APP,
+    PROBE_TIMEOUT_S,
+    ROOT,
+    default_model_name,
+    entrypoint_argv,
+    health_probe,
+    makefile_var,
+    parse_yolo_server,
+)
 from yolo_server.cli import build_parser
 from yolo_server.repository.spec import model_base_name
 
-ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
-IMAGE_APP = "/opt/yolo"  # where the Dockerfiles COPY the repository's files (test_deploy_images checks it)
 
-
-# every variable compose passes to the builders (x-model-inputs), all optional
-BUILD_VARIABLES = (
-    "CFG",
-    "WEIGHTS",
-    "NAMES",
-    "SIZE",
-    "PRECISION",
-    "MAX_BATCH_SIZE",
-    "OPT_BATCH_SIZE",
-    "PREFERRED_BATCH_SIZES",
-    "PREPROCESS_INSTANCES",
-    "DETECTOR_INSTANCES",
-    "POSTPROCESS_INSTANCES",
-)
-
-
-def makefile_var(name: str) -> str:
-    """A ``NAME := value`` / ``NAME ?= value`` of the Makefile."""
-    match = re.search(rf"^{name}\s*[:?]?=\s*(.*)$", (ROOT / "Makefile").read_text(), flags=re.MULTILINE)
-    assert match, f"{name} is not set in the Makefile"
-    return match.group(1).strip()
-
-
-def entrypoint_argv(command: str, env: dict[str, str] | None = None) -> list[str]:
-    """The argv docker/entrypoint.sh would exec for ``command`` under ``env`` (added to a minimal environment)."""
-    full_env = {"PATH": os.environ["PATH"], "YOLO_DRY_RUN": "1", **(env or {})}
-    result = subprocess.run(["sh", str(ENTRYPOINT), command], env=full_env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.splitlines()
-
-
-def parse_yolo_server(argv: list[str]) -> argparse.Namespace:
-    """``argv`` (starting with ``yolo-server``) through the real CLI parser; argparse errors fail the test."""
-    assert argv[0] == "yolo-server", argv
-    try:
-        return build_parser().parse_args(argv[1:])
-    except SystemExit as exc:  # argparse reports on stderr and exits 2
-        pytest.fail(f"yolo-server rejects {argv}: exit {exc.code}")
-
-
-def default_model_name() -> str:
-    """The base model name `yolo-server build` gives the default cfg (the bytes ensemble's name)."""
-    return model_base_name(makefile_var("DEFAULT_CFG"))
+def build_args(env: dict[str, str] | None = None) -> argparse.Namespace:
+    """The ``yolo-server build`` the entrypoint runs under ``env``, parsed."""
+    args = parse_yolo_server(entrypoint_argv("build", env))
+    assert args.command == "build"
+    return args
 
 
 def test_default_build_is_the_makefiles_default_model() -> None:
-    args = parse_yolo_server(entrypoint_argv("build"))
-    assert args.command == "build"
+    args = build_args()
     assert str(args.cfg) == f"{IMAGE_APP}/{makefile_var('DEFAULT_CFG')}"
     assert str(args.names) == f"{IMAGE_APP}/{makefile_var('DEFAULT_NAMES')}"
     assert str(args.weights) == f"{IMAGE_APP}/{makefile_var('DEFAULT_WEIGHTS')}"
@@ -81,17 +47,9 @@ def test_default_build_is_the_makefiles_default_model() -> None:
 
 
 def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
-    env = {
-        "CFG": "darknet/yolov4.cfg",
-        "WEIGHTS": "yolov4.weights",
-        "NAMES": "/abs/coco.names",
-        "SIZE": "512x320",
-        "TARGET": "tensorrt",
-        "PRECISION": "fp16",
-        "MAX_BATCH_SIZE": "16",
-        "MODELS_DIR": "/models",
-    }
-    args = parse_yolo_server(entrypoint_argv("build", env))
+    args = build_args({"CFG": "darknet/yolov4.cfg", "WEIGHTS": "yolov4.weights", "NAMES": "/abs/coco.names",
+                       "SIZE": "512x320", "TARGET": "tensorrt", "PRECISION": "fp16", "MAX_BATCH_SIZE": "16",
+                       "MODELS_DIR": "/models"})  # fmt: skip
     assert (str(args.cfg), str(args.weights), str(args.names)) == (
         "/models/darknet/yolov4.cfg",
         "/models/yolov4.weights",
@@ -102,16 +60,9 @@ def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
 
 
 def test_gpu_shape_comes_from_the_environment() -> None:
-    env = {
-        "TARGET": "tensorrt",
-        "MAX_BATCH_SIZE": "64",
-        "OPT_BATCH_SIZE": "32",
-        "PREFERRED_BATCH_SIZES": "32,64",
-        "PREPROCESS_INSTANCES": "4",
-        "DETECTOR_INSTANCES": "2",
-        "POSTPROCESS_INSTANCES": "3",
-    }
-    args = parse_yolo_server(entrypoint_argv("build", env))
+    args = build_args({"TARGET": "tensorrt", "MAX_BATCH_SIZE": "64", "OPT_BATCH_SIZE": "32",
+                       "PREFERRED_BATCH_SIZES": "32,64", "PREPROCESS_INSTANCES": "4", "DETECTOR_INSTANCES": "2",
+                       "POSTPROCESS_INSTANCES": "3"})  # fmt: skip
     assert (args.max_batch_size, args.opt_batch_size, args.preferred_batch_sizes) == (64, 32, (32, 64))
     assert args.instances == [("preprocess", 4), ("detector", 2), ("postprocess", 3)]
 
@@ -136,18 +87,6 @@ def test_serve_listens_on_all_interfaces_on_the_cli_default_ports() -> None:
         int(makefile_var(name)) for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")
     )
     assert args.exit_timeout == 30
-
-
-# every variable of the servers' access settings (docker/compose.yaml passes them all, empty by default)
-ACCESS_VARIABLES = ("ADMIN_KEY_FILE", "TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA")
-PROBE_TIMEOUT_S = 12.0  # `entrypoint.sh health`'s own deadline: the images', compose's and k8s' timeouts exceed it
-
-
-def health_probe(env: dict[str, str] | None = None) -> argparse.Namespace:
-    """``entrypoint.sh health`` under ``env``, parsed: a ``yolo-server probe``."""
-    args = parse_yolo_server(entrypoint_argv("health", env))
-    assert args.command == "probe"
-    return args
 
 
 @pytest.mark.parametrize("repository", [None, "/srv/models-built"])

@@ -7,17 +7,22 @@ compare them with the repository, the Makefile and the CLI.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_deploy_entrypoint import IMAGE_APP, entrypoint_argv, makefile_var, parse_yolo_server
+from tests.helpers.deploy import (
+    DOCKER,
+    DOCKERFILES,
+    IMAGE_APP,
+    ROOT,
+    entrypoint_argv,
+    ignored,
+    makefile_var,
+    parse_yolo_server,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCKER = ROOT / "docker"
-DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*[!e]"))  # Dockerfile.builder|cpu|server, not *.dockerignore
 NGC = re.compile(r"^nvcr\.io/nvidia/(pytorch|tritonserver):(\d\d\.\d\d)-py3$")
 
 
@@ -51,19 +56,6 @@ def copy_sources(path: Path) -> list[str]:
             words = [w for w in rest.split() if not w.startswith("--")]
             sources += words[:-1]
     return sources
-
-
-def ignored(pattern_lines: list[str], path: str) -> bool:
-    """Docker's .dockerignore rule for one path: the last matching pattern wins, ``!`` re-includes."""
-    result = False
-    for pattern in pattern_lines:
-        negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").rstrip("/")
-        parts = path.split("/")
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]  # a match on a parent folder counts
-        if any(fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(p, pattern.replace("**/", "")) for p in prefixes):
-            result = not negate
-    return result
 
 
 def test_three_images() -> None:

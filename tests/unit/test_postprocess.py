@@ -11,7 +11,7 @@ from yolo_client.geometry import ResizeParams, resize_params
 from yolo_server.darknet.cfg import YoloSpec
 from yolo_server.ops.config import PostprocessConfig
 from yolo_server.ops.decode import decode_yolo
-from yolo_server.ops.postprocess import Detections, postprocess, postprocess_counted, select_candidates
+from yolo_server.ops.postprocess import Detections, postprocess, select_candidates
 
 NET_W, NET_H = 128, 96
 RANDOM_HEADS = [
@@ -109,7 +109,7 @@ def test_matches_reference_on_random_outputs(name: str, seed: int):
 
 def test_candidate_counts_are_the_pairs_above_the_threshold_per_image():
     outputs, resize, config = random_outputs(2, 3), random_resize(3), CONFIGS["pre-nms-top-k"]
-    found, candidates = postprocess_counted(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    found = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
     _, objectness, class_probs = (t.numpy() for t in decode_yolo(outputs, RANDOM_HEADS, NET_W, NET_H))
     thresh = np.float32(config.score_threshold)
     expected = [
@@ -117,7 +117,7 @@ def test_candidate_counts_are_the_pairs_above_the_threshold_per_image():
             if objectness[b, n] > thresh and objectness[b, n] * class_probs[b, n, c] > thresh)
         for b in range(3)
     ]  # fmt: skip
-    assert candidates.tolist() == expected
+    assert [d.candidates for d in found] == expected
     assert all(count > config.pre_nms_top_k for count in expected)  # counted before the top-k cut, before NMS
     assert_same(found, reference_postprocess(outputs, RANDOM_HEADS, resize, config))
 

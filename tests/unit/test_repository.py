@@ -7,6 +7,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from yolo_client.contract import RANDOM_WEIGHTS, ModelInfo
 from yolo_server.cli import build_options, build_parser
 from yolo_server.darknet import load_spec
 from yolo_server.darknet.model import DarknetModel
-from yolo_server.repository.build import BuildOptions, plan_repository
+from yolo_server.repository.build import BuildOptions, RepositoryPlan, plan_repository
 from yolo_server.repository.configs import head_shapes, model_configs
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import repository_files, write_repository
@@ -30,8 +31,8 @@ ARTIFACT_SUFFIXES = (".pt", ".ts", ".plan", ".xml", ".bin")
 CONTRACT_PARAMETERS = {field.name for field in ModelInfo.parameter_fields()}
 
 
-def plan(target: str = "cpu", **overrides: object):
-    return plan_repository(BuildOptions(cfg=TINY, names=NAMES, size=(512, 320), target=target, **overrides))  # type: ignore[arg-type]
+def plan(target: str = "cpu", **overrides: Any) -> RepositoryPlan:
+    return plan_repository(BuildOptions(cfg=TINY, names=NAMES, size=(512, 320), target=target, **overrides))
 
 
 def round_trip(config: pb.ModelConfig) -> pb.ModelConfig:

@@ -8,7 +8,7 @@ import pytest
 
 from yolo_server.cli import build_parser, serve_options
 from yolo_server.triton.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
-from yolo_server.triton.canary import CanaryResult
+from yolo_server.triton.canary import CanaryKind, CanaryResult
 from yolo_server.triton.installation import TritonInstallation
 from yolo_server.triton.options import ServeOptions
 from yolo_server.triton.process import TritonServer
@@ -46,13 +46,13 @@ def test_stub_fault_names_the_stub_and_what_happened() -> None:
 
 
 class FakeCanary:
-    def __init__(self, kinds: list[str]) -> None:
+    def __init__(self, kinds: list[CanaryKind]) -> None:
         self.kinds = kinds
         self.calls: list[tuple[str, str, float]] = []
 
     def __call__(self, url: str, model: str, timeout: float) -> CanaryResult:
         self.calls.append((url, model, timeout))
-        return CanaryResult(self.kinds.pop(0), f"{model}: fake", 0.01)  # type: ignore[arg-type]
+        return CanaryResult(self.kinds.pop(0), f"{model}: fake", 0.01)
 
 
 def test_canary_failures_in_a_row_are_a_fault_busy_is_not(tmp_path: Path) -> None:

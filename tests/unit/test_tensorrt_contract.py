@@ -77,7 +77,9 @@ def test_the_torchscript_frontend_cannot_take_this_model(standin: StandInTorchTe
         standin.compile(InferenceWrapper(model, torch.float32, channels_last=False), ir="torchscript")
 
 
-def test_int8_is_refused_with_the_reason(standin: StandInTorchTensorRT, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_int8_is_refused_with_the_reason(
+    standin: StandInTorchTensorRT, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model, spec = load_darknet(DEMO_CFG, DEMO_WEIGHTS)
     with pytest.raises(ValueError, match="ModelOpt"):
         export_tensorrt(model, spec, tmp_path / "model.pt", "int8", BatchRange(1, 1, 2), device="cpu")
@@ -88,7 +90,9 @@ def test_int8_is_refused_with_the_reason(standin: StandInTorchTensorRT, tmp_path
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the build would not stop here")
-def test_without_a_gpu_the_build_says_what_is_missing(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_gpu_the_build_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     argv = ["build", "--cfg", str(DEMO_CFG), "--target", "tensorrt", "--output", str(tmp_path / "repository")]
     assert cli.main(argv) == 2
     error = capsys.readouterr().err

@@ -12,12 +12,16 @@ option and its line. Nothing is silently skipped.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 ACTIVATIONS = ("linear", "leaky", "mish", "logistic", "swish", "relu")
+
+_Value = TypeVar("_Value")
 
 
 class CfgError(ValueError):
@@ -36,6 +40,8 @@ class RawSection:
 
 @dataclass(frozen=True)
 class NetSpec:
+    """The ``[net]`` section: input size and channels (its training options are ignored)."""
+
     width: int
     height: int
     channels: int = 3
@@ -45,6 +51,8 @@ class NetSpec:
 
 @dataclass(frozen=True)
 class ConvSpec:
+    """A ``[convolutional]`` section: the kernel, its padding and groups, batch normalisation, activation."""
+
     filters: int
     size: int
     stride: int
@@ -117,10 +125,15 @@ class DarknetSpec:
 
     @property
     def num_classes(self) -> int:
+        """The classes of every [yolo] layer (:class:`CfgError` when they disagree)."""
+        self.check_heads()
+        return self.yolo_layers[0].classes
+
+    def check_heads(self) -> None:
+        """Raise :class:`CfgError` unless the [yolo] layers agree on the number of classes."""
         classes = {layer.classes for layer in self.yolo_layers}
         if len(classes) != 1:
             raise CfgError(f"[yolo] layers disagree on classes: {sorted(classes)}")
-        return classes.pop()
 
     def with_input_size(self, width: int, height: int) -> DarknetSpec:
         """The same network at another input size (multiples of 32)."""
@@ -187,7 +200,11 @@ def parse_sections(text: str) -> list[RawSection]:
 
 
 class _Options:
-    """Typed reads from a raw section; tracks which options were used."""
+    """Typed reads from a raw section; tracks which options were used.
+
+    Its methods ``int`` and ``float`` shadow the builtins inside the class body, so its annotations
+    name ``builtins.int`` and ``builtins.float``.
+    """
 
     def __init__(self, section: RawSection) -> None:
         self.section = section
@@ -197,7 +214,8 @@ class _Options:
         line = self.section.option_lines.get(key, self.section.line)
         return f"line {line}: [{self.section.name}] {key}"
 
-    def get(self, key: str, default: str | None, convert: Callable[[str], object]) -> object:
+    def get(self, key: str, default: str | None, convert: Callable[[str], _Value]) -> _Value:
+        """``convert`` of the option's text (or of ``default``; None: the option is required)."""
         self.used.add(key)
         if key not in self.section.options:
             if default is None:
@@ -208,23 +226,23 @@ class _Options:
         except ValueError as exc:
             raise CfgError(f"{self._where(key)}={self.section.options[key]!r}: {exc}") from None
 
-    def int(self, key: str, default: int | None = None) -> int:
-        return self.get(key, None if default is None else str(default), int)  # type: ignore[return-value]
+    def int(self, key: str, default: builtins.int | None = None) -> builtins.int:
+        return self.get(key, None if default is None else str(default), int)
 
-    def float(self, key: str, default: float | None = None) -> float:
-        return self.get(key, None if default is None else str(default), float)  # type: ignore[return-value]
+    def float(self, key: str, default: builtins.float | None = None) -> builtins.float:
+        return self.get(key, None if default is None else str(default), float)
 
-    def ints(self, key: str, default: str | None = None) -> tuple[int, ...]:
-        return self.get(key, default, lambda v: tuple(int(x) for x in v.split(",") if x.strip()))  # type: ignore[return-value]
+    def ints(self, key: str, default: str | None = None) -> tuple[builtins.int, ...]:
+        return self.get(key, default, _int_list)
 
-    def floats(self, key: str) -> tuple[float, ...]:
-        return self.get(key, None, lambda v: tuple(float(x) for x in v.split(",") if x.strip()))  # type: ignore[return-value]
+    def floats(self, key: str) -> tuple[builtins.float, ...]:
+        return self.get(key, None, _float_list)
 
     def choice(self, key: str, default: str, allowed: Sequence[str]) -> str:
         value = self.get(key, default, str)
         if value not in allowed:
             raise CfgError(f"{self._where(key)}={value!r} is not supported (supported: {', '.join(allowed)})")
-        return value  # type: ignore[return-value]
+        return value
 
     def require(self, key: str, expected: str) -> None:
         """Accept an option only at the value whose behaviour is implemented."""
@@ -237,6 +255,15 @@ class _Options:
         for key in self.section.options:
             if key not in self.used and key not in ignored:
                 raise CfgError(f"{self._where(key)}: unsupported option")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """``"1, 2,3,"`` -> ``(1, 2, 3)``: comma-separated, empty items skipped."""
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
 
 
 def check_input_size(width: int, height: int) -> None:
@@ -382,7 +409,7 @@ def build_spec(sections: Sequence[RawSection]) -> DarknetSpec:
     spec = DarknetSpec(net, tuple(layers))
     if not spec.yolo_layers:
         raise CfgError("the cfg has no [yolo] layer")
-    spec.num_classes  # noqa: B018 - validates that heads agree
+    spec.check_heads()
     return spec
 
 

@@ -55,11 +55,12 @@ def fold_batch_norm(params: ConvWeights, eps: float = DARKNET_BN_EPS) -> tuple[n
     """
     weight = params.weight.astype(np.float64)
     bias = params.bias.astype(np.float64)
-    if not params.batch_normalized:
+    batch_norm = params.batch_norm
+    if batch_norm is None:
         return weight.astype(np.float32), bias.astype(np.float32)
-    scale = params.gamma.astype(np.float64) / np.sqrt(params.running_var.astype(np.float64) + eps)  # type: ignore[union-attr]
+    scale = batch_norm.gamma.astype(np.float64) / np.sqrt(batch_norm.running_var.astype(np.float64) + eps)
     folded_weight = weight * scale[:, None, None, None]
-    folded_bias = bias - params.running_mean.astype(np.float64) * scale  # type: ignore[union-attr]
+    folded_bias = bias - batch_norm.running_mean.astype(np.float64) * scale
     return folded_weight.astype(np.float32), folded_bias.astype(np.float32)
 
 
@@ -73,6 +74,7 @@ class ConvLayer(nn.Sequential):
     def load(self, params: ConvWeights, bn_eps: float) -> None:
         weight, bias = fold_batch_norm(params, bn_eps)
         conv = self[0]
+        assert isinstance(conv, nn.Conv2d) and conv.bias is not None  # built above, with bias=True
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(weight))
             conv.bias.copy_(torch.from_numpy(bias))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +27,14 @@ from yolo_server.darknet.cfg import ConvSpec, DarknetSpec, RouteSpec
 
 class WeightsError(ValueError):
     """A weights file that does not fit its cfg."""
+
+
+class BatchNormWeights(NamedTuple):
+    """The batch normalisation of one [convolutional] layer, float32 ``[n]`` each (beta is the conv's bias)."""
+
+    gamma: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,15 @@ class ConvWeights:
     @property
     def batch_normalized(self) -> bool:
         return self.gamma is not None
+
+    @property
+    def batch_norm(self) -> BatchNormWeights | None:
+        """gamma, running mean and running var when batch-normalised (:attr:`batch_normalized`), else None."""
+        if self.gamma is None:
+            return None
+        if self.running_mean is None or self.running_var is None:
+            raise WeightsError("a batch-normalised convolution needs gamma, running_mean and running_var")
+        return BatchNormWeights(self.gamma, self.running_mean, self.running_var)
 
 
 @dataclass(frozen=True)
@@ -145,8 +163,9 @@ def write_weights(path: str | Path, spec: DarknetSpec, weights: DarknetWeights) 
                 f"{shape} (bn={conv.batch_normalize})"
             )
         parts.append(params.bias)
-        if params.batch_normalized:
-            parts += [params.gamma, params.running_mean, params.running_var]  # type: ignore[list-item]
+        batch_norm = params.batch_norm
+        if batch_norm is not None:
+            parts += [batch_norm.gamma, batch_norm.running_mean, batch_norm.running_var]
         parts.append(params.weight.reshape(-1))
     header = np.array([weights.major, weights.minor, weights.revision], dtype="<i4").tobytes()
     seen_dtype = "<u8" if _header_size(weights.major, weights.minor) == 20 else "<u4"

@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = CocoDataset.load(args.annotations)
     start = time.time()
     if args.server:
-        from yolo_client import YoloClient
+        from yolo_client.client import YoloClient
         from yolo_server.evaluation.runners import detect_server
 
         with YoloClient(args.server, model=args.model) as client:

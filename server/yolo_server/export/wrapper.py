@@ -23,7 +23,8 @@ class InferenceWrapper(nn.Module):
         super().__init__()
         self.model = copy.deepcopy(model).to(dtype)  # leave the caller's module as it was
         if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (torch's _parse_to), but torch's overloads of it leave it out
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.dtype = dtype
         self.channels_last = channels_last
 

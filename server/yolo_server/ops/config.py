@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from yolo_client.contract import (
@@ -54,14 +54,8 @@ class PostprocessConfig:
     @classmethod
     def from_model_info(cls, info: ModelInfo, pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K) -> PostprocessConfig:
         """The config a served model's parameters describe."""
-        return cls(
-            score_threshold=info.score_threshold,
-            nms_threshold=info.nms_threshold,
-            beta_nms=info.beta_nms,
-            class_agnostic=info.class_agnostic,
-            max_detections=info.max_detections,
-            pre_nms_top_k=pre_nms_top_k,
-        )
+        published = {f.name: getattr(info, f.name) for f in fields(cls) if hasattr(info, f.name)}
+        return cls(**{**published, "pre_nms_top_k": pre_nms_top_k})
 
 
 def postprocess_config_for(spec: DarknetSpec, **overrides: Any) -> PostprocessConfig:

@@ -42,11 +42,13 @@ class Detections:
         boxes: float32 ``[K, 4]`` xyxy in original-image pixels, clipped to the image.
         scores: float32 ``[K]`` objectness x class probability.
         class_ids: int32 ``[K]``.
+        candidates: the (box, class) pairs above the score threshold, before the top-k cut and NMS (a metric).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
+    candidates: int = 0
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -72,6 +74,7 @@ def select_candidates(
     return image_idx[row], box_idx[row], class_id, scores[row, class_id]
 
 
+@torch.no_grad()
 def postprocess(
     outputs: Sequence[Tensor],
     heads: Sequence[YoloSpec],
@@ -80,20 +83,7 @@ def postprocess(
     resize: Sequence[ResizeParams],
     config: PostprocessConfig,
 ) -> list[Detections]:
-    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels (see :func:`postprocess_counted`)."""
-    return postprocess_counted(outputs, heads, net_width, net_height, resize, config)[0]
-
-
-@torch.no_grad()
-def postprocess_counted(
-    outputs: Sequence[Tensor],
-    heads: Sequence[YoloSpec],
-    net_width: int,
-    net_height: int,
-    resize: Sequence[ResizeParams],
-    config: PostprocessConfig,
-) -> tuple[list[Detections], np.ndarray]:
-    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels, and candidate counts.
+    """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels.
 
     Args:
         outputs: per head, ``Tensor[B, A*(5+C), h, w]`` (see :func:`decode_yolo`).
@@ -104,8 +94,7 @@ def postprocess_counted(
         config: thresholds and caps.
     Returns:
         ``B`` :class:`Detections`, each sorted by score, descending, at most
-        ``config.max_detections`` long; and int64 ``[B]``, the (box, class)
-        candidates above the score threshold per image, before NMS (a metric).
+        ``config.max_detections`` long, with its count of candidates.
     """
     boxes, objectness, class_probs = decode_yolo(outputs, heads, net_width, net_height)
     batch, _, classes = class_probs.shape
@@ -120,14 +109,14 @@ def postprocess_counted(
     keep = batched_diou_nms(candidate_boxes, scores, groups, config.nms_threshold, config.beta_nms)
     image_idx, class_id, scores, candidate_boxes = image_idx[keep], class_id[keep], scores[keep], candidate_boxes[keep]
     capped = _rank_in_image(image_idx, scores) < config.max_detections
-    found = _split(
+    return _split(
         image_idx[capped].cpu().numpy(),
         candidate_boxes[capped].cpu().numpy(),
         scores[capped].cpu().numpy().astype(np.float32),
         class_id[capped].cpu().numpy().astype(np.int32),
         resize,
+        candidates,
     )
-    return found, candidates
 
 
 def _rank_in_image(image_idx: Tensor, scores: Tensor) -> Tensor:
@@ -142,13 +131,18 @@ def _rank_in_image(image_idx: Tensor, scores: Tensor) -> Tensor:
 
 
 def _split(
-    image_idx: np.ndarray, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, resize: Sequence[ResizeParams]
+    image_idx: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    resize: Sequence[ResizeParams],
+    candidates: np.ndarray,
 ) -> list[Detections]:
     """Per-image :class:`Detections` from score-sorted flat arrays, boxes mapped to original pixels."""
     order = np.argsort(image_idx, kind="stable")  # keeps score order within each image
     bounds = np.cumsum(np.bincount(image_idx, minlength=len(resize)))[:-1]
     per_image = zip(*(np.split(a[order], bounds) for a in (boxes, scores, class_ids)))
     return [
-        Detections(params.to_original(b), np.ascontiguousarray(s), np.ascontiguousarray(c))
-        for params, (b, s, c) in zip(resize, per_image)
+        Detections(params.to_original(b), np.ascontiguousarray(s), np.ascontiguousarray(c), int(count))
+        for params, (b, s, c), count in zip(resize, per_image, candidates)
     ]

@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from tritonclient.grpc import model_config_pb2 as pb
 
@@ -33,6 +34,8 @@ from yolo_server.repository.spec import CFG_COPY, RepositorySpec
 from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
 
 Dims = Sequence[int]
+# a ModelInput or ModelOutput (model_config_pb2 has no type information: mypy sees Any)
+_Message = TypeVar("_Message")
 RAGGED_OUTPUTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
     (BOXES, pb.TYPE_FP32, (-1, 4)),
     (SCORES, pb.TYPE_FP32, (-1,)),
@@ -69,7 +72,7 @@ def head_shapes(darknet: DarknetSpec) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def _tensor(message: type, name: str, data_type: int, dims: Dims, **fields: bool):  # type: ignore[no-untyped-def]
+def _tensor(message: Callable[..., _Message], name: str, data_type: int, dims: Dims, **fields: bool) -> _Message:
     return message(name=name, data_type=data_type, dims=list(dims), **fields)
 
 
@@ -181,8 +184,8 @@ def postprocess_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int
     """
     on_gpu = spec.info.target == "tensorrt"
     config = _python_model(spec, spec.names.postprocess, spec.instances.postprocess, on_gpu)
-    for index, dims in enumerate(heads):
-        config.input.append(_tensor(pb.ModelInput, head_name(index), pb.TYPE_FP32, dims))
+    for index, head_dims in enumerate(heads):
+        config.input.append(_tensor(pb.ModelInput, head_name(index), pb.TYPE_FP32, head_dims))
     config.input.append(_tensor(pb.ModelInput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
     for name, data_type, dims in RAGGED_OUTPUTS:
         config.output.append(_tensor(pb.ModelOutput, name, data_type, dims))

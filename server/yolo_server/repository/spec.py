@@ -124,21 +124,44 @@ class Batching:
         return self.max_queue_images // self.max_batch_size
 
     @classmethod
-    def for_target(cls, target: str, **overrides: int | tuple[int, ...] | None) -> Batching:
+    def for_target(
+        cls,
+        target: str,
+        *,
+        max_batch_size: int | None = None,
+        opt_batch_size: int | None = None,
+        max_queue_delay_us: int | None = None,
+        max_queue_images: int | None = None,
+        queue_timeout_us: int | None = None,
+        preferred_batch_sizes: tuple[int, ...] | None = None,
+    ) -> Batching:
         """The target's defaults (:data:`TARGET_BATCHING`) with the given fields replaced; None keeps a default.
 
         A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it; on a target
         that prefers batches (the GPU), preferred sizes not given follow as (optimum, maximum).
         """
         base = TARGET_BATCHING[target]
-        given = {key: value for key, value in overrides.items() if value is not None}
-        maximum = int(given.get("max_batch_size", base.max_batch_size))  # type: ignore[arg-type]
-        if "max_batch_size" in given:
-            given.setdefault("opt_batch_size", max(1, maximum // 2))
-        optimum = int(given.get("opt_batch_size", base.opt_batch_size))  # type: ignore[arg-type]
-        if "preferred_batch_sizes" not in given and base.preferred_batch_sizes:
-            given["preferred_batch_sizes"] = tuple(sorted({optimum, maximum}))
-        return dataclasses.replace(base, **given)  # type: ignore[arg-type]
+        if max_batch_size is None:
+            max_batch_size = base.max_batch_size
+        elif opt_batch_size is None:
+            opt_batch_size = max(1, max_batch_size // 2)
+        if opt_batch_size is None:
+            opt_batch_size = base.opt_batch_size
+        if preferred_batch_sizes is None:
+            preferred_batch_sizes = (
+                tuple(sorted({opt_batch_size, max_batch_size}))
+                if base.preferred_batch_sizes
+                else base.preferred_batch_sizes
+            )
+        return dataclasses.replace(
+            base,
+            max_batch_size=max_batch_size,
+            opt_batch_size=opt_batch_size,
+            max_queue_delay_us=base.max_queue_delay_us if max_queue_delay_us is None else max_queue_delay_us,
+            max_queue_images=base.max_queue_images if max_queue_images is None else max_queue_images,
+            queue_timeout_us=base.queue_timeout_us if queue_timeout_us is None else queue_timeout_us,
+            preferred_batch_sizes=preferred_batch_sizes,
+        )
 
 
 # CPU: small batches keep latency near one image's, and no queue delay: each of the three steps would add

@@ -143,7 +143,9 @@ def mosaic(
         dx = int(rng.uniform(min(x2 - new, x1), max(x2 - new, x1) + 1))
         dy = int(rng.uniform(min(y2 - new, y1), max(y2 - new, y1) + 1))
         paste(canvas, source, scale, (dx, dy), region)
-        b, c = place_boxes(pool.boxes[index], pool.classes[index], scale, (dx, dy), tuple(float(v) for v in region))
+        b, c = place_boxes(
+            pool.boxes[index], pool.classes[index], scale, (dx, dy), (float(x1), float(y1), float(x2), float(y2))
+        )
         all_boxes.append(b)
         all_classes.append(c)
     return canvas, np.concatenate(all_boxes), np.concatenate(all_classes)

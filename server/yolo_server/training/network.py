@@ -49,6 +49,22 @@ class TrainConv(nn.Sequential):
         super().__init__(*parts)
         self.batch_normalize = spec.batch_normalize
 
+    @property
+    def conv(self) -> nn.Conv2d:
+        """The convolution (the first module)."""
+        conv = self[0]
+        assert isinstance(conv, nn.Conv2d)
+        return conv
+
+    @property
+    def batch_norm(self) -> nn.BatchNorm2d | None:
+        """The ``BatchNorm2d`` after the convolution, when the cfg asks for one."""
+        if not self.batch_normalize:
+            return None
+        batch_norm = self[1]
+        assert isinstance(batch_norm, nn.BatchNorm2d)
+        return batch_norm
+
 
 def build_trainable(spec: DarknetSpec, seed: int = 0, prior_objectness: float = 0.01) -> DarknetModel:
     """The cfg's network with BN kept, freshly initialised from ``seed``.
@@ -66,7 +82,7 @@ def build_trainable(spec: DarknetSpec, seed: int = 0, prior_objectness: float = 
     for index in range(len(spec.layers)):
         module = model.layers[index]
         if isinstance(module, TrainConv):
-            conv = module[0]
+            conv = module.conv
             nn.init.kaiming_normal_(conv.weight, a=0.1, mode="fan_in", nonlinearity="leaky_relu")
             if not module.batch_normalize:
                 _init_head(conv, spec, index, prior_objectness)
@@ -77,6 +93,7 @@ def _init_head(conv: nn.Conv2d, spec: DarknetSpec, index: int, prior: float) -> 
     """Small weights and an objectness prior for a head conv feeding the next [yolo]."""
     heads = [i for i, layer in enumerate(spec.layers) if i > index and type(layer).__name__ == "YoloSpec"]
     classes = spec.num_classes
+    assert conv.bias is not None  # a convolution without BN, built with a bias
     with torch.no_grad():
         conv.weight.mul_(0.01)
         conv.bias.zero_()
@@ -92,10 +109,10 @@ def export_weights(model: DarknetModel, seen: int = 0) -> DarknetWeights:
     for module in model.layers:
         if not isinstance(module, TrainConv):
             continue
-        conv = module[0]
+        conv = module.conv
         weight = conv.weight.detach().float().cpu().numpy().astype(np.float32)
-        if module.batch_normalize:
-            bn: nn.BatchNorm2d = module[1]  # type: ignore[assignment]
+        bn = module.batch_norm
+        if bn is not None:
             convs.append(
                 ConvWeights(
                     bias=_np(bn.bias),

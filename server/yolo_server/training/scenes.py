@@ -137,7 +137,8 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = T
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
     for index in tqdm(range(count), desc=f"scenes seed={seed}", disable=not progress, unit="img"):
         scene = generate_scene(seed, index)
         name = f"images/{seed}_{index:06d}.jpg"
@@ -209,7 +210,7 @@ def _outline(rng: np.random.Generator, cls: int, size: float) -> np.ndarray:
 
 def _mask(points: np.ndarray, width: int, height: int) -> np.ndarray:
     mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [np.round(points * _ONE).astype(np.int32)], 1, cv2.LINE_8, _SHIFT)
+    cv2.fillPoly(mask, [np.round(points * _ONE).astype(np.int32)], (1,), cv2.LINE_8, _SHIFT)
     return mask.astype(bool)
 
 

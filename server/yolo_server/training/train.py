@@ -18,16 +18,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from yolo_server.darknet import load_spec, write_weights
+from yolo_server.darknet import DarknetModel, load_spec, write_weights
 from yolo_server.training.augment import build_pool, sample_batch
 from yolo_server.training.loss import LossWeights, YoloLoss
 from yolo_server.training.network import build_trainable, export_weights
 from yolo_server.training.schedule import cosine_lr
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,10 @@ class TrainConfig:
     progress: bool = True
 
 
-class Ema:
+class Ema(Generic[ModuleT]):
     """Exponential moving average of parameters and buffers (BN statistics), decay ramped up early on."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: ModuleT, decay: float) -> None:
         self.model = copy.deepcopy(model).eval()
         self.decay = decay
         self.updates = 0
@@ -78,19 +81,20 @@ class Ema:
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         (decay if p.ndim == 4 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def save_checkpoint(model: nn.Module, spec_path: str, output: str | Path, seen: int) -> None:
+def save_checkpoint(model: DarknetModel, spec_path: str, output: str | Path, seen: int) -> None:
     """Write ``model`` as darknet weights to ``output`` atomically."""
     spec = load_spec(spec_path)
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    write_weights(tmp, spec, export_weights(model, seen=seen))  # type: ignore[arg-type]
+    write_weights(tmp, spec, export_weights(model, seen=seen))
     os.replace(tmp, path)
 
 

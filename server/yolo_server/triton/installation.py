@@ -21,6 +21,7 @@ import sysconfig
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from yolo_server.triton.supervise import STUB_NAME
 
@@ -89,8 +90,15 @@ def python_paths() -> list[str]:
     import yolo_client
     import yolo_server
 
-    roots = [str(Path(module.__file__).resolve().parent.parent) for module in (yolo_server, yolo_client)]
+    roots = [_package_root(module) for module in (yolo_server, yolo_client)]
     return list(dict.fromkeys([*roots, *site.getsitepackages()]))
+
+
+def _package_root(package: ModuleType) -> str:
+    """The directory that holds ``package`` (what ``PYTHONPATH`` needs to import it)."""
+    if package.__file__ is None:
+        raise TritonError(f"{package.__name__} has no __init__.py to locate it by (a namespace package?)")
+    return str(Path(package.__file__).resolve().parent.parent)
 
 
 def child_environment(installation: TritonInstallation) -> dict[str, str]:

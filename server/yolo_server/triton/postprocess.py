@@ -2,7 +2,7 @@
 
 Example:
     >>> post = Postprocessor.from_parameters(parameters, version_dir, instance_device("GPU", 0))
-    >>> dets, candidates = post.run(heads, resize_params)   # heads: per head float32 [B, A*(5+C), h, w]
+    >>> dets = post.run(heads, resize_params)             # heads: per head float32 [B, A*(5+C), h, w]
     >>> outputs = pack_ragged(dets[:2])              # BOXES [2, K, 4], SCORES [2, K], CLASSES [2, K], COUNT [2, 1]
 """
 
@@ -19,7 +19,7 @@ from yolo_client.contract import BOXES, CLASSES, COUNT, SCORES, ModelInfo
 from yolo_client.geometry import ResizeParams
 from yolo_server.darknet.cfg import YoloSpec, parse_cfg_file
 from yolo_server.ops.config import PostprocessConfig
-from yolo_server.ops.postprocess import Detections, postprocess_counted
+from yolo_server.ops.postprocess import Detections, postprocess
 from yolo_server.triton.settings import PostprocessSettings
 
 
@@ -51,11 +51,11 @@ class Postprocessor:
             device,
         )
 
-    def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> tuple[list[Detections], np.ndarray]:
-        """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections`, and int64
-        ``[B]`` candidates above the score threshold before NMS (one decode for both)."""
+    def run(self, heads: Sequence[np.ndarray], resize: Sequence[ResizeParams]) -> list[Detections]:
+        """Per head float32 ``[B, A*(5+C), h, w]`` + ``B`` placements -> ``B`` :class:`Detections` (with their
+        candidate counts)."""
         tensors = [torch.from_numpy(np.ascontiguousarray(head)).to(self.device) for head in heads]
-        return postprocess_counted(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
+        return postprocess(tensors, self.heads, self.net_width, self.net_height, resize, self.config)
 
 
 def instance_device(kind: str, device_id: int | str = 0) -> torch.device:

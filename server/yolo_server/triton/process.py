@@ -18,9 +18,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from yolo_server.triton.access import LOOPBACK, Access, read_admin_key
 from yolo_server.triton.canary import server_ready
@@ -34,13 +35,57 @@ from yolo_server.triton.installation import (
 from yolo_server.triton.options import Endpoints, ServeOptions, tritonserver_argv
 
 
-class TritonServer:
-    """Owns one tritonserver process: start, wait until every model is ready, stop (drain)."""
+class ServerProcess(Protocol):
+    """What :class:`TritonServer` uses of its child: a ``subprocess.Popen[bytes]`` with stdout piped."""
 
-    def __init__(self, options: ServeOptions, installation: TritonInstallation | None = None) -> None:
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def stdout(self) -> IO[bytes] | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+# argv, environment -> the started process
+Spawn = Callable[[list[str], dict[str, str]], ServerProcess]
+
+
+def spawn_tritonserver(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start tritonserver in its own process group, output piped, killed when this process dies."""
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        process_group=0,  # a terminal's Ctrl-C reaches only us; we forward it once
+        preexec_fn=_die_with_parent,
+    )
+
+
+class TritonServer:
+    """Owns one tritonserver process: start, wait until every model is ready, stop (drain).
+
+    ``spawn`` starts the process from its argv and environment (:func:`spawn_tritonserver`; tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        options: ServeOptions,
+        installation: TritonInstallation | None = None,
+        spawn: Spawn = spawn_tritonserver,
+    ) -> None:
         self.options = options
         self.installation = installation or find_tritonserver()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._spawn = spawn
+        self._process: ServerProcess | None = None
         self._workdir: Path | None = None
         self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
         self._pump: threading.Thread | None = None
@@ -89,15 +134,7 @@ class TritonServer:
         """Start tritonserver; its output goes to ``stream`` (and a tail is kept for error messages)."""
         if self._process is not None:
             raise TritonError(f"tritonserver already started (pid {self._process.pid})")
-        self._process = subprocess.Popen(
-            self.command(self._backend_directory()),
-            env=self.environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            process_group=0,  # a terminal's Ctrl-C reaches only us; we forward it once
-            preexec_fn=_die_with_parent,
-        )
+        self._process = self._spawn(self.command(self._backend_directory()), self.environment())
         self._pump = threading.Thread(target=self._copy_output, args=(stream,), daemon=True)
         self._pump.start()
 

@@ -36,7 +36,14 @@ _DEAD_STATES = {"Z": "a zombie (it died)", "X": "dead", "T": "stopped (SIGSTOP)"
 
 @dataclass(frozen=True)
 class Supervision:
-    """How often and how hard a running server is checked (``check_interval_s`` 0: not at all)."""
+    """How often and how hard a running server is checked.
+
+    Attributes:
+        check_interval_s: seconds between looks at the stub processes (0: no supervision at all).
+        canary_interval_s: seconds between canary images through each image ensemble.
+        canary_timeout_s: how long a canary may take before it counts as a failure.
+        canary_failures: failures in a row that make a fault.
+    """
 
     check_interval_s: float = 1.0
     canary_interval_s: float = 5.0

@@ -1,54 +1,25 @@
-"""Helpers of the serving tests: synthetic images, raw tritonclient calls, comparison with the oracle."""
+"""Raw tritonclient calls of the serving tests (inputs, ragged results, bursts) and comparison with the oracle."""
 
 from __future__ import annotations
 
 import queue
-import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from yolo_server.ops.config import PostprocessConfig
-from yolo_server.triton.supervise import STUB_NAME, stub_processes
 
 INVALID_ARGUMENT = "StatusCode.INVALID_ARGUMENT"
 SCORE_ATOL = 1e-4
 BOX_RTOL = 1e-3
 BOX_ATOL_PX = 1e-2
 MAX_DETECTIONS = PostprocessConfig().max_detections  # the shared server and its oracle keep the default cap
-
-
-def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """uint8 [H, W, 3] BGR: a flat background with filled circles and rectangles."""
-    rng = np.random.default_rng(seed)
-    image = np.empty((height, width, 3), np.uint8)
-    image[...] = rng.integers(0, 256, 3)
-    for _ in range(8):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        if rng.random() < 0.5:
-            cv2.circle(image, (x, y), int(rng.integers(1, max(2, min(height, width) // 3))), color, -1)
-        else:
-            cv2.rectangle(image, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), color, -1)
-    return image
-
-
-def encode(ext: str, image: np.ndarray, *params: int) -> bytes:
-    ok, data = cv2.imencode(ext, image, list(params))
-    assert ok, ext
-    return data.tobytes()
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    """The test side's decode of the same bytes (cv2, EXIF applied, 8-bit), as RGB."""
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+# what one call of a burst comes back with
+Answer: TypeAlias = grpcclient.InferResult | InferenceServerException
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,7 +74,7 @@ def _triton_dtype(dtype: np.dtype) -> str:
 
 def burst(
     client: grpcclient.InferenceServerClient, calls: Sequence[tuple[str, list[Any]]], timeout_s: float = 120
-) -> list[Any]:
+) -> list[Answer]:
     """Send every (model, inputs) at once (async); returns per call its InferResult or InferenceServerException."""
     answers: queue.Queue[tuple[int, Any, Any]] = queue.Queue()
     for index, (model, inputs) in enumerate(calls):
@@ -122,12 +93,12 @@ def assert_invalid_argument(answer: Any, *fragments: str) -> None:
         assert fragment in answer.message(), f"{fragment!r} not in {answer.message()!r}"
 
 
-def assert_same_detections(got: Found, want: Any, max_detections: int) -> None:
+def assert_same_detections(got: Found, want: Any, max_detections: int = MAX_DETECTIONS) -> None:
     """Same detections up to float noise: classes equal, scores within 1e-4, boxes within 1e-3 relative.
 
     Order among near-equal scores may differ, so detections are matched one to one.
-    Only where a list is cut at ``max_detections`` may detections within the score
-    tolerance of the cut be present on one side only.
+    Only where a list is cut at ``max_detections`` (by default the shared server's cap) may detections within
+    the score tolerance of the cut be present on one side only.
     """
     assert len(got) > 0 or len(want) == 0
     unmatched_got = []
@@ -149,28 +120,3 @@ def assert_same_detections(got: Found, want: Any, max_detections: int) -> None:
     assert not stray or (capped and max(stray) <= cut), (
         f"{len(got)} served vs {len(want)} in-process detections; unmatched scores {sorted(stray)[-5:]}"
     )
-
-
-# -- processes of a running server ---------------------------------------------------------------------------
-def detector_stub(triton_pid: int) -> int:
-    for pid in stub_processes(triton_pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if any(arg.endswith(b"_detector/1/model.py") for arg in argv):
-            return pid
-    raise AssertionError(f"no detector stub ({STUB_NAME}) under tritonserver {triton_pid}")
-
-
-def printed_triton_pid(log: Path) -> int | None:
-    """tritonserver's pid if the launcher has printed it (it does once its own readiness poll sees ready)."""
-    match = re.search(r"tritonserver pid (\d+)", log.read_text()) if log.exists() else None
-    return int(match.group(1)) if match else None
-
-
-def triton_pid(log: Path, timeout_s: float = 30.0) -> int:
-    """tritonserver's pid from the launcher's log, waiting for the line: the launcher's readiness poll may see
-    the server ready a moment after a test's own wait saw it."""
-    deadline = time.monotonic() + timeout_s
-    while (pid := printed_triton_pid(log)) is None:
-        assert time.monotonic() < deadline, f"the launcher did not print tritonserver's pid within {timeout_s} s"
-        time.sleep(0.1)
-    return pid

@@ -1,0 +1,139 @@
+"""``yolo-server serve`` as a test process: start it, wait for it, stop it, and find its tritonserver and stubs.
+
+The session's shared server (``tests/integration/conftest.py``, fixture ``triton_server``) is built from the
+constants here and described by :class:`TritonTestServer`; tests that start servers of their own use
+:func:`start_serve`, :func:`wait_ready` and :func:`stop_process`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from yolo_server.triton.ports import free_ports
+from yolo_server.triton.supervise import STUB_NAME, stub_processes
+
+if TYPE_CHECKING:
+    from yolo_server.pipeline import Detector
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = ROOT / "models" / "darknet" / "yolov4-tiny.cfg"
+NAMES = ROOT / "models" / "darknet" / "coco.names"
+INPUT_WIDTH, INPUT_HEIGHT = 320, 256
+MAX_BATCH_SIZE = 8
+MAX_PIXELS = 50_000_000
+READY_TIMEOUT_S = 240.0
+
+
+@dataclass(frozen=True)
+class TritonTestServer:
+    """A running server and what it was built from (see ``tests/integration/conftest.py``)."""
+
+    grpc_url: str
+    http_url: str
+    metrics_url: str
+    model_name: str
+    tensor_model_name: str
+    repository: Path
+    cfg: Path
+    weights: Path
+    names: Path
+    input_width: int
+    input_height: int
+    max_batch_size: int
+    max_pixels: int
+    detector: Detector
+    pid: int
+    admin_headers: dict[str, str]
+    admin_http_headers: dict[str, str]
+
+
+def write_random_weights(path: Path) -> Path:
+    """Calibrated random weights for yolov4-tiny, written with the project's darknet writer."""
+    from yolo_server.darknet import load_spec, write_weights
+    from yolo_server.darknet.random_weights import calibrated_random_weights
+
+    spec = load_spec(CFG, (INPUT_WIDTH, INPUT_HEIGHT))
+    write_weights(path, spec, calibrated_random_weights(spec, seed=7))
+    return path
+
+
+def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    import tritonclient.grpc as grpcclient
+
+    deadline = time.monotonic() + timeout_s
+    with grpcclient.InferenceServerClient(grpc_url) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"yolo-server serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+            try:
+                if client.is_server_ready():
+                    return
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            time.sleep(0.5)
+    raise RuntimeError(f"server not ready after {timeout_s}s:\n{log.read_text()[-4000:]}")
+
+
+def start_serve(
+    repository: Path, log: Path, *extra: str, ports: tuple[int, int, int] | None = None, exit_timeout_s: int = 10
+) -> tuple[subprocess.Popen, tuple[int, int, int]]:
+    """``yolo-server serve`` on loopback, in a session of its own, output to ``log``.
+
+    Returns the process and its (HTTP, gRPC, metrics) ports: ``ports``, else free ones.
+    """
+    if ports is None:
+        http_port, grpc_port, metrics_port = free_ports(3)
+    else:
+        http_port, grpc_port, metrics_port = ports
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
+             "--exit-timeout", str(exit_timeout_s), *extra],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    return process, (http_port, grpc_port, metrics_port)
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """SIGTERM by pid (yolo-server forwards it to Triton, which drains), SIGKILL its group if it hangs."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+
+
+# -- processes of a running server ---------------------------------------------------------------------------
+def detector_stub(triton_pid: int) -> int:
+    for pid in stub_processes(triton_pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if any(arg.endswith(b"_detector/1/model.py") for arg in argv):
+            return pid
+    raise AssertionError(f"no detector stub ({STUB_NAME}) under tritonserver {triton_pid}")
+
+
+def printed_triton_pid(log: Path) -> int | None:
+    """tritonserver's pid if the launcher has printed it (it does once its own readiness poll sees ready)."""
+    match = re.search(r"tritonserver pid (\d+)", log.read_text()) if log.exists() else None
+    return int(match.group(1)) if match else None
+
+
+def triton_pid(log: Path, timeout_s: float = 30.0) -> int:
+    """tritonserver's pid from the launcher's log, waiting for the line: the launcher's readiness poll may see
+    the server ready a moment after a test's own wait saw it."""
+    deadline = time.monotonic() + timeout_s
+    while (pid := printed_triton_pid(log)) is None:
+        assert time.monotonic() < deadline, f"the launcher did not print tritonserver's pid within {timeout_s} s"
+        time.sleep(0.1)
+    return pid
