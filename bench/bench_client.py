@@ -25,7 +25,7 @@ import tritonclient.grpc as grpcclient
 from yolo_client.contract import OUTPUT_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import MODELS, build, synthetic_jpegs  # noqa: E402
+from bench_server import MODELS, build, synthetic_jpegs
 
 MODEL = "yolov4_tiny"
 

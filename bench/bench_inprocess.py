@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers.darknet_files import cfg_text_at_size, write_random_model  # noqa: E402
-from yolo_client.contract import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD  # noqa: E402
-from yolo_server.evaluation.agreement import matched_share  # noqa: E402
-from yolo_server.export.precision import cpu_has_native_bf16  # noqa: E402
-from yolo_server.pipeline import Detector  # noqa: E402
+from tests.helpers.darknet_files import cfg_text_at_size, write_random_model
+from yolo_client.contract import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD
+from yolo_server.evaluation.agreement import matched_share
+from yolo_server.export.precision import cpu_has_native_bf16
+from yolo_server.pipeline import Detector
 
 THREADS = 2
 SIZE = 416

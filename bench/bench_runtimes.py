@@ -36,17 +36,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inprocess import SIZE, THREADS, OpenCVDetector, rate, workload  # noqa: E402
+from bench_inprocess import SIZE, THREADS, OpenCVDetector, Workload, rate, workload
 
-from yolo_server.darknet import load_darknet  # noqa: E402
-from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess  # noqa: E402
-from yolo_server.evaluation.agreement import matched_share  # noqa: E402
-from yolo_server.export.openvino import OpenVINORunner, export_openvino  # noqa: E402
-from yolo_server.export.precision import cpu_has_native_bf16, resolve_cpu_precision  # noqa: E402
-from yolo_server.export.program import BatchRange, export_program  # noqa: E402
-from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
-from yolo_server.ops.config import postprocess_config_for  # noqa: E402
-from yolo_server.pipeline import Detector  # noqa: E402
+from yolo_server.darknet import DarknetSpec, load_darknet
+from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess
+from yolo_server.evaluation.agreement import matched_share
+from yolo_server.export.openvino import OpenVINORunner, export_openvino
+from yolo_server.export.precision import cpu_has_native_bf16, resolve_cpu_precision
+from yolo_server.export.program import BatchRange, export_program
+from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.ops.config import postprocess_config_for
+from yolo_server.pipeline import Detector
 
 Network = Callable[[np.ndarray], Sequence[np.ndarray]]
 MATCH_SCENES, MATCH_SEED = 50, 99
@@ -88,7 +88,7 @@ def torch_compiled(model: torch.nn.Module) -> TorchNetwork:
     return TorchNetwork(torch.compile(InferenceWrapper(model, dtype).eval(), dynamic=False))
 
 
-def onnx_file(model: torch.nn.Module, spec, directory: Path) -> Path:  # type: ignore[no-untyped-def]
+def onnx_file(model: torch.nn.Module, spec: DarknetSpec, directory: Path) -> Path:
     """ONNX from the same torch.export program as the IR (dynamic batch)."""
     program = export_program(model, spec, BatchRange(1, 2, 64))
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ class Row:
     setup_s: float = 0.0
 
 
-def contenders(name: str, work, tmp: Path, compile_too: bool) -> list[Row]:  # type: ignore[no-untyped-def]
+def contenders(name: str, work: Workload, tmp: Path, compile_too: bool) -> list[Row]:
     model, spec = load_darknet(work.cfg, work.weights, SIZE)
     started = time.perf_counter()
     ir = export_openvino(model, spec, tmp / f"{name}.xml")[0]
@@ -139,7 +139,7 @@ def contenders(name: str, work, tmp: Path, compile_too: bool) -> list[Row]:  # t
     return rows
 
 
-def accuracy(rows: list[Row], work, tmp: Path) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-def]
+def accuracy(rows: list[Row], work: Workload, tmp: Path) -> dict[str, tuple[float, float]]:
     """Per runtime: (share of fp32-eager boxes matched at IoU >= 0.9, mAP@0.5) on the demo model."""
     from yolo_server.training.scenes import generate_scene, write_dataset
 

@@ -417,7 +417,6 @@ class SloLine:
 
 def _panel(
     targets: list[tuple[str, str]],
-    grid: tuple[int, int, int, int],
     *,
     unit: str = "short",
     kind: str = "timeseries",
@@ -428,12 +427,10 @@ def _panel(
     if slo is not None:
         targets, thresholds = [*targets, (slo.series, slo.name)], slo.thresholds()
     steps = [{"color": color, "value": value} for color, value in (thresholds or [("green", None)])]
-    x, y, w, h = grid
     return {
         "type": kind,
         "description": description,
         "datasource": DATASOURCE,
-        "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "fieldConfig": {
             "defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
             "overrides": [] if slo is None else [_target_line(slo.name)],
@@ -462,54 +459,46 @@ def _target_line(name: str) -> dict[str, Any]:
 def dashboard(t: Thresholds) -> dict[str, Any]:
     """The Grafana dashboard; its target lines come from the ``yolo:slo_*`` series of the recording rules."""
     w = t.rate_window
-    panels = {
-        "Served FPS (detector images/s)": _panel(
+    panels = {  # (title, (x, y, width, height)): panel
+        ("Served FPS (detector images/s)", (0, 0, 12, 8)): _panel(
             [
                 (f"model:nv_inference_count:rate{w}{{{DETECTOR}}}", "{{model}}"),
                 (f"model:nv_inference_count:rate{w}{{{ENSEMBLE}}}", "{{model}} (requests)"),
             ],
-            (0, 0, 12, 8),
-            unit="short",
             slo=SloLine("yolo:slo_target_fps", "target", t.target_fps, higher_is_better=True),
             description=f"Images per second through the detector; the target is {_num(t.target_fps)} FPS.",
         ),
-        "End-to-end latency quantiles (server side, ensemble)": _panel(
+        ("End-to-end latency quantiles (server side, ensemble)", (12, 0, 12, 8)): _panel(
             [
                 (f"model_quantile:nv_inference_request_summary_us:max{{{ENSEMBLE}}} / 1000", "{{model}} p{{quantile}}"),
                 (f"model:nv_inference_request_us_per_request:avg{w}{{{ENSEMBLE}}} / 1000", "{{model}} mean"),
             ],
-            (12, 0, 12, 8),
             unit="ms",
             slo=SloLine("yolo:slo_latency_budget_us / 1000", "budget", t.latency_budget_ms),
             description=f"Triton's request summaries (worst instance); the frame budget is "
             f"{_num(t.latency_budget_ms)} ms.",
         ),
-        "Queue vs compute time per request": _panel(
+        ("Queue vs compute time per request", (0, 8, 12, 8)): _panel(
             [
                 (f"model:nv_inference_queue_us_per_request:avg{w} / 1000", "{{model}} queue"),
                 (f"model:nv_inference_compute_infer_us_per_request:avg{w} / 1000", "{{model}} compute"),
             ],
-            (0, 8, 12, 8),
             unit="ms",
             description="Queue time above compute time means the model is saturated.",
         ),
-        "Queue / compute ratio": _panel(
+        ("Queue / compute ratio", (12, 8, 6, 8)): _panel(
             [
                 (f"model:nv_inference_queue_compute_ratio:avg{w}", "{{model}}"),
             ],
-            (12, 8, 6, 8),
-            unit="short",
             slo=SloLine("yolo:slo_queue_compute_ratio_max", "limit", t.queue_compute_ratio_max),
         ),
-        "Average batch size": _panel(
+        ("Average batch size", (18, 8, 6, 8)): _panel(
             [
                 (f"model:nv_inference_batch_size:avg{w}", "{{model}}"),
             ],
-            (18, 8, 6, 8),
-            unit="short",
             description="Inferences per execution (dynamic batching).",
         ),
-        "Stage breakdown: pre / detector / post (p95, custom histograms)": _panel(
+        ("Stage breakdown: pre / detector / post (p95, custom histograms)", (0, 16, 12, 8)): _panel(
             [(f"model:yolo_{stage}_duration_seconds:p95_{w} * 1000", f"{{{{model}}}} {stage} p95") for stage in STAGES]
             + [
                 (
@@ -518,32 +507,28 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
                     "{{model}} Triton compute mean",
                 ),
             ],
-            (0, 16, 12, 8),
             unit="ms",
         ),
-        "Failures by reason (share of requests)": _panel(
+        ("Failures by reason (share of requests)", (12, 16, 12, 8)): _panel(
             [
                 (f"model_reason:nv_inference_request_failure:ratio_rate{w} > 0", "{{model}} {{reason}}"),
                 (f"model_reason:yolo_rejected_inputs:ratio_rate{w} > 0", "{{model}} rejected: {{reason}}"),
             ],
-            (12, 16, 12, 8),
             description="Failed requests by Triton's reason, and inputs refused with INVALID_ARG by the models' reason.",
             unit="percentunit",
             slo=SloLine("yolo:slo_failure_ratio_max", "limit", t.failure_ratio_max),
         ),
-        "Triton instances up": _panel(
+        ("Triton instances up", (0, 24, 6, 6)): _panel(
             [("yolo:triton_instances:up", "instances")],
-            (0, 24, 6, 6),
             kind="stat",
             thresholds=[("red", None), ("green", 1)],
         ),
-        "Pending requests": _panel(
+        ("Pending requests", (6, 24, 9, 6)): _panel(
             [
                 (f"model:nv_inference_pending_request_count:avg{w}", "{{model}}"),
             ],
-            (6, 24, 9, 6),
         ),
-        "Detections and candidates per image (p50)": _panel(
+        ("Detections and candidates per image (p50)", (15, 24, 9, 6)): _panel(
             [
                 (
                     "histogram_quantile(0.5, sum by (model, le) (rate(yolo_detections_per_image_bucket[$__rate_interval])))",
@@ -554,7 +539,6 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
                     "{{model}} candidates",
                 ),
             ],
-            (15, 24, 9, 6),
         ),
     }
     return {
@@ -569,7 +553,10 @@ def dashboard(t: Thresholds) -> dict[str, Any]:
         "time": {"from": "now-30m", "to": "now"},
         "templating": {"list": []},
         "annotations": {"list": []},
-        "panels": [{"id": pid, "title": title, **panel} for pid, (title, panel) in enumerate(panels.items(), 1)],
+        "panels": [
+            {"id": pid, "title": title, **panel, "gridPos": dict(zip("xywh", grid, strict=True))}
+            for pid, ((title, grid), panel) in enumerate(panels.items(), 1)
+        ],
     }
 
 

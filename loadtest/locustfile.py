@@ -21,22 +21,22 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
-import json  # noqa: E402
-import logging  # noqa: E402
-import random  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
 
-from locust import User, events, task  # noqa: E402
-from locust.env import Environment  # noqa: E402
-from locust.runners import WorkerRunner  # noqa: E402
-from locust.shape import LoadTestShape  # noqa: E402
+from locust import User, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
+from locust.shape import LoadTestShape
 
-from yolo_client.contract import DEFAULT_URL  # noqa: E402
-from yolo_load.images import DEFAULT_MIX, ImageMix, parse_mix  # noqa: E402
-from yolo_load.shapes import SHAPES, schedule  # noqa: E402
-from yolo_load.slo import RunResult, Slo, check, report  # noqa: E402
+from yolo_client.contract import DEFAULT_URL
+from yolo_load.images import DEFAULT_MIX, ImageMix, parse_mix
+from yolo_load.shapes import SHAPES, schedule
+from yolo_load.slo import RunResult, Slo, check, report
 
 log = logging.getLogger("yolo_load")
 _mix_cache: dict[str, ImageMix] = {}

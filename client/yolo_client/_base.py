@@ -43,8 +43,9 @@ class ClientBase(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # a client's __init__ takes (*args, options=None, **kwargs): help() shows ClientOptions' fields instead
-        vars(cls)["__init__"].__signature__ = constructor_signature()
+        init = vars(cls).get("__init__")
+        if init is not None:  # it takes (*args, options=None, **kwargs): help() shows ClientOptions' fields instead
+            init.__signature__ = constructor_signature()
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -66,7 +67,8 @@ class ClientBase(abc.ABC):
         """``call(connection)`` on ``url``'s connection."""
 
     @abc.abstractmethod
-    async def _sleep(self, seconds: float) -> None: ...
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a backoff between attempts)."""
 
     @abc.abstractmethod
     async def _work(self, fn: Callable[[], T]) -> T:

@@ -137,6 +137,6 @@ async def _watch(ref: weakref.ref[AsyncYoloClient], pool: EndpointPool) -> None:
             return
         due = pool.due_probes()
         results = await asyncio.gather(*(client._probe(url) for url in due))
-        for url, ok in zip(due, results):
+        for url, ok in zip(due, results, strict=True):
             pool.record_probe(url, ok)
         del client

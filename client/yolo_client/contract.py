@@ -122,7 +122,9 @@ class Parameters:
 
     @classmethod
     def parameter_fields(cls) -> tuple[dataclasses.Field[Any], ...]:
-        return tuple(f for f in dataclasses.fields(cls) if f.name not in cls.NOT_PARAMETERS)  # type: ignore[arg-type]
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls.__name__} mixes in Parameters but is not a dataclass")
+        return tuple(f for f in dataclasses.fields(cls) if f.name not in cls.NOT_PARAMETERS)
 
     def to_parameters(self) -> dict[str, str]:
         return {f.name: _encode(f, getattr(self, f.name)) for f in self.parameter_fields()}

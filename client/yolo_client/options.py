@@ -72,7 +72,7 @@ class ClientOptions:
         unknown = sorted(set(kwargs) - fields)
         if unknown:
             raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
-        given = dict(zip(POSITIONAL, args))
+        given = dict(zip(POSITIONAL, args, strict=False))  # args may give fewer than all the positionals
         twice = sorted(set(given) & set(kwargs))
         if twice:
             raise TypeError(f"got multiple values for argument {twice[0]!r}")

@@ -60,7 +60,7 @@ def tensor_inputs(tensors: Sequence[np.ndarray], params: Sequence[ResizeParams])
 def parse_result(result: InferResult, info: ModelInfo) -> list[list[Detection]]:
     """Detections per batch row of an inference result (ragged outputs cut at ``COUNT``)."""
     arrays = [result.as_numpy(name) for name in OUTPUT_NAMES]
-    missing = [name for name, array in zip(OUTPUT_NAMES, arrays) if array is None]
+    missing = [name for name, array in zip(OUTPUT_NAMES, arrays, strict=True) if array is None]
     if missing:
         raise ServerError(f"the server's answer lacks {', '.join(missing)}: is this a yolo-server model?")
     boxes, scores, classes, count = arrays
@@ -97,7 +97,7 @@ def parse_arrays(
                     class_id=cls,
                     label=class_names[cls] if 0 <= cls < len(class_names) else fallback_label(cls),
                 )
-                for box, score, cls in zip(rows_box, rows_score, rows_class)
+                for box, score, cls in zip(rows_box, rows_score, rows_class, strict=True)
             ]
         )
     return out

@@ -134,7 +134,15 @@ class ChannelOptions:
 
 @dataclass(frozen=True)
 class EndpointHealth:
-    """One endpoint's answer to :meth:`YoloClient.health` (``error`` set when it could not be asked)."""
+    """One endpoint's answer to :meth:`YoloClient.health`.
+
+    Attributes:
+        url: the endpoint, as given to the client.
+        live: the server answers (``is_server_live``).
+        ready: the server is ready (``is_server_ready``).
+        model_ready: the client's model is loaded and ready there.
+        error: why the endpoint could not be asked (then every flag is False), else None.
+    """
 
     url: str
     live: bool

@@ -33,18 +33,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "server"), str(ROOT / "client"), str(Path(__file__).parent)]
 
-from runtime_probe import probe  # noqa: E402
+from runtime_probe import probe
 
-from yolo_client.geometry import letterbox  # noqa: E402
-from yolo_server.darknet import load_darknet  # noqa: E402
-from yolo_server.evaluation.agreement import matched_share  # noqa: E402
-from yolo_server.export.precision import torch_dtype  # noqa: E402
-from yolo_server.export.program import BatchRange, export_program  # noqa: E402
-from yolo_server.export.wrapper import InferenceWrapper  # noqa: E402
-from yolo_server.ops.config import postprocess_config_for  # noqa: E402
-from yolo_server.training.scenes import encode_jpeg, generate_scene  # noqa: E402
-from yolo_server.triton.imaging import DecodeLimits, decode_image  # noqa: E402
-from yolo_server.triton.postprocess import Postprocessor  # noqa: E402
+from yolo_client.geometry import letterbox
+from yolo_server.darknet import DarknetSpec, load_darknet
+from yolo_server.evaluation.agreement import matched_share
+from yolo_server.export.precision import torch_dtype
+from yolo_server.export.program import BatchRange, export_program
+from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.ops.config import postprocess_config_for
+from yolo_server.training.scenes import encode_jpeg, generate_scene
+from yolo_server.triton.imaging import DecodeLimits, decode_image
+from yolo_server.triton.postprocess import Postprocessor
 
 HEAD_TOLERANCE = 5e-2  # FP16 against fp32: max |diff| over max(1, max |eager|), per head
 MIN_BOX_MATCH = 0.99
@@ -68,10 +68,20 @@ def prepared_scenes(count: int, width: int, height: int, letterboxed: bool) -> t
 
 
 def relative_head_error(heads: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
-    return max(float((h - r).abs().max()) / max(1.0, float(r.abs().max())) for h, r in zip(heads, reference))
+    return max(
+        float((h - r).abs().max()) / max(1.0, float(r.abs().max())) for h, r in zip(heads, reference, strict=True)
+    )
 
 
-def run_tensorrt(model, spec, batches: BatchRange, inputs: dict, device: torch.device, work: Path, seconds: float):  # type: ignore[no-untyped-def]
+def run_tensorrt(
+    model: torch.nn.Module,
+    spec: DarknetSpec,
+    batches: BatchRange,
+    inputs: dict,
+    device: torch.device,
+    work: Path,
+    seconds: float,
+) -> tuple[dict, dict]:
     """Build with Torch-TensorRT, then run the artifact in a fresh process with only the runtime library."""
     import torch_tensorrt
 
@@ -103,8 +113,14 @@ def run_tensorrt(model, spec, batches: BatchRange, inputs: dict, device: torch.d
 
 
 def run_exported(
-    model, spec, batches: BatchRange, inputs: dict, device: torch.device, dtype: torch.dtype, seconds: float
-):  # type: ignore[no-untyped-def]
+    model: torch.nn.Module,
+    spec: DarknetSpec,
+    batches: BatchRange,
+    inputs: dict,
+    device: torch.device,
+    dtype: torch.dtype,
+    seconds: float,
+) -> tuple[dict, dict]:
     program = export_program(model, spec, batches, device, dtype)
     result = probe(program.module(), inputs["images"], inputs["batches"], inputs["throughput_batches"], device, seconds)
     return result, {"dtype": str(dtype).removeprefix("torch.")}
@@ -162,7 +178,7 @@ def check_postprocess(on_device: Postprocessor, heads: list[torch.Tensor], place
     cpu, device = results["cpu"], results[str(on_device.device)]
     same = all(
         len(a) == len(b) and np.array_equal(a.class_ids, b.class_ids) and np.allclose(a.boxes, b.boxes, atol=1e-3)
-        for a, b in zip(cpu, device)
+        for a, b in zip(cpu, device, strict=True)
     )
     return {"device": str(on_device.device), "same_detections_as_cpu": same, "ms_per_image": timings}
 

@@ -56,7 +56,7 @@ def probe(
     """Heads for every image (chunks of the largest batch), for ``images[:b]`` per batch ``b``, and images/s."""
     chunk = max(batches)
     per_chunk = [_run(module, images[start : start + chunk], device) for start in range(0, len(images), chunk)]
-    heads = [torch.cat(parts) for parts in zip(*per_chunk)]
+    heads = [torch.cat(parts) for parts in zip(*per_chunk, strict=True)]
     by_batch = {batch: _run(module, images[:batch], device) for batch in batches}
     shape = tuple(images.shape[1:])
     speed = {batch: images_per_second(module, shape, batch, device, seconds) for batch in throughput_batches}

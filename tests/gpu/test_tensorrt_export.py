@@ -30,7 +30,7 @@ def test_compiled_matches_eager_for_every_batch_size(tmp_path: Path) -> None:
     for batch in (1, 3, 8):
         x = torch.rand(batch, 3, 416, 416, device="cuda")
         with torch.no_grad():
-            for ours, ref in zip(compiled(x), eager(x)):
+            for ours, ref in zip(compiled(x), eager(x), strict=True):
                 assert ours.shape == ref.shape and ours.dtype == torch.float32
                 scale = ref.abs().max().item()
                 assert (ours - ref).abs().max().item() <= 2e-2 * max(scale, 1.0)

@@ -55,7 +55,7 @@ def assert_matches_oracle(found: list[Detection], oracle: LabeledDetections) -> 
     """Same detections as the in-process Detector (boxes within 1e-3 relative, scores within 1e-4, same classes,
     matched one to one since near-equal scores may swap places), each labelled with its class's name."""
     assert_same_detections(as_found(found), oracle)
-    names = dict(zip((int(c) for c in oracle.class_ids), oracle.labels))
+    names = dict(zip((int(c) for c in oracle.class_ids), oracle.labels, strict=True))
     assert all(d.label == names.get(d.class_id, d.label) for d in found)
 
 
@@ -79,7 +79,7 @@ def test_model_info_comes_from_the_server(triton_server) -> None:
 @pytest.mark.parametrize("transport", ["bytes", "tensor"])
 def test_sync_client_matches_the_in_process_detector(triton_server, encoded_images, oracles, transport) -> None:
     with YoloClient(triton_server.grpc_url, triton_server.model_name, transport=transport) as client:
-        for data, oracle in zip(encoded_images, oracles):
+        for data, oracle in zip(encoded_images, oracles, strict=True):
             assert_matches_oracle(client.detect(data), oracle)
         # a decoded array, in either channel order, is the same image
         rgb = decode_rgb(encoded_images[1])
@@ -96,7 +96,7 @@ def test_async_client_matches_the_in_process_detector(triton_server, encoded_ima
 
     single, *batch = asyncio.run(run())
     assert_matches_oracle(single, oracles[0])
-    for found, oracle in zip(batch, oracles):
+    for found, oracle in zip(batch, oracles, strict=True):
         assert_matches_oracle(found, oracle)
 
 
@@ -109,7 +109,7 @@ def test_detect_batch_of_32_keeps_the_order(triton_server) -> None:
         checked = list(range(0, 32, 4)) + [31]  # one request each costs a CPU inference: a sample suffices
         one_by_one = {i: client.detect(batch[i]) for i in checked}
     assert len(results) == 32
-    for found, (w, h) in zip(results, sizes):  # boxes are clipped to their own image, so they fit it
+    for found, (w, h) in zip(results, sizes, strict=True):  # boxes are clipped to their own image, so they fit it
         boxes = np.array([d.box for d in found]).reshape(-1, 4)
         assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
     for i in checked:  # batched on the server or alone: the same detections, on the same image
@@ -203,7 +203,7 @@ def test_cli_detect_json_matches_the_sdk(triton_server, encoded_images, tmp_path
     with YoloClient(triton_server.grpc_url, triton_server.model_name) as client:
         expected = [client.detect(path) for path in paths]
     assert [entry["image"] for entry in report] == list(map(str, paths))
-    for entry, found in zip(report, expected):
+    for entry, found in zip(report, expected, strict=True):
         assert entry["detections"] == [d.to_dict() for d in found]
     drawn = sorted(out_dir.iterdir())
     assert [p.name for p in drawn] == [f"image{i}.png" for i in range(3)]

@@ -283,7 +283,7 @@ def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestSe
     stop = threading.Event()
     try:
         with YoloClient(urls, triton_server.model_name, timeout=30, health_check=checks, max_in_flight=16) as client:
-            for url, process in zip(urls, processes):
+            for url, process in zip(urls, processes, strict=True):
                 _wait_until(lambda u=url: client.pool.is_up(u) and client.health()[urls.index(u)].ok, READY_TIMEOUT_S,
                             f"{url} ready", lambda p=process: p.poll() is None)  # fmt: skip
 

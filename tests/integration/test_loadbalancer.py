@@ -179,7 +179,7 @@ def test_requests_through_nginx_reach_both_replicas(
     # Triton counts an ensemble's inference just after its response left: poll briefly for the last ones
     deadline = time.monotonic() + 10
     while True:
-        served = [r.inference_count(model) - b for r, b in zip(replicas, before)]
+        served = [r.inference_count(model) - b for r, b in zip(replicas, before, strict=True)]
         if sum(served) >= len(images) or time.monotonic() > deadline:
             break
         time.sleep(0.2)

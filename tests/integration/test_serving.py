@@ -63,7 +63,7 @@ def test_one_request_with_several_images_is_ragged_with_counts(
     assert counts.shape == (3, 1)
     assert result.as_numpy("BOXES").shape == (3, counts.max(), 4)
     expected = triton_server.detector.detect([decode_rgb(data) for data in images])
-    for found, want in zip(req.split_result(result), expected):
+    for found, want in zip(req.split_result(result), expected, strict=True):
         req.assert_same_detections(found, want)
 
 
@@ -77,7 +77,7 @@ def test_tensor_ensemble_matches_the_detector(
     resize = np.stack([params.pack() for _, params in prepared])
     assert batch.shape == (2, 3, triton_server.input_height, triton_server.input_width)
     result = client.infer(triton_server.tensor_model_name, req.tensor_inputs(batch, resize))
-    for found, want in zip(req.split_result(result), detector.detect(images)):
+    for found, want in zip(req.split_result(result), detector.detect(images), strict=True):
         req.assert_same_detections(found, want)
 
 
@@ -87,6 +87,6 @@ def test_concurrent_requests_each_get_their_own_detections(
     images = [encode(".jpg", scene(200 + 40 * i, 300 - 20 * i, seed=20 + i)) for i in range(8)]
     answers = req.burst(client, [(triton_server.model_name, req.bytes_inputs([data])) for data in images])
     expected = triton_server.detector.detect([decode_rgb(data) for data in images])
-    for answer, want in zip(answers, expected):
+    for answer, want in zip(answers, expected, strict=True):
         [found] = req.split_result(answer)
         req.assert_same_detections(found, want)

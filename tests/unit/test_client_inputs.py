@@ -134,6 +134,13 @@ def test_bad_call_options(client: YoloClient, kwargs: dict, message: str) -> Non
         client.detect(_png(), **kwargs)
 
 
+def test_an_unknown_call_keyword_is_a_type_error_as_in_any_call(client: YoloClient) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        client.detect(_png(), colour="rgb")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'score'"):
+        client.detect_batch([_png()], score=0.5)
+
+
 def test_a_valid_image_does_reach_the_network(client: YoloClient) -> None:
     """The counterpart of the tests above: a good input gets past validation and fails on the dead port."""
     with pytest.raises(UnavailableError):

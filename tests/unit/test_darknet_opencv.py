@@ -53,7 +53,7 @@ def _our_rows(model: DarknetModel, image: torch.Tensor) -> list[np.ndarray]:
         heads = model(image)
     boxes, objectness, probs = decode_yolo(heads, spec.yolo_layers, width, height)
     rows, start = [], 0
-    for raw, head in zip(heads, spec.yolo_layers):
+    for raw, head in zip(heads, spec.yolo_layers, strict=True):
         grid_h, grid_w = raw.shape[2:]
         count = head.num_anchors * grid_h * grid_w
         box, obj, prob = (
@@ -72,7 +72,7 @@ def _our_rows(model: DarknetModel, image: torch.Tensor) -> list[np.ndarray]:
 
 def _compare(ours: list[np.ndarray], theirs: list[np.ndarray], atol: float, wh_rtol: float) -> None:
     assert len(ours) == len(theirs)
-    for head, (a, b) in enumerate(zip(ours, theirs)):
+    for head, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a.shape == b.shape, f"head {head}: {a.shape} vs {b.shape}"
         xy = np.abs(a[:, :2] - b[:, :2]).max()
         wh = (np.abs(a[:, 2:4] - b[:, 2:4]) / np.maximum(np.abs(b[:, 2:4]), 1e-3)).max()

@@ -23,7 +23,7 @@ def reference_decode(outputs, heads, net_w, net_h):
     """Per image, a list of (x1, y1, x2, y2, objectness, [class probs]) in (head, anchor, row, col) order."""
     batch = outputs[0].shape[0]
     result = [[] for _ in range(batch)]
-    for output, spec in zip(outputs, heads):
+    for output, spec in zip(outputs, heads, strict=True):
         values = output.double().tolist()
         grid_h, grid_w = output.shape[2], output.shape[3]
         s, stride = spec.scale_x_y, 5 + spec.classes
@@ -51,7 +51,7 @@ def reference_decode(outputs, heads, net_w, net_h):
 def check_against_reference(outputs, heads, net_w, net_h):
     boxes, objectness, class_probs = decode_yolo(outputs, heads, net_w, net_h)
     expected = reference_decode(outputs, heads, net_w, net_h)
-    count = sum(len(h.anchors) * o.shape[2] * o.shape[3] for h, o in zip(heads, outputs))
+    count = sum(len(h.anchors) * o.shape[2] * o.shape[3] for h, o in zip(heads, outputs, strict=True))
     assert boxes.shape == (len(expected), count, 4)
     assert objectness.shape == (len(expected), count)
     assert class_probs.shape == (len(expected), count, heads[0].classes)

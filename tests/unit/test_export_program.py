@@ -47,7 +47,7 @@ def test_exported_program_equals_eager_at_batch_1_3_and_max(name: str) -> None:
         for batch in (1, 3, maximum):
             heads = compiled(x[:batch])
             assert len(heads) == len(reference)
-            for head, ref in zip(heads, reference):
+            for head, ref in zip(heads, reference, strict=True):
                 assert head.shape == (batch, *ref.shape[1:]) and head.dtype == torch.float32
                 scale = max(1.0, ref[:batch].abs().max().item())
                 assert (head - ref[:batch]).abs().max().item() <= FP32_NOISE * scale, f"{name} batch {batch}"

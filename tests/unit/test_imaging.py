@@ -189,7 +189,7 @@ def test_a_dynamic_batch_of_float_and_pixel_requests_is_written_once_in_order() 
     ]
     batch, sizes = network_batch(requests)
     assert sizes == [2, 2, 1] and batch.dtype == np.float32 and batch.flags.c_contiguous
-    scaled = [pixels_to_input(image, placement) for image, placement in zip(pixels, params)]
+    scaled = [pixels_to_input(image, placement) for image, placement in zip(pixels, params, strict=True)]
     np.testing.assert_array_equal(batch, np.stack([scaled[0], scaled[1], *floats, scaled[2]]))
     assert network_batch([requests[1]])[0] is floats  # a lone float request: no copy
 

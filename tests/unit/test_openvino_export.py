@@ -49,7 +49,7 @@ def test_fp32_ir_reproduces_the_torch_network_at_any_batch(demo_ir: Path) -> Non
             want = [head.numpy() for head in reference(inputs)]
         got = runner(inputs.numpy())
         assert [g.shape for g in got] == [w.shape for w in want]
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3)
 
 
@@ -58,7 +58,7 @@ def test_runner_outputs_are_copies_not_views_of_the_next_inference(demo_ir: Path
     first = runner(np.zeros((1, 3, 416, 416), np.float32))
     kept = [head.copy() for head in first]
     runner(np.ones((1, 3, 416, 416), np.float32))
-    for head, copy in zip(first, kept):
+    for head, copy in zip(first, kept, strict=True):
         np.testing.assert_array_equal(head, copy)
 
 

@@ -77,7 +77,7 @@ def random_resize(batch: int) -> list[ResizeParams]:
 
 def assert_same(actual: list[Detections], expected: list[tuple]) -> None:
     assert len(actual) == len(expected)
-    for det, (boxes, scores, class_ids) in zip(actual, expected):
+    for det, (boxes, scores, class_ids) in zip(actual, expected, strict=True):
         assert det.boxes.dtype == np.float32 and det.boxes.shape == (len(scores), 4)
         assert det.scores.dtype == np.float32 and det.class_ids.dtype == np.int32
         np.testing.assert_array_equal(det.scores, scores)
@@ -222,7 +222,7 @@ def test_select_candidates_order_and_values():
     objectness = torch.tensor([[0.5, 0.1, 1.0], [0.75, 0.5, 0.25]])
     class_probs = torch.tensor([[[1.0, 0.75], [1.0, 1.0], [0.25, 0.5]], [[0.5, 0.25], [0.75, 0.5], [1.0, 1.0]]])
     image_idx, box_idx, class_id, score = select_candidates(objectness, class_probs, 0.25)
-    assert list(zip(image_idx.tolist(), box_idx.tolist(), class_id.tolist())) == [
+    assert list(zip(image_idx.tolist(), box_idx.tolist(), class_id.tolist(), strict=True)) == [
         (0, 0, 0),
         (0, 0, 1),
         (0, 2, 1),
@@ -247,7 +247,7 @@ def test_cuda_matches_cpu():
     outputs, resize, config = random_outputs(3, 3), random_resize(3), PostprocessConfig(score_threshold=0.1)
     cpu = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
     gpu = postprocess([o.cuda() for o in outputs], RANDOM_HEADS, NET_W, NET_H, resize, config)
-    for a, b in zip(cpu, gpu):
+    for a, b in zip(cpu, gpu, strict=True):
         np.testing.assert_array_equal(a.class_ids, b.class_ids)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
         np.testing.assert_allclose(a.boxes, b.boxes, rtol=1e-5, atol=1e-3)

@@ -64,7 +64,7 @@ def test_build_hands_the_exported_program_and_its_profile_to_dynamo(
     with torch.no_grad():
         reference = model(x)
         for batch in (1, 3, 8):
-            for head, ref in zip(loaded(x[:batch]), reference):
+            for head, ref in zip(loaded(x[:batch]), reference, strict=True):
                 assert head.shape == ref[:batch].shape
                 torch.testing.assert_close(head, ref[:batch], rtol=1e-5, atol=1e-5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -9,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.reference_boxes import reference_iou
 from yolo_server.darknet import load_darknet, load_spec, write_weights
 from yolo_server.training.anchors import format_anchors, kmeans_anchors, mean_best_iou
 from yolo_server.training.augment import Pool, flip, mosaic, paste, place_boxes, sample_batch
 from yolo_server.training.network import build_trainable, export_weights
-from yolo_server.training.scenes import CLASS_NAMES, MAX_IOU, _iou, generate_scene, write_dataset
+from yolo_server.training.scenes import CLASS_NAMES, MAX_IOU, generate_scene, write_dataset
 
 CFG = Path(__file__).resolve().parents[2] / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 
@@ -33,10 +35,8 @@ def test_scenes_are_deterministic_and_follow_the_rules() -> None:
             and np.all(scene.boxes[:, 2] <= width)
             and np.all(scene.boxes[:, 3] <= height)
         )
-        for i in range(len(scene.boxes)):
-            others = np.delete(scene.boxes, i, axis=0)
-            if len(others):
-                assert _iou(scene.boxes[i], others).max() <= MAX_IOU
+        for i, j in itertools.combinations(range(len(scene.boxes)), 2):
+            assert reference_iou(scene.boxes[i].tolist(), scene.boxes[j].tolist()) <= MAX_IOU + 1e-6
         assert set(scene.classes.tolist()) <= set(range(len(CLASS_NAMES)))
     assert not np.array_equal(generate_scene(3, 0).image[:50, :50], generate_scene(4, 0).image[:50, :50])
 
@@ -145,6 +145,6 @@ def test_export_writes_darknet_weights_that_load_through_the_user_path(tmp_path:
     served, _ = load_darknet(CFG, path)
     x = torch.rand(1, 3, 160, 224)
     with torch.no_grad():
-        for a, b in zip(model(x), served(x)):
+        for a, b in zip(model(x), served(x), strict=True):
             assert torch.allclose(a, b, atol=1e-4)
     assert path.stat().st_size < 25_000_000

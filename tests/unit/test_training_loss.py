@@ -113,7 +113,7 @@ def test_loss_decode_is_the_served_decode_up_to_the_training_clamp() -> None:
     served, _, _ = decode_yolo(outputs, spec.yolo_layers, 416, 416)
     training = [
         yolo_boxes(out, head, 416, 416, max_log_size=TRAINING_MAX_LOG_SIZE).reshape(2, -1, 4)
-        for out, head in zip(outputs, spec.yolo_layers)
+        for out, head in zip(outputs, spec.yolo_layers, strict=True)
     ]
     assert torch.equal(torch.cat(training, 1), served)
     wild = torch.zeros(1, 24, 1, 1)

@@ -40,7 +40,7 @@ def test_official_file_size(tiny: tuple) -> None:
 def test_round_trip_is_bit_identical(tiny: tuple, tmp_path: Path) -> None:
     spec, weights, path = tiny
     again = read_weights(path, spec)
-    for a, b in zip(weights.convs, again.convs):
+    for a, b in zip(weights.convs, again.convs, strict=True):
         for field in ("bias", "weight", "gamma", "running_mean", "running_var"):
             x, y = getattr(a, field), getattr(b, field)
             assert (x is None and y is None) or np.array_equal(x, y)
@@ -51,7 +51,7 @@ def test_round_trip_is_bit_identical(tiny: tuple, tmp_path: Path) -> None:
     with torch.no_grad():
         first = DarknetModel(spec, weights).eval()(image)
         second, _ = load_darknet(cfg_path("yolov4-tiny"), copy, 320)
-        for a, b in zip(first, second(image)):
+        for a, b in zip(first, second(image), strict=True):
             assert torch.equal(a, b)
 
 

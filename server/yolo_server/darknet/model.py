@@ -154,17 +154,17 @@ class DarknetModel(nn.Module):
         convs = [module for module in self.layers if isinstance(module, ConvLayer)]
         if len(convs) != len(weights.convs):
             raise ValueError(f"the cfg has {len(convs)} convolutions, the weights {len(weights.convs)}")
-        for module, params in zip(convs, weights.convs):
+        for module, params in zip(convs, weights.convs, strict=True):
             module.load(params, bn_eps)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         saved: dict[int, torch.Tensor] = {}
         heads: list[torch.Tensor] = []
-        for index, (layer, module) in enumerate(zip(self.spec.layers, self.layers)):
+        for index, (layer, module) in enumerate(zip(self.spec.layers, self.layers, strict=True)):
             if isinstance(layer, RouteSpec):
                 parts = [
                     saved[source] if end is None else saved[source][:, start:end]
-                    for source, (start, end) in zip(layer.layers, self._route_slices[index])
+                    for source, (start, end) in zip(layer.layers, self._route_slices[index], strict=True)
                 ]
                 x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
             elif isinstance(layer, ShortcutSpec):

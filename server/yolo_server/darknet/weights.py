@@ -91,7 +91,7 @@ def conv_shapes(spec: DarknetSpec) -> list[tuple[ConvSpec, tuple[int, int, int, 
     outputs = output_channels(spec)
     inputs = [spec.net.channels] + outputs[:-1]
     shapes = []
-    for layer, in_channels in zip(spec.layers, inputs):
+    for layer, in_channels in zip(spec.layers, inputs, strict=True):
         if isinstance(layer, ConvSpec):
             if in_channels % layer.groups or layer.filters % layer.groups:
                 raise WeightsError(f"line {layer.line}: groups={layer.groups} does not divide the channels")
@@ -156,7 +156,7 @@ def write_weights(path: str | Path, spec: DarknetSpec, weights: DarknetWeights) 
     if len(shapes) != len(weights.convs):
         raise WeightsError(f"the cfg has {len(shapes)} convolutions, the weights {len(weights.convs)}")
     parts: list[np.ndarray] = []
-    for (conv, shape), params in zip(shapes, weights.convs):
+    for (conv, shape), params in zip(shapes, weights.convs, strict=True):
         if params.weight.shape != shape or params.batch_normalized != conv.batch_normalize:
             raise WeightsError(
                 f"line {conv.line}: weights {params.weight.shape} (bn={params.batch_normalized}) do not fit "

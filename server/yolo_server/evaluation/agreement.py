@@ -27,7 +27,7 @@ def matched_share(
     if len(reference) != len(candidate):
         raise ValueError(f"{len(reference)} reference images, {len(candidate)} candidate images")
     matched = total = 0
-    for ref, other in zip(reference, candidate):
+    for ref, other in zip(reference, candidate, strict=True):
         total += len(ref)
         if len(ref) and len(other):
             iou = box_iou(torch.from_numpy(ref.boxes), torch.from_numpy(other.boxes)).numpy()

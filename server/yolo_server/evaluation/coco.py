@@ -83,7 +83,9 @@ def detection_rows(
 ) -> list[dict[str, Any]]:
     """xyxy float ``[K, 4]``, scores ``[K]``, class indices ``[K]`` -> COCO result rows."""
     rows = []
-    for box, score, cls in zip(np.asarray(boxes, np.float64), np.asarray(scores, np.float64), np.asarray(class_ids)):
+    for box, score, cls in zip(
+        np.asarray(boxes, np.float64), np.asarray(scores, np.float64), np.asarray(class_ids), strict=True
+    ):
         x1, y1, x2, y2 = (float(v) for v in box)
         rows.append(
             {

@@ -35,7 +35,7 @@ def detect_inprocess(
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
             decoded = [decode_image(item.path.read_bytes(), DecodeLimits()).rgb for item in chunk]
-            for item, found in zip(chunk, detector.detect(decoded)):
+            for item, found in zip(chunk, detector.detect(decoded), strict=True):
                 rows += detection_rows(item.id, found.boxes, found.scores, found.class_ids, category_ids)
             bar.update(len(chunk))
     return rows
@@ -57,7 +57,7 @@ def detect_server(
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
             results = client.detect_batch([item.path.read_bytes() for item in chunk], max_detections=max_detections)
-            for item, found in zip(chunk, results):
+            for item, found in zip(chunk, results, strict=True):
                 boxes = np.array([d.box for d in found], np.float64).reshape(-1, 4)
                 scores = np.array([d.score for d in found], np.float64)
                 classes = np.array([d.class_id for d in found], np.int64)

@@ -61,8 +61,8 @@ def decode_yolo(
     batch = {output.shape[0] for output in outputs}
     if len(batch) != 1:
         raise ValueError(f"outputs disagree on batch size: {sorted(batch)}")
-    decoded = [_decode_head(output, head, net_width, net_height) for output, head in zip(outputs, heads)]
-    boxes, objectness, class_probs = zip(*decoded)
+    decoded = [_decode_head(output, head, net_width, net_height) for output, head in zip(outputs, heads, strict=True)]
+    boxes, objectness, class_probs = zip(*decoded, strict=True)
     return torch.cat(boxes, dim=1), torch.cat(objectness, dim=1), torch.cat(class_probs, dim=1)
 
 

@@ -139,10 +139,12 @@ def _split(
     candidates: np.ndarray,
 ) -> list[Detections]:
     """Per-image :class:`Detections` from score-sorted flat arrays, boxes mapped to original pixels."""
+    if not resize:  # an empty batch: np.split would still give one (empty) piece
+        return []
     order = np.argsort(image_idx, kind="stable")  # keeps score order within each image
     bounds = np.cumsum(np.bincount(image_idx, minlength=len(resize)))[:-1]
-    per_image = zip(*(np.split(a[order], bounds) for a in (boxes, scores, class_ids)))
+    per_image = zip(*(np.split(a[order], bounds) for a in (boxes, scores, class_ids)), strict=True)
     return [
         Detections(params.to_original(b), np.ascontiguousarray(s), np.ascontiguousarray(c), int(count))
-        for params, (b, s, c), count in zip(resize, per_image, candidates)
+        for params, (b, s, c), count in zip(resize, per_image, candidates, strict=True)
     ]

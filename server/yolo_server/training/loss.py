@@ -76,7 +76,7 @@ class YoloLoss:
         loss_obj = torch.zeros((), device=device)
         loss_cls = torch.zeros((), device=device)
         n_pos = 0
-        for out, head, mask, pos in zip(outputs, self.heads, self.masks, positives):
+        for out, head, mask, pos in zip(outputs, self.heads, self.masks, positives, strict=True):
             b, _, grid_h, grid_w = out.shape
             a = len(mask)
             x = out.float().view(b, a, 5 + self.num_classes, grid_h, grid_w).permute(0, 1, 3, 4, 2)  # [B, A, h, w, 5+C]

@@ -145,7 +145,7 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = T
         (out / name).write_bytes(encode_jpeg(scene))
         height, width = scene.image.shape[:2]
         images.append({"id": index + 1, "file_name": name, "width": width, "height": height})
-        for box, cls, area in zip(scene.boxes, scene.classes, scene.areas):
+        for box, cls, area in zip(scene.boxes, scene.classes, scene.areas, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
             annotations.append(
                 {

@@ -71,7 +71,7 @@ def assign_targets(
     chosen = ious > iou_threshold
     chosen[torch.arange(gt.shape[0]), best] = True
     out = []
-    for mask, (grid_h, grid_w) in zip(masks, grids):
+    for mask, (grid_h, grid_w) in zip(masks, grids, strict=True):
         gt_idx, anchor_idx = chosen[:, list(mask)].nonzero(as_tuple=True)
         col = (centre[gt_idx, 0] * grid_w / net_w).long().clamp(0, grid_w - 1)
         row = (centre[gt_idx, 1] * grid_h / net_h).long().clamp(0, grid_h - 1)

@@ -93,7 +93,7 @@ class NetworkRows:
             out[...] = self.inputs
             return
         assert self.pixels is not None
-        for image, placement, row in zip(self.pixels, self.params, out):
+        for image, placement, row in zip(self.pixels, self.params, out, strict=True):
             pixels_to_input(image, placement, out=row)
 
 
@@ -131,7 +131,7 @@ def network_batch(requests: Sequence[NetworkRows]) -> tuple[np.ndarray, list[int
         return requests[0].inputs, sizes
     batch = np.empty((sum(sizes), *requests[0].sent.shape[1:]), dtype=np.float32)
     start = 0
-    for rows, size in zip(requests, sizes):
+    for rows, size in zip(requests, sizes, strict=True):
         rows.write(batch[start : start + size])
         start += size
     return batch, sizes

@@ -32,7 +32,7 @@ class TritonPythonModel:
 
     def _read(self, request: Any) -> PreprocessedRequest:
         prepared = self.preprocess(pb_utils.get_input_tensor_by_name(request, IMAGE).as_numpy())
-        for image_format, seconds in zip(prepared.formats, prepared.seconds):
+        for image_format, seconds in zip(prepared.formats, prepared.seconds, strict=True):
             self.metrics.observe(PREPROCESS_DURATION, seconds)
             self.metrics.increment(IMAGES_DECODED, format=image_format)
         return prepared
