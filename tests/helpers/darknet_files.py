@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from tests.helpers.paths import ROOT
 from yolo_server.darknet import DarknetSpec, load_spec, write_weights
 from yolo_server.darknet.random_weights import calibrated_random_weights
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CFG_DIR = REPO_ROOT / "models" / "darknet"
+CFG_DIR = ROOT / "models" / "darknet"
 COCO_NAMES = CFG_DIR / "coco.names"
 
 

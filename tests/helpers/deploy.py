@@ -12,14 +12,13 @@ import fnmatch
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser
 from yolo_server.repository.spec import model_base_name
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
 DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*[!e]"))  # Dockerfile.builder|cpu|server, not *.dockerignore

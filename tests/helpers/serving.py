@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tests.helpers.darknet_files import COCO_NAMES, cfg_path
 from yolo_server.triton.ports import free_ports
 from yolo_server.triton.supervise import STUB_NAME, stub_processes
 
 if TYPE_CHECKING:
     from yolo_server.pipeline import Detector
 
-ROOT = Path(__file__).resolve().parents[2]
-CFG = ROOT / "models" / "darknet" / "yolov4-tiny.cfg"
-NAMES = ROOT / "models" / "darknet" / "coco.names"
+CFG = cfg_path("yolov4-tiny")
+NAMES = COCO_NAMES
 INPUT_WIDTH, INPUT_HEIGHT = 320, 256
 MAX_BATCH_SIZE = 8
 MAX_PIXELS = 50_000_000

@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers.paths import ROOT
 from tests.helpers.serving import start_serve, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 WEIGHTS = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.weights"
 NAMES = ROOT / "models" / "shapes" / "shapes.names"

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.images import encode, scene
-from tests.helpers.serving import ROOT, TritonTestServer, start_serve, triton_pid
+from tests.helpers.paths import ROOT
+from tests.helpers.serving import TritonTestServer, start_serve, triton_pid
 from yolo_server.triton.ports import free_ports
 
 pytestmark = pytest.mark.integration

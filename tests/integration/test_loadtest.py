@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import ROOT
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
 # small frames keep the CPU server's decode cost low on a 2-core CI machine; every format still appears
 CI_MIX = "320x240:jpeg:4,640x480:jpeg:1,320x240:png:1,320x240:webp:1,320x240:bmp:1"

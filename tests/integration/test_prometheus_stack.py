@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers.paths import ROOT
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "docker" / "prometheus"
 sys.path.insert(0, str(ROOT / "loadtest"))
 

@@ -23,13 +23,13 @@ from tests.helpers.deploy import (
     DOCKER,
     DOCKERFILES,
     PROBE_TIMEOUT_S,
-    ROOT,
     default_model_name,
     entrypoint_argv,
     health_probe,
     ignored,
     parse_yolo_server,
 )
+from tests.helpers.paths import ROOT
 
 COMPOSE = DOCKER / "compose.yaml"
 PROFILES = ("cpu", "lb", "prometheus", "grafana", "loadtest")

@@ -17,13 +17,13 @@ from tests.helpers.deploy import (
     BUILD_VARIABLES,
     IMAGE_APP,
     PROBE_TIMEOUT_S,
-    ROOT,
     default_model_name,
     entrypoint_argv,
     health_probe,
     makefile_var,
     parse_yolo_server,
 )
+from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser
 from yolo_server.repository.spec import model_base_name
 

@@ -16,12 +16,12 @@ from tests.helpers.deploy import (
     DOCKER,
     DOCKERFILES,
     IMAGE_APP,
-    ROOT,
     entrypoint_argv,
     ignored,
     makefile_var,
     parse_yolo_server,
 )
+from tests.helpers.paths import ROOT
 
 NGC = re.compile(r"^nvcr\.io/nvidia/(pytorch|tritonserver):(\d\d\.\d\d)-py3$")
 

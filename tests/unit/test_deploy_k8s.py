@@ -16,7 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers.deploy import ACCESS_VARIABLES, DOCKER, ROOT, entrypoint_argv, health_probe, parse_yolo_server
+from tests.helpers.deploy import ACCESS_VARIABLES, DOCKER, entrypoint_argv, health_probe, parse_yolo_server
+from tests.helpers.paths import ROOT
 
 K8S = DOCKER / "k8s"
 KUBERNETES_VERSION = "1.30.0"

@@ -10,13 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.darknet_files import REPO_ROOT, cfg_path
+from tests.helpers.darknet_files import cfg_path
+from tests.helpers.paths import ROOT
 from yolo_server.darknet import load_darknet
 from yolo_server.export.program import BatchRange, export_program
 from yolo_server.repository.spec import TARGET_BATCHING
 
 GPU_MAX = TARGET_BATCHING["tensorrt"].max_batch_size
-DEMO = REPO_ROOT / "models" / "shapes"
+DEMO = ROOT / "models" / "shapes"
 MODELS = {
     "demo": (DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights", GPU_MAX),
     "yolov4-tiny": (cfg_path("yolov4-tiny"), None, GPU_MAX),

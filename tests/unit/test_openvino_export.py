@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.paths import ROOT
 from yolo_server.darknet import load_darknet
 from yolo_server.evaluation.agreement import matched_share
 from yolo_server.export.openvino import OpenVINORunner, OpenVINOUnavailable, compile_options, export_openvino
@@ -21,7 +22,6 @@ from yolo_server.export.precision import cpu_has_native_bf16
 from yolo_server.export.wrapper import InferenceWrapper
 from yolo_server.pipeline import Detector
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO_CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 DEMO_WEIGHTS = DEMO_CFG.with_suffix(".weights")
 SCENE_SEED, SCENES = 99, 50

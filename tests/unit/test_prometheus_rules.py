@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.paths import ROOT
+
 DOCKER = ROOT / "docker"
 PROM = DOCKER / "prometheus"
 ALERTS = PROM / "rules" / "yolo_alerts.rules.yml"

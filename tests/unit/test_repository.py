@@ -14,6 +14,7 @@ import torch
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tests.helpers.paths import ROOT
 from yolo_client.contract import RANDOM_WEIGHTS, ModelInfo
 from yolo_server.cli import build_options, build_parser
 from yolo_server.darknet import load_spec
@@ -23,7 +24,6 @@ from yolo_server.repository.configs import head_shapes, model_configs
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import repository_files, write_repository
 
-ROOT = Path(__file__).resolve().parents[2]
 CFG_DIR = ROOT / "models" / "darknet"
 TINY = CFG_DIR / "yolov4-tiny.cfg"
 NAMES = CFG_DIR / "coco.names"

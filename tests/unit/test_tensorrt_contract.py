@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.darknet_files import REPO_ROOT
+from tests.helpers.paths import ROOT
 from tests.helpers.torch_tensorrt_standin import StandInTorchTensorRT
 from yolo_server import cli
 from yolo_server.darknet import load_darknet
@@ -21,7 +21,7 @@ from yolo_server.export.program import BatchRange
 from yolo_server.export.tensorrt import ENGINE_PREFIX, TensorRTUnavailable, count_engines, export_tensorrt
 from yolo_server.export.wrapper import InferenceWrapper
 
-DEMO = REPO_ROOT / "models" / "shapes"
+DEMO = ROOT / "models" / "shapes"
 DEMO_CFG, DEMO_WEIGHTS = DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights"
 
 
