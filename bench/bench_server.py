@@ -5,14 +5,17 @@ detections, as in production) or yolov4-tiny on calibrated random weights and sy
 (``--model yolov4-tiny``: far more NMS candidates than a trained model gives):
   * in-process ``Detector`` on the served artifact (the repository's OpenVINO IR at its precision):
     images/s and p50 latency of decode + detect, one image at a time,
-  * server images/s at concurrency 1, 8, 16 (one image per gRPC request), as a ratio to in-process,
-  * the dynamic-batching gain: the same load against a repository built with ``--max-batch-size 1``
+  * server images/s and latency at concurrency 1, 8, 16 (one image per gRPC request), as a ratio to
+    in-process, for both cpu layouts side by side: the fused image model (the default) and the
+    preprocess -> detector -> postprocess ensemble (``--no-fused``),
+  * the dynamic-batching gain: the same load against a fused repository built with ``--max-batch-size 1``
     (every execution holds exactly one image: batching off), at the highest concurrency,
-  * where the server's time goes (preprocess / detector / postprocess compute, from Triton's statistics),
+  * where the ensemble's time goes (preprocess / detector / postprocess compute, from Triton's statistics),
+    and the mean batch of each layout's detector,
   * the best images/s against the 65 FPS target.
 
 Usage:
-    python bench/bench_server.py                      # ~2-3 minutes on a small CPU box
+    python bench/bench_server.py                      # ~4 minutes on a small CPU box
     python bench/bench_server.py --model yolov4-tiny --seconds 20 --size 416 --concurrency 1 8 16 32
 """
 
@@ -163,18 +166,20 @@ def load(url: str, model: str, images: list[bytes], concurrency: int, seconds: f
 
 
 def compute_ns(url: str, model: str) -> dict[str, int]:
-    """Cumulative compute time (input + infer + output, ns) per step model and the detector's counts."""
+    """Cumulative compute time (input + infer + output, ns) per step model of an ensemble, and the counts of
+    the model that runs the network (the ensemble's detector, or the fused model itself)."""
     with grpcclient.InferenceServerClient(url) as client:
+        fused = client.get_model_config(model, as_json=True)["config"].get("platform") != "ensemble"
         totals = {}
-        for step in STAGES:
+        for step in () if fused else STAGES:
             stats = client.get_inference_statistics(f"{model}_{step}", as_json=True)["model_stats"][0]
             inference = stats["inference_stats"]
             totals[step] = sum(
                 int(inference.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")
             )
-            if step == "detector":
-                totals["images"] = int(stats.get("inference_count", 0))
-                totals["executions"] = int(stats.get("execution_count", 0))
+        stats = client.get_inference_statistics(model if fused else f"{model}_detector", as_json=True)
+        totals["images"] = int(stats["model_stats"][0].get("inference_count", 0))
+        totals["executions"] = int(stats["model_stats"][0].get("execution_count", 0))
     return totals
 
 
@@ -219,42 +224,61 @@ def main() -> None:
 
     model = MODELS[args.model]
     images = scene_jpegs(16) if args.model == "demo" else synthetic_jpegs(16)
+    layouts = {"fused": ["--fused"], "ensemble": ["--no-fused"]}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
-        batched, unbatched = Path(tmp) / "batched", Path(tmp) / "unbatched"
-        build(model, batched, args.size, args.max_batch_size, extra)
-        build(model, unbatched, args.size, 1, extra)
-        local, local_p50 = in_process_rate(model, batched, images, args.size, args.seconds)
-        results, spent = serve_and_measure(batched, model.name, images, args.concurrency, args.seconds)
-        [baseline], _ = serve_and_measure(unbatched, model.name, images, [max(args.concurrency)], args.seconds)
+        for layout, flags in layouts.items():
+            build(model, Path(tmp) / layout, args.size, args.max_batch_size, extra + flags)
+        build(model, Path(tmp) / "unbatched", args.size, 1, extra)
+        local, local_p50 = in_process_rate(model, Path(tmp) / "fused", images, args.size, args.seconds)
+        measured = {
+            layout: serve_and_measure(Path(tmp) / layout, model.name, images, args.concurrency, args.seconds)
+            for layout in layouts
+        }
+        [baseline], _ = serve_and_measure(
+            Path(tmp) / "unbatched", model.name, images, [max(args.concurrency)], args.seconds
+        )
+    report(model, args.size, local, local_p50, measured, baseline)
 
+
+def report(
+    model: BenchModel,
+    size: int,
+    local: float,
+    local_p50: float,
+    measured: dict[str, tuple[list[LoadResult], dict[str, int]]],
+    baseline: LoadResult,
+) -> None:
     from yolo_server.export.precision import resolve_cpu_precision
 
     print(
-        f"\n{model.label} @{args.size}, cpu target (OpenVINO {resolve_cpu_precision('auto')}), JPEGs, one image per request"
+        f"\n{model.label} @{size}, cpu target (OpenVINO {resolve_cpu_precision('auto')}), JPEGs, one image per request"
     )
     print(
         f"in-process Detector on the served artifact (decode + detect, batch 1): {local:7.1f} images/s, p50 {local_p50:.1f} ms"
     )
     print(
-        f"{'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8} {'p50 - in-process':>17}"
+        f"{'layout':>8} {'concurrency':>11} {'images/s':>9} {'x in-process':>12} {'p50 ms':>8} {'p95 ms':>8} {'p50 - in-process':>17}"
     )
-    for r in results:
-        print(
-            f"{r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} {r.p95_ms:>8.1f} "
-            f"{r.p50_ms - local_p50:>+14.1f} ms"
-        )
-    top = results[-1]
+    for layout, (results, _) in measured.items():
+        for r in results:
+            print(f"{layout:>8} {r.concurrency:>11} {r.images_per_s:>9.1f} {r.images_per_s / local:>12.2f} {r.p50_ms:>8.1f} "
+                  f"{r.p95_ms:>8.1f} {r.p50_ms - local_p50:>+14.1f} ms")  # fmt: skip
+    (fused, fused_spent), (ensemble, spent) = measured["fused"], measured["ensemble"]
+    for f, e in zip(fused, ensemble, strict=True):
+        print(f"fused / ensemble at concurrency {f.concurrency}: images/s x{f.images_per_s / e.images_per_s:.2f}, "
+              f"p50 {f.p50_ms - e.p50_ms:+.1f} ms")  # fmt: skip
+    top = fused[-1]
     print(
         f"dynamic batching gain at concurrency {top.concurrency}: {top.images_per_s:.1f} vs {baseline.images_per_s:.1f} "
         f"images/s with --max-batch-size 1 = x{top.images_per_s / baseline.images_per_s:.2f}"
     )
     total = sum(spent[step] for step in STAGES) or 1
     shares = ", ".join(f"{step} {100 * spent[step] / total:.0f}%" for step in STAGES)
-    print(
-        f"server compute time share: {shares}; mean detector batch {spent['images'] / max(spent['executions'], 1):.2f}"
-    )
-    best = max(r.images_per_s for r in results)
-    print(f"best: {best:.1f} images/s = {100 * best / TARGET_FPS:.0f}% of the {TARGET_FPS:.0f} FPS target")
+    print(f"ensemble compute time share: {shares}")
+    print(", ".join(f"mean {layout} network batch {c['images'] / max(c['executions'], 1):.2f}"
+                    for layout, c in (("fused", fused_spent), ("ensemble", spent))))  # fmt: skip
+    best = max(r.images_per_s for r in fused)
+    print(f"best (fused): {best:.1f} images/s = {100 * best / TARGET_FPS:.0f}% of the {TARGET_FPS:.0f} FPS target")
 
 
 if __name__ == "__main__":

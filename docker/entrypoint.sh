@@ -7,7 +7,7 @@
 #   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics);
 #                          the launcher exits 3 when a Python-backend stub dies or hangs: let the orchestrator restart it
 #   entrypoint.sh health   yolo-server probe: exit 0 when the server is ready and a canary inference through every
-#                          image ensemble of $REPOSITORY answers within 12 s (the container's one health check)
+#                          image model of $REPOSITORY answers within 12 s (the container's one health check)
 #   anything else          run as a command (e.g. `sh`)
 #
 # Environment (unset or empty: the default):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 # request and intermediate tensors
-IMAGE = "IMAGE"  # BYTES [B, 1]: one encoded image per row (the image ensemble)
+IMAGE = "IMAGE"  # BYTES [B, 1]: one encoded image per row (the image model)
 INPUT = "INPUT"  # FP32 [B, 3, H, W] in [0, 1] (the tensor ensemble, and the tensorrt detector)
 PIXELS = "PIXELS"  # UINT8 [B, 3, H, W] (preprocess -> cpu detector)
 RESIZE = "RESIZE"  # FP32 [B, RESIZE_LEN]: how each image sits in the network input
@@ -39,7 +39,7 @@ HEAD_PREFIX = "YOLO__"  # detector -> postprocess: FP32 [B, A*(5+C), h, w] per [
 # the ragged outputs, in this order: BOXES FP32 [B, K, 4], SCORES FP32 [B, K], CLASSES INT32 [B, K], COUNT INT32 [B, 1]
 BOXES, SCORES, CLASSES, COUNT = OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "COUNT")
 
-# model names: NAME (image ensemble), NAME_tensor (tensor ensemble), NAME_<stage> for each step
+# model names: NAME (image model), NAME_tensor (tensor ensemble), NAME_<stage> for each step
 TENSOR_SUFFIX = "_tensor"
 STAGES = ("preprocess", "detector", "postprocess")
 

@@ -42,6 +42,9 @@ __all__ = [
 OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
 # Triton 2.51's answer once a Python-backend stub died: the model is broken on that server until it restarts
 STUB_UNHEALTHY_MESSAGE = re.compile(r"Stub process '[^']*' is not healthy")
+# a model that was loaded and is not now: Triton answers this while a stopping replica unloads it (a model that
+# never existed is "... is not found")
+UNLOADED_MODEL_MESSAGE = re.compile(r"Request for unknown model: '[^']*' has no available versions")
 
 
 class YoloClientError(Exception):
@@ -156,9 +159,17 @@ def is_dead_model(error: YoloClientError) -> bool:
     return error.status == "INTERNAL" and STUB_UNHEALTHY_MESSAGE.search(error.message) is not None
 
 
+def is_unloaded_model(error: YoloClientError) -> bool:
+    """The model has no version loaded on that endpoint: the replica is stopping (or failed to load it)."""
+    return error.status == "NOT_FOUND" and UNLOADED_MODEL_MESSAGE.search(error.message) is not None
+
+
 def is_endpoint_fault(error: YoloClientError) -> bool:
-    """The endpoint cannot serve now: unreachable, stopping, or a model's stub is dead (fail over to another)."""
-    return is_dead_model(error) or (error.status == "UNAVAILABLE" and not is_overloaded(error))
+    """The endpoint cannot serve now: unreachable, stopping (its model unloading), or a model's stub is dead
+    (fail over to another)."""
+    return (
+        is_dead_model(error) or is_unloaded_model(error) or (error.status == "UNAVAILABLE" and not is_overloaded(error))
+    )
 
 
 def _unpack(exc: BaseException) -> tuple[str | None, str, str | None]:

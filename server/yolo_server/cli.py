@@ -22,9 +22,8 @@ from yolo_client.contract import (
     GRPC_PORT,
     HTTP_PORT,
     METRICS_PORT,
-    STAGES,
 )
-from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, Limits
+from yolo_server.repository.spec import FUSED_BY_DEFAULT, INSTANCE_KINDS, TARGET_BATCHING, Batching, Instances, Limits
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.supervise import Supervision
 
@@ -43,8 +42,10 @@ def _size(text: str) -> tuple[int, int]:
 
 def _instances(text: str) -> tuple[str, int]:
     kind, sep, count = text.partition("=")
-    if not sep or kind not in STAGES or not count.isdigit():
-        raise argparse.ArgumentTypeError(f"--instances {text!r}: use KIND=N with KIND one of {', '.join(STAGES)}")
+    if not sep or kind not in INSTANCE_KINDS or not count.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"--instances {text!r}: use KIND=N with KIND one of {', '.join(INSTANCE_KINDS)}"
+        )
     return kind, int(count)
 
 
@@ -120,10 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KIND=N",
         help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
-        f"detector={instances.detector}, postprocess={instances.postprocess})",
+        f"detector={instances.detector}, postprocess={instances.postprocess}, fused={instances.fused})",
     )
     build.add_argument(
-        "--detector-threads", type=int, default=0, help="OpenVINO threads per cpu detector instance (0: one per core)"
+        "--detector-threads",
+        type=int,
+        default=0,
+        help="OpenVINO threads per cpu detector instance, the fused model's for a lone image (0: one per core)",
+    )
+    build.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        help=f"serve images with one fused Python model instead of the ensemble (default: cpu "
+        f"{'fused' if FUSED_BY_DEFAULT['cpu'] else 'ensemble'}; tensorrt: ensemble only)",
     )
     build.add_argument(
         "--max-pixels", type=_pixels, default=limits.max_pixels, help="per image, checked before decoding"
@@ -161,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--canary-interval",
         type=float,
         default=supervision.canary_interval_s,
-        help="seconds between canary inferences through each image ensemble",
+        help="seconds between canary inferences through each image model",
     )
     serve.add_argument(
         "--canary-timeout", type=float, default=supervision.canary_timeout_s, help="deadline of one canary inference"
@@ -173,8 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--url", default=f"127.0.0.1:{HTTP_PORT}", help="HTTP endpoint host:port (loopback in a container)"
     )
-    probe.add_argument("--repository", type=Path, help="model repository: canary every image ensemble in it")
-    probe.add_argument("--model", action="append", default=[], help="an image ensemble to canary (repeatable)")
+    probe.add_argument("--repository", type=Path, help="model repository: canary every image model in it")
+    probe.add_argument("--model", action="append", default=[], help="an image model to canary (repeatable)")
     probe.add_argument(
         "--timeout", type=float, default=supervision.canary_timeout_s, help="seconds for the whole probe"
     )
@@ -210,6 +220,7 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         instances=Instances(**dict(args.instances)),
         limits=Limits(max_pixels=args.max_pixels, max_bytes=args.max_bytes),
         detector_threads=args.detector_threads,
+        fused=args.fused,
         output=args.output,
     )
 
@@ -239,11 +250,11 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    """``probe``: 0 when the server is ready and answers a canary through every image ensemble, else 1."""
-    from yolo_server.triton.canary import image_ensembles
+    """``probe``: 0 when the server is ready and answers a canary through every image model, else 1."""
+    from yolo_server.triton.canary import image_models
     from yolo_server.triton.supervise import probe
 
-    models = list(args.model) + (image_ensembles(args.repository) if args.repository else [])
+    models = list(args.model) + (image_models(args.repository) if args.repository else [])
     if not models:
         raise ValueError("name the models to probe: --model NAME or --repository PATH")
     healthy, lines = probe(args.url, models, args.timeout)

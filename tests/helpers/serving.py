@@ -115,12 +115,16 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
 
 
 # -- processes of a running server ---------------------------------------------------------------------------
-def detector_stub(triton_pid: int) -> int:
-    for pid in stub_processes(triton_pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if any(arg.endswith(b"_detector/1/model.py") for arg in argv):
-            return pid
-    raise AssertionError(f"no detector stub ({STUB_NAME}) under tritonserver {triton_pid}")
+def model_stubs(triton_pid: int, model: str) -> list[int]:
+    """The stub processes of every instance of ``model`` (the fused image model has one per instance)."""
+    suffix = f"/{model}/1/model.py".encode()
+    stubs = [
+        pid
+        for pid in stub_processes(triton_pid)
+        if any(arg.endswith(suffix) for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+    ]
+    assert stubs, f"no stub ({STUB_NAME}) of {model} under tritonserver {triton_pid}"
+    return stubs
 
 
 def printed_triton_pid(log: Path) -> int | None:

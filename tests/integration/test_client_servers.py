@@ -23,7 +23,7 @@ import pytest
 from tests.helpers.images import encode, scene
 from tests.helpers.serving import (
     TritonTestServer,
-    detector_stub,
+    model_stubs,
     printed_triton_pid,
     start_serve,
     stop_process,
@@ -266,7 +266,7 @@ def test_mutual_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
 def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestServer, tmp_path: Path) -> None:
     """Two replicas, 16 clients through the SDK: SIGTERM one, start it again, then the other; 0 calls fail.
 
-    Then a dead model: replica 0's detector stub is SIGKILLed. Supervision is off here, so that replica stays up,
+    Then a dead model: replica 0's image model stubs (one per fused instance) are SIGKILLed. Supervision is off here, so that replica stays up,
     ready by Triton's account, answering INTERNAL "Stub process ... is not healthy": the SDK holds it out and
     fails over, and still no call fails.
     """
@@ -304,22 +304,25 @@ def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestSe
 
             with ThreadPoolExecutor(16) as pool:
                 workers = [pool.submit(run, w) for w in range(16)]
-                _wait_until(lambda: counts["answered"] >= 50, 120, "steady load")
-                for index in range(2):
-                    stop_process(processes[index])  # SIGTERM: Triton drains, then exits
-                    assert processes[index].returncode == 0, (tmp_path / f"replica{index}.log").read_text()[-3000:]
-                    processes[index] = start_serve(triton_server.repository, tmp_path / f"replica{index}b.log",
-                                                   *unsupervised, ports=ports[index], exit_timeout_s=10)[0]  # fmt: skip
-                    before = counts["answered"]
-                    _wait_until(lambda u=urls[index]: client.pool.is_up(u) and _success_count(u, triton_server.model_name) > 0,
-                                READY_TIMEOUT_S, f"{urls[index]} back in rotation",
-                                lambda p=processes[index]: p.poll() is None)  # fmt: skip
-                    assert counts["answered"] > before
-                restarted = dict(counts)
-                os.kill(detector_stub(triton_pid(tmp_path / "replica0b.log")), signal.SIGKILL)
-                _wait_until(lambda: counts["answered"] >= restarted["answered"] + 150, 180, "150 more answers")
-                assert not client.pool.is_up(urls[0]) and client.health()[0].ready  # held out although "ready"
-                stop.set()
+                try:  # workers run until stop is set: set it however this ends, or the pool waits forever
+                    _wait_until(lambda: counts["answered"] >= 50, 120, "steady load")
+                    for index in range(2):
+                        stop_process(processes[index])  # SIGTERM: Triton drains, then exits
+                        assert processes[index].returncode == 0, (tmp_path / f"replica{index}.log").read_text()[-3000:]
+                        processes[index] = start_serve(triton_server.repository, tmp_path / f"replica{index}b.log",
+                                                       *unsupervised, ports=ports[index], exit_timeout_s=10)[0]  # fmt: skip
+                        before = counts["answered"]
+                        _wait_until(lambda u=urls[index]: client.pool.is_up(u) and _success_count(u, triton_server.model_name) > 0,
+                                    READY_TIMEOUT_S, f"{urls[index]} back in rotation",
+                                    lambda p=processes[index]: p.poll() is None)  # fmt: skip
+                        assert counts["answered"] > before
+                    restarted = dict(counts)
+                    for stub in model_stubs(triton_pid(tmp_path / "replica0b.log"), triton_server.model_name):
+                        os.kill(stub, signal.SIGKILL)
+                    _wait_until(lambda: counts["answered"] >= restarted["answered"] + 150, 180, "150 more answers")
+                    assert not client.pool.is_up(urls[0]) and client.health()[0].ready  # held out although "ready"
+                finally:
+                    stop.set()
                 for worker in workers:
                     worker.result(timeout=120)
     finally:

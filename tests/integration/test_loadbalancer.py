@@ -202,16 +202,15 @@ def test_a_request_over_the_64_mib_cap_is_resource_exhausted_and_reaches_no_mode
 ) -> None:
     """65 MiB of IMAGE bytes: nginx stops it at ``client_max_body_size 64m`` and answers RESOURCE_EXHAUSTED.
 
-    nginx streams gRPC bodies, so a replica may see the start of the request but never a whole one: neither the
-    ensemble nor its preprocess model counts a request (success or failure). The same connection then serves a
-    normal request.
+    nginx streams gRPC bodies, so a replica may see the start of the request but never a whole one: its image
+    model counts no request (success or failure). The same connection then serves a normal request.
     """
     import numpy as np
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     model = triton_server.model_name
-    watched = [model, f"{model}_preprocess"]
+    watched = [model]
     oversized = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
     oversized.set_data_from_numpy(np.array([[bytes(65 << 20)]], dtype=object))
     # tritonclient's channel sends messages up to 2 GiB - 1, as Triton accepts: the cap is nginx's alone

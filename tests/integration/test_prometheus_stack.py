@@ -160,15 +160,15 @@ def traffic(triton_server, prometheus: PrometheusApi) -> int:
 
 
 def test_served_fps_recording_rule_is_positive(prometheus: PrometheusApi, traffic: int, triton_server) -> None:
-    detector = f"{triton_server.model_name}_detector"
-    fps = prometheus.wait_value(f'model:nv_inference_count:rate1m{{model="{detector}"}}')
+    """The images go through the fused cpu model: it is the one that runs the network, so its rate is the FPS."""
+    model = triton_server.model_name
+    fps = prometheus.wait_value(f'model:yolo_served_images:rate1m{{model="{model}"}}')
     assert 0 < fps < traffic
-    assert prometheus.wait_value(f'model:nv_inference_count:rate1m{{model="{triton_server.model_name}"}}') > 0
-    assert prometheus.wait_value(f'model:nv_inference_batch_size:avg1m{{model="{detector}"}}') >= 1
+    assert prometheus.wait_value(f'model:nv_inference_batch_size:avg1m{{model="{model}"}}') >= 1
 
 
 def test_postprocess_histogram_is_scraped_and_recorded(prometheus: PrometheusApi, traffic: int, triton_server) -> None:
-    post = f"{triton_server.model_name}_postprocess"
+    post = triton_server.model_name  # the fused model exports the postprocess histogram under its own name
     count = prometheus.wait_value(f'sum(yolo_postprocess_duration_seconds_count{{model="{post}"}})')
     assert count >= 1
     p95 = prometheus.wait_value(f'model:yolo_postprocess_duration_seconds:p95_1m{{model="{post}"}}')
@@ -182,9 +182,7 @@ def test_latency_and_queue_series_exist(prometheus: PrometheusApi, traffic: int,
         f'model_quantile:nv_inference_request_summary_us:max{{model="{model}",quantile="0.99"}}'
     )
     assert p99 > 0
-    assert (
-        prometheus.wait_value(f'model:nv_inference_compute_infer_us_per_request:avg1m{{model="{model}_detector"}}') > 0
-    )
+    assert prometheus.wait_value(f'model:nv_inference_compute_infer_us_per_request:avg1m{{model="{model}"}}') > 0
     assert prometheus.wait_value("yolo:slo_target_fps") == 65
 
 

@@ -1,10 +1,11 @@
 """The queue policy under a busy detector: the bound counts images, and a request that waited too long is shed.
 
 A repository of its own: max batch 8, queues of 16 images (2 full-batch requests) that time out after 1.2 s, and
-a 1408x1408 network on one thread, so that one batch of 8 keeps the detector busy for about 5 s. Six 8-image
-requests are sent 0.1 s apart: the first runs, two wait (16 images) and outlive their timeout, three find the
-queue full. The timeout leaves room for the preprocess, which spreads the requests' arrivals at the detector's
-queue over most of a second on a loaded 2-core machine (with 0.5 s, a slot freed before the last arrived).
+one instance of the fused model with a 1408x1408 network on one thread, so that one batch of 8 keeps it busy for
+about 5 s. Six 8-image requests are sent 0.1 s apart: the first runs, two wait (16 images) and outlive their
+timeout, three find the queue full. (Through the ensemble, the preprocess spread the requests' arrivals at the
+detector's queue over most of a second on a loaded 2-core machine: with 0.5 s, a slot freed before the last
+arrived. 1.2 s leaves that room still.)
 Triton rejects an expired request when the batcher next looks at the queue, i.e. when the running batch ends, so
 a waiting request is only shed if it arrived more than the timeout before that end: at 1024x1024 (a 3 s batch)
 the second waiting request sometimes arrived too late and ran; a 5 s batch leaves it about 3.5 s to arrive.
@@ -34,7 +35,7 @@ def test_queue_bound_in_images_and_queue_timeout(triton_server: TritonTestServer
     repository = tmp_path / "repository"
     built = cli_main(
         ["build", "--cfg", str(CFG), "--weights", str(triton_server.weights), "--names", str(NAMES),
-         "--size", "1408", "--max-batch-size", str(BATCH), "--detector-threads", "1",
+         "--size", "1408", "--max-batch-size", str(BATCH), "--detector-threads", "1", "--instances", "fused=1",
          "--max-queue-images", str(QUEUE_IMAGES), "--queue-timeout-us", str(QUEUE_TIMEOUT_US),
          "--output", str(repository)]
     )  # fmt: skip

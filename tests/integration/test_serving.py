@@ -1,8 +1,10 @@
-"""The served ensembles give the in-process Detector's detections on the same pixels."""
+"""The served models (the fused image model, the tensor ensemble, and the bytes ensemble of ``--no-fused``) give
+the in-process Detector's detections on the same pixels."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import Image
 
 from tests.helpers import triton_requests as req
 from tests.helpers.images import decode_rgb, encode, scene
-from tests.helpers.serving import TritonTestServer
+from tests.helpers.serving import READY_TIMEOUT_S, TritonTestServer, start_serve, stop_process, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +39,7 @@ IMAGES = {
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
-def test_bytes_ensemble_matches_the_detector(
+def test_image_model_matches_the_detector(
     triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, name: str
 ) -> None:
     data = IMAGES[name]()
@@ -90,3 +92,42 @@ def test_concurrent_requests_each_get_their_own_detections(
     for answer, want in zip(answers, expected, strict=True):
         [found] = req.split_result(answer)
         req.assert_same_detections(found, want)
+
+
+@pytest.fixture(scope="module")
+def ensemble_grpc_url(triton_server: TritonTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The shared server's model built with ``--no-fused`` (preprocess -> detector -> postprocess), served."""
+    from yolo_server.cli import main as cli_main
+
+    workdir = tmp_path_factory.mktemp("ensemble")
+    repository = workdir / "repository"
+    built = cli_main(
+        ["build", "--cfg", str(triton_server.cfg), "--weights", str(triton_server.weights),
+         "--names", str(triton_server.names), "--size", f"{triton_server.input_width}x{triton_server.input_height}",
+         "--max-batch-size", str(triton_server.max_batch_size), "--no-fused", "--output", str(repository)]
+    )  # fmt: skip
+    assert built == 0
+    assert (repository / f"{triton_server.model_name}_preprocess").is_dir()
+    log = workdir / "serve.log"
+    process, (_, grpc_port, _) = start_serve(repository, log, "--check-interval", "0")
+    try:
+        url = f"127.0.0.1:{grpc_port}"
+        wait_ready(url, process, log, READY_TIMEOUT_S)
+        yield url
+    finally:
+        stop_process(process)
+
+
+def test_the_ensemble_layout_gives_the_fused_models_detections(
+    triton_server: TritonTestServer, client: grpcclient.InferenceServerClient, ensemble_grpc_url: str
+) -> None:
+    images = [IMAGES[name]() for name in ("jpeg-640x480", "png-1000x37", "png-rgba-200x150")]
+    expected = triton_server.detector.detect([decode_rgb(data) for data in images])
+    fused = req.split_result(client.infer(triton_server.model_name, req.bytes_inputs(images)))
+    with grpcclient.InferenceServerClient(ensemble_grpc_url) as ensemble_client:
+        config = ensemble_client.get_model_config(triton_server.model_name, as_json=True)["config"]
+        assert config["platform"] == "ensemble"
+        ensemble = req.split_result(ensemble_client.infer(triton_server.model_name, req.bytes_inputs(images)))
+    for from_fused, from_ensemble, want in zip(fused, ensemble, expected, strict=True):
+        req.assert_same_detections(from_fused, want)
+        req.assert_same_detections(from_ensemble, want)

@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.images import encode, scene
-from tests.helpers.serving import TritonTestServer, detector_stub, start_serve, stop_process, triton_pid, wait_ready
+from tests.helpers.serving import TritonTestServer, model_stubs, start_serve, stop_process, triton_pid, wait_ready
 from tests.helpers.triton_requests import bytes_inputs
 from yolo_server.triton.supervise import FAULT_EXIT_CODE, probe
 
@@ -83,19 +83,20 @@ def test_a_dead_or_stopped_stub_turns_the_probe_red_and_the_server_exits(
     http, grpc = f"127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"
     model = triton_server.model_name
     load = Load(grpc, model, encode(".jpg", scene(240, 320, seed=11)))
-    stub = None
+    stubs: list[int] = []
     try:
         wait_ready(grpc, process, log, READY_TIMEOUT_S)
         healthy, lines = probe(http, [model], timeout_s=10)
         assert healthy, lines
         triton = triton_pid(log)
-        stub = detector_stub(triton)
+        stubs = model_stubs(triton, model)  # every instance of the fused image model, so that no canary gets through
         load.start()
         deadline = time.monotonic() + 60
         while load.answered < 20:
             assert time.monotonic() < deadline and process.poll() is None, f"no steady load: {load}"
             time.sleep(0.1)
-        os.kill(stub, fault)
+        for stub in stubs:
+            os.kill(stub, fault)
         faulted = time.monotonic()
         healthy, lines = probe(http, [model], timeout_s=2)
         assert not healthy, f"the probe stayed green after {fault.name}: {lines}"
@@ -103,16 +104,18 @@ def test_a_dead_or_stopped_stub_turns_the_probe_red_and_the_server_exits(
         exited_after = time.monotonic() - faulted
     finally:
         load.stop()
-        if stub is not None and fault == signal.SIGSTOP and process.poll() is None:
-            os.kill(stub, signal.SIGCONT)
+        if fault == signal.SIGSTOP and process.poll() is None:
+            for stub in stubs:
+                os.kill(stub, signal.SIGCONT)
         stop_process(process)
     text = log.read_text()
     print(f"{fault.name}: exit {code} after {exited_after:.1f} s; sent {load.sent}, answered {load.answered}, "
           f"failed {load.failed}")  # fmt: skip
     assert code == FAULT_EXIT_CODE, text[-3000:]
     assert exited_after < EXIT_BOUND_S
-    assert f"Python-backend stub {stub} is" in text, text[-3000:]
-    assert not Path(f"/proc/{stub}").exists() or Path(f"/proc/{stub}/stat").read_text().split()[2] == "Z"
+    assert any(f"Python-backend stub {stub} is" in text for stub in stubs), text[-3000:]
+    for stub in stubs:
+        assert not Path(f"/proc/{stub}").exists() or Path(f"/proc/{stub}/stat").read_text().split()[2] == "Z"
     assert not list(Path("/dev/shm").glob(f"yolo_server_{process.pid}_*")), "shared memory left behind"
     assert load.answered >= 20 and load.sent == load.answered + sum(load.failed.values())
     assert not listening(http), "tritonserver still answers after the launcher exited"

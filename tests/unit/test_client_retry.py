@@ -106,6 +106,18 @@ def test_a_dead_stub_fails_over_although_internal_is_not_retried_otherwise() -> 
     assert plan.on_failure(plan.tried[-1], other) is None and plan.pool.is_up(plan.tried[-1])
 
 
+def test_a_model_unloading_on_a_stopping_replica_fails_over_an_unknown_model_does_not() -> None:
+    """While a replica drains, Triton unloads its models and answers NOT_FOUND "... has no available versions"."""
+    plan = _plan()
+    first = plan.next_endpoint()
+    unloaded = ServerRejectedError("Request for unknown model: 'yolov4_tiny' has no available versions",
+                                   status="NOT_FOUND")  # fmt: skip
+    assert plan.on_failure(first, unloaded) == 0.0 and not plan.pool.is_up(first)
+    assert plan.next_endpoint() != first
+    typo = ServerRejectedError("Request for unknown model: 'yolov4_tiyn' is not found", status="NOT_FOUND")
+    assert plan.on_failure(plan.tried[-1], typo) is None and plan.pool.is_up(plan.tried[-1])
+
+
 @pytest.mark.parametrize(
     "message",
     [

@@ -17,7 +17,13 @@ import torch
 from tests.helpers.paths import ROOT
 from yolo_server.darknet import load_darknet
 from yolo_server.evaluation.agreement import matched_share
-from yolo_server.export.openvino import OpenVINORunner, OpenVINOUnavailable, compile_options, export_openvino
+from yolo_server.export.openvino import (
+    LoadAwareRunner,
+    OpenVINORunner,
+    OpenVINOUnavailable,
+    compile_options,
+    export_openvino,
+)
 from yolo_server.export.precision import cpu_has_native_bf16
 from yolo_server.export.wrapper import InferenceWrapper
 from yolo_server.pipeline import Detector
@@ -62,6 +68,27 @@ def test_runner_outputs_are_copies_not_views_of_the_next_inference(demo_ir: Path
         np.testing.assert_array_equal(head, copy)
 
 
+def test_load_aware_runner_gives_a_lone_image_every_thread_and_a_batch_one(demo_ir: Path) -> None:
+    runner = LoadAwareRunner(demo_ir, precision="fp32", lone_threads=2)
+    compiled = {name: getattr(runner, name).request.get_compiled_model() for name in ("lone", "batched")}
+    assert {name: model.get_property("INFERENCE_NUM_THREADS") for name, model in compiled.items()} == {
+        "lone": 2,
+        "batched": 1,
+    }
+    assert not any(model.get_property("ENABLE_CPU_PINNING") for model in compiled.values())
+    reference = OpenVINORunner(demo_ir, precision="fp32", num_threads=2)
+    calls: list[tuple[str, int]] = []
+    for name in ("lone", "batched"):
+        inner = getattr(runner, name)
+        setattr(runner, name, lambda batch, name=name, inner=inner: calls.append((name, len(batch))) or inner(batch))
+    generator = np.random.default_rng(5)
+    for batch in (1, 3, 1):
+        inputs = generator.random((batch, 3, 416, 416), dtype=np.float32)
+        for got, want in zip(runner(inputs), reference(inputs), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert calls == [("lone", 1), ("batched", 3), ("lone", 1)]
+
+
 @pytest.mark.skipif(
     not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX): auto serves fp32"
 )
@@ -82,7 +109,8 @@ def test_auto_precision_follows_the_cpu_and_explicit_choices_pass() -> None:
     expected = "bf16" if cpu_has_native_bf16() else "f32"
     assert compile_options("auto", 0)["INFERENCE_PRECISION_HINT"] == expected
     assert compile_options("fp32", 2) == {
-        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2,
+        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False,
+        "INFERENCE_NUM_THREADS": 2,
     }  # fmt: skip
     with pytest.raises(ValueError, match="CPU precision"):
         compile_options("fp16", 0)

@@ -91,7 +91,7 @@ def test_unit_tests_catch_an_alert_threshold_that_drifted(tmp_path: Path) -> Non
     shutil.copytree(PROM / "tests", tmp_path / "tests")
     alerts = tmp_path / "rules" / "yolo_alerts.rules.yml"
     text = alerts.read_text()
-    drifted = re.sub(r"(rate1m\{model=~\"\.\+_detector\"\} < )65\b", r"\g<1>20", text)
+    drifted = re.sub(r"(model:yolo_served_images:rate1m < )65\b", r"\g<1>20", text)
     assert drifted != text
     alerts.write_text(drifted)
     result = run_promtool("test", "rules", "tests/yolo_rules_test.yml", cwd=tmp_path)

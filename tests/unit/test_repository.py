@@ -22,7 +22,9 @@ from yolo_server.darknet.model import DarknetModel
 from yolo_server.repository.build import BuildOptions, RepositoryPlan, plan_repository
 from yolo_server.repository.configs import head_shapes, model_configs
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
-from yolo_server.repository.writer import repository_files, write_repository
+from yolo_server.repository.writer import artifact_directories, link_or_copy, repository_files, write_repository
+from yolo_server.triton.python_models import adapter_source
+from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
 
 CFG_DIR = ROOT / "models" / "darknet"
 TINY = CFG_DIR / "yolov4-tiny.cfg"
@@ -67,15 +69,16 @@ def test_committed_repository_is_what_make_build_writes(monkeypatch: pytest.Monk
         assert committed[relative] == content, f"model_repository/{relative} is stale: run `make build`"
 
 
-@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
-def test_configs_round_trip_through_the_protobuf(target: str) -> None:
-    repository_plan = plan(target, batching=Batching.for_target(target, max_batch_size=8))
+@pytest.mark.parametrize(("target", "fused"), [("cpu", True), ("cpu", False), ("tensorrt", False)])
+def test_configs_round_trip_through_the_protobuf(target: str, fused: bool) -> None:
+    repository_plan = plan(target, batching=Batching.for_target(target, max_batch_size=8), fused=fused)
+    assert repository_plan.spec.fused == fused
     configs = {
         name: round_trip(config)
         for name, config in model_configs(repository_plan.spec, repository_plan.darknet).items()
     }
     names = ModelNames("yolov4_tiny")
-    assert sorted(configs) == sorted(names.all())
+    assert sorted(configs) == sorted(set(names.all()) - ({names.preprocess} if fused else set()))
     for name, config in configs.items():
         assert config.name == name and config.max_batch_size == 8
         if config.platform != "ensemble":
@@ -98,7 +101,8 @@ def test_configs_round_trip_through_the_protobuf(target: str) -> None:
     assert [(t.name, list(t.dims)) for t in detector.output] == [("YOLO__0", [255, 10, 16]), ("YOLO__1", [255, 20, 32])]
     assert [w.batch_size for w in detector.model_warmup] == [1, 8]
     kinds = {
-        names.preprocess: pb.ModelInstanceGroup.KIND_CPU,  # decoding images is CPU work on both targets
+        # decoding images is CPU work on both targets
+        names.images if fused else names.preprocess: pb.ModelInstanceGroup.KIND_CPU,
         names.postprocess: pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU,
     }
     for python_model, kind in kinds.items():
@@ -156,11 +160,46 @@ def test_ensembles_wire_every_tensor_with_matching_type_and_shape(target: str) -
             assert available[output.name] == (output.data_type, list(output.dims))
 
 
+def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> None:
+    """cpu by default: one Python model, IMAGE in and the ragged outputs out, with the parameters of all three steps."""
+    repository_plan = plan()
+    spec, names = repository_plan.spec, repository_plan.spec.names
+    assert spec.fused and spec.instances.fused == 2
+    fused = model_configs(spec, repository_plan.darknet)[names.images]
+    assert fused.backend == "python" and not fused.platform and not fused.ensemble_scheduling.step
+    assert [(g.kind, g.count) for g in fused.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 2)]
+    assert [(t.name, t.data_type, list(t.dims)) for t in fused.input] == [("IMAGE", pb.TYPE_STRING, [1])]
+    assert [t.name for t in fused.output] == ["BOXES", "SCORES", "CLASSES", "COUNT"]
+    parameters = {key: value.string_value for key, value in fused.parameters.items()}
+    assert PreprocessSettings.from_parameters(parameters) == PreprocessSettings(
+        512, 320, False, 50_000_000, 64 << 20, False
+    )
+    assert DetectorSettings.from_parameters(parameters) == DetectorSettings(512, 320, "auto", "model.xml", 0)
+    assert PostprocessSettings.from_parameters(parameters) == PostprocessSettings("model.cfg", 5000, 1)
+    files = repository_files(spec, repository_plan.darknet, repository_plan.cfg_bytes)
+    assert files[f"{names.images}/1/model.py"] == adapter_source("fused").encode()
+    assert files[f"{names.images}/1/model.cfg"] == repository_plan.cfg_bytes
+    assert not any(path.startswith(f"{names.preprocess}/") for path in files)
+    assert artifact_directories(spec, Path("out")) == [Path(f"out/{names.detector}/1"), Path(f"out/{names.images}/1")]
+    with pytest.raises(ValueError, match="only the cpu target has a fused model"):
+        plan("tensorrt", fused=True)
+
+
+def test_the_artifact_is_linked_into_the_fused_model_not_copied(tmp_path: Path) -> None:
+    source = tmp_path / "a" / "model.bin"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    (tmp_path / "b").mkdir()
+    linked = link_or_copy(source, tmp_path / "b" / "model.bin")
+    assert linked.read_bytes() == b"weights" and linked.stat().st_ino == source.stat().st_ino
+    assert link_or_copy(source, linked) == linked  # a rebuild replaces the link
+
+
 def test_contract_parameters_on_ensembles_and_postprocess() -> None:
     repository_plan = plan(weights=None)
     configs = model_configs(repository_plan.spec, repository_plan.darknet)
     names = repository_plan.spec.names
-    for name in (names.bytes_ensemble, names.tensor_ensemble, names.postprocess):
+    for name in (names.images, names.tensor_ensemble, names.postprocess):
         parameters = {key: value.string_value for key, value in configs[name].parameters.items()}
         assert CONTRACT_PARAMETERS <= set(parameters), name
         info = ModelInfo.from_parameters(parameters)
@@ -215,8 +254,12 @@ def test_cli_options() -> None:
     )  # fmt: skip
     options = build_options(args)
     assert options.size == (512, 320)
-    assert options.instances == Instances(preprocess=3, detector=2, postprocess=1)
+    assert options.instances == Instances(preprocess=3, detector=2, postprocess=1, fused=2)
     assert options.batching == Batching(max_batch_size=16, opt_batch_size=8, max_queue_delay_us=0)
+    assert options.fused is None and plan_repository(options).spec.fused  # the cpu default
+    fused = ["build", "--cfg", str(TINY), "--instances", "fused=3"]
+    assert build_options(build_parser().parse_args(fused)).instances.fused == 3
+    assert not plan_repository(build_options(build_parser().parse_args([*fused, "--no-fused"]))).spec.fused
     assert options.limits.max_pixels == 2_000_000 and options.class_agnostic
     with pytest.raises(SystemExit):
         build_parser().parse_args(["build", "--cfg", str(TINY), "--instances", "gpu=2"])

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser, serve_options
 from yolo_server.triton.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
-from yolo_server.triton.canary import CanaryKind, CanaryResult
+from yolo_server.triton.canary import CanaryKind, CanaryResult, image_models
 from yolo_server.triton.installation import TritonInstallation
 from yolo_server.triton.options import ServeOptions
 from yolo_server.triton.process import TritonServer
@@ -53,6 +54,23 @@ class FakeCanary:
     def __call__(self, url: str, model: str, timeout: float) -> CanaryResult:
         self.calls.append((url, model, timeout))
         return CanaryResult(self.kinds.pop(0), f"{model}: fake", 0.01)
+
+
+def test_the_canary_targets_the_image_entry_points_of_either_layout(tmp_path: Path) -> None:
+    """The fused cpu model (a Python model) and the bytes ensemble take images; a preprocess step is no target."""
+    from yolo_server.repository.build import BuildOptions, plan_repository
+    from yolo_server.repository.writer import write_repository
+
+    assert image_models(ROOT / "model_repository") == ["yolov4_tiny_shapes"]  # the committed, fused repository
+    cfg = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
+    for fused, name in ((True, "fused"), (False, "ensemble")):
+        plan = plan_repository(BuildOptions(cfg=cfg, fused=fused, name=name))
+        write_repository(plan.spec, plan.darknet, plan.cfg_bytes, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "ensemble", "ensemble_detector", "ensemble_postprocess", "ensemble_preprocess", "ensemble_tensor",
+        "fused", "fused_detector", "fused_postprocess", "fused_tensor",
+    ]  # fmt: skip
+    assert image_models(tmp_path) == ["ensemble", "fused"]
 
 
 def test_canary_failures_in_a_row_are_a_fault_busy_is_not(tmp_path: Path) -> None:

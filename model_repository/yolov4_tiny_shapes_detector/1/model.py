@@ -25,7 +25,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.settings = DetectorSettings.from_parameters(read_parameters(config))
         artifact = Path(args["model_repository"]) / args["model_version"] / self.settings.artifact
-        self.runner = OpenVINORunner(artifact, self.settings.precision, self.settings.num_threads)
+        self.runner = OpenVINORunner(artifact, self.settings.precision, self.settings.inference_threads)
         pb_utils.Logger.log_info(f"{args['model_name']}: OpenVINO CPU, {self.runner.precision}")
         self.output_names = [output["name"] for output in config["output"]]
         self.metrics = ModelMetrics(pb_utils, args["model_name"], (DETECTOR_DURATION,))

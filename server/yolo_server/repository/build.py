@@ -33,6 +33,7 @@ from yolo_server.darknet.names import load_class_names
 from yolo_server.darknet.weights import file_digest
 from yolo_server.repository.spec import (
     DEFAULT_PRECISION,
+    FUSED_BY_DEFAULT,
     TARGET_BATCHING,
     Batching,
     Instances,
@@ -40,7 +41,7 @@ from yolo_server.repository.spec import (
     RepositorySpec,
     model_base_name,
 )
-from yolo_server.repository.writer import artifact_path, write_repository
+from yolo_server.repository.writer import artifact_directories, link_or_copy, write_repository
 
 RANDOM_WEIGHTS_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -74,6 +75,7 @@ class BuildOptions:
     instances: Instances = field(default_factory=Instances)
     limits: Limits = field(default_factory=Limits)
     detector_threads: int = 0
+    fused: bool | None = None  # None: the target's default (FUSED_BY_DEFAULT)
     output: Path = Path("model_repository")
 
 
@@ -136,6 +138,7 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
         limits=options.limits,
         detector_threads=options.detector_threads,
         pre_nms_top_k=thresholds.pre_nms_top_k,
+        fused=FUSED_BY_DEFAULT[target] if options.fused is None else options.fused,
     )
     return RepositoryPlan(spec, darknet, Path(options.cfg).read_bytes())
 
@@ -188,15 +191,17 @@ def build_repository(options: BuildOptions, log: Callable[[str], None] = print) 
         # a failed export leaves the previous repository as it was
         export_detector(options, plan, Path(scratch) / spec.artifact, log)
         written = write_repository(spec, plan.darknet, plan.cfg_bytes, output)
-        version_dir = artifact_path(spec, output).parent
+        version_dir, *sharing = artifact_directories(spec, output)
         for exported in sorted(Path(scratch).iterdir()):
-            artifacts.append(version_dir / exported.name)
-            os.replace(exported, artifacts[-1])
+            placed = version_dir / exported.name
+            os.replace(exported, placed)
+            artifacts.append(placed)
+            artifacts += [link_or_copy(placed, directory / exported.name) for directory in sharing]
     for path in [*written, *artifacts]:
         log(f"  wrote {path}")
     names = spec.names
     log(
         f"repository {output} ready in {time.perf_counter() - started:.1f}s: "
-        f"send images to `{names.bytes_ensemble}`, tensors to `{names.tensor_ensemble}`"
+        f"send images to `{names.images}`, tensors to `{names.tensor_ensemble}`"
     )
     return plan

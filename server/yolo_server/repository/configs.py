@@ -2,7 +2,7 @@
 
 Example:
     >>> configs = model_configs(spec, load_spec("models/darknet/yolov4-tiny.cfg", 416))
-    >>> sorted(configs)
+    >>> sorted(configs)   # spec.fused: no preprocess, and yolov4_tiny is the fused Python model
     ['yolov4_tiny', 'yolov4_tiny_detector', 'yolov4_tiny_postprocess', 'yolov4_tiny_preprocess', 'yolov4_tiny_tensor']
     >>> text_format.MessageToString(configs["yolov4_tiny_detector"])   # config.pbtxt
 """
@@ -34,6 +34,8 @@ from yolo_server.repository.spec import CFG_COPY, RepositorySpec
 from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
 
 Dims = Sequence[int]
+# an ensemble: its name, its inputs (name, data type, dims) and its steps
+EnsembleEntry = tuple[str, list[tuple[str, int, Dims]], list[pb.ModelEnsembling.Step]]
 # a ModelInput or ModelOutput (model_config_pb2 has no type information: mypy sees Any)
 _Message = TypeVar("_Message")
 RAGGED_OUTPUTS: tuple[tuple[str, int, tuple[int, ...]], ...] = (
@@ -123,15 +125,48 @@ def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
     network = (PIXELS, pb.TYPE_UINT8) if _pixels(spec) else (INPUT, pb.TYPE_FP32)
     config.output.append(_tensor(pb.ModelOutput, *network, (3, info.input_height, info.input_width)))
     config.output.append(_tensor(pb.ModelOutput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
-    settings = PreprocessSettings(
-        info.input_width,
-        info.input_height,
-        info.letterbox,
-        spec.limits.max_pixels,
-        spec.limits.max_bytes,
-        _pixels(spec),
+    _parameters(config, _preprocess_settings(spec, _pixels(spec)).to_parameters())
+    return config
+
+
+def _preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSettings:
+    info, limits = spec.info, spec.limits
+    return PreprocessSettings(
+        info.input_width, info.input_height, info.letterbox, limits.max_pixels, limits.max_bytes, pixels
     )
-    _parameters(config, settings.to_parameters())
+
+
+def _detector_settings(spec: RepositorySpec) -> DetectorSettings:
+    info = spec.info
+    return DetectorSettings(info.input_width, info.input_height, info.precision, spec.artifact, spec.detector_threads)
+
+
+def _merged(*parameters: Mapping[str, str]) -> dict[str, str]:
+    """One model's parameters from several settings; a key they share must have one value."""
+    merged: dict[str, str] = {}
+    for values in parameters:
+        for key, value in values.items():
+            if merged.setdefault(key, value) != value:
+                raise ValueError(f"parameter {key!r} is both {merged[key]!r} and {value!r}")
+    return merged
+
+
+def fused_config(spec: RepositorySpec) -> pb.ModelConfig:
+    """``NAME`` (cpu, fused): IMAGE bytes [1] -> BOXES, SCORES, CLASSES, COUNT, in one Python model.
+
+    Its parameters are the image entry point's :class:`ModelInfo` plus the settings of the three steps it
+    runs; the IR and the cfg copy sit in its own version directory.
+    """
+    config = _python_model(spec, spec.names.images, spec.instances.fused)
+    config.input.append(_tensor(pb.ModelInput, IMAGE, pb.TYPE_STRING, (1,)))
+    config.output.extend(_tensor(pb.ModelOutput, *entry) for entry in RAGGED_OUTPUTS)
+    parameters = _merged(
+        spec.info.to_parameters(),
+        _preprocess_settings(spec, pixels=False).to_parameters(),
+        _detector_settings(spec).to_parameters(),
+        _postprocess_settings(spec).to_parameters(),
+    )
+    _parameters(config, parameters)
     return config
 
 
@@ -147,10 +182,7 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
         config = _python_model(
             spec, spec.names.detector, spec.instances.detector, preferred=batching.preferred_batch_sizes
         )
-        settings = DetectorSettings(
-            info.input_width, info.input_height, info.precision, spec.artifact, spec.detector_threads
-        )
-        _parameters(config, settings.to_parameters())
+        _parameters(config, _detector_settings(spec).to_parameters())
     else:
         config = pb.ModelConfig(
             name=spec.names.detector,
@@ -189,9 +221,12 @@ def postprocess_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int
     config.input.append(_tensor(pb.ModelInput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
     for name, data_type, dims in RAGGED_OUTPUTS:
         config.output.append(_tensor(pb.ModelOutput, name, data_type, dims))
-    settings = PostprocessSettings(CFG_COPY, spec.pre_nms_top_k, spec.postprocess_threads)
-    _parameters(config, {**spec.info.to_parameters(), **settings.to_parameters()})
+    _parameters(config, {**spec.info.to_parameters(), **_postprocess_settings(spec).to_parameters()})
     return config
+
+
+def _postprocess_settings(spec: RepositorySpec) -> PostprocessSettings:
+    return PostprocessSettings(CFG_COPY, spec.pre_nms_top_k, spec.postprocess_threads)
 
 
 def _step(model: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> pb.ModelEnsembling.Step:
@@ -199,7 +234,7 @@ def _step(model: str, inputs: Mapping[str, str], outputs: Mapping[str, str]) -> 
 
 
 def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]) -> list[pb.ModelConfig]:
-    """``NAME`` (IMAGE bytes) and ``NAME_tensor`` (INPUT + RESIZE): the two entry points.
+    """``NAME`` (IMAGE bytes; not when ``spec.fused``) and ``NAME_tensor`` (INPUT + RESIZE): the entry points.
 
     The tensor entry sends ``INPUT`` to the detector and ``RESIZE`` straight to the postprocess.
     """
@@ -219,18 +254,17 @@ def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]
         from_decoded = {DETECTOR_PIXELS: "pixels", RESIZE: "resize"}
     else:
         decoded, from_decoded = {INPUT: "input", RESIZE: "resize"}, {DETECTOR_INPUT: "input"}
-    entries = (
-        (
-            names.bytes_ensemble,
-            [(IMAGE, pb.TYPE_STRING, (1,))],
-            [_step(names.preprocess, {IMAGE: IMAGE}, decoded)] + detect_and_post(from_decoded, "resize"),
-        ),
-        (
-            names.tensor_ensemble,
-            [network_input, (RESIZE, pb.TYPE_FP32, (RESIZE_LEN,))],
-            detect_and_post({DETECTOR_INPUT: INPUT}, RESIZE),
-        ),
+    images: EnsembleEntry = (
+        names.images,
+        [(IMAGE, pb.TYPE_STRING, (1,))],
+        [_step(names.preprocess, {IMAGE: IMAGE}, decoded)] + detect_and_post(from_decoded, "resize"),
     )
+    tensors: EnsembleEntry = (
+        names.tensor_ensemble,
+        [network_input, (RESIZE, pb.TYPE_FP32, (RESIZE_LEN,))],
+        detect_and_post({DETECTOR_INPUT: INPUT}, RESIZE),
+    )
+    entries = [tensors] if spec.fused else [images, tensors]
     configs = []
     for name, inputs, steps in entries:
         config = pb.ModelConfig(
@@ -247,13 +281,16 @@ def ensemble_configs(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]]
 
 
 def model_configs(spec: RepositorySpec, darknet: DarknetSpec) -> dict[str, pb.ModelConfig]:
-    """All five configs of a repository for ``spec.info.target``, keyed by model name (nothing exported)."""
+    """Every config of a repository for ``spec.info.target``, keyed by model name (nothing exported).
+
+    Five models, or four when ``spec.fused``: the fused image model replaces the preprocess and the bytes ensemble.
+    """
     if (darknet.net.width, darknet.net.height) != (spec.info.input_width, spec.info.input_height):
         raise ValueError(
             f"cfg spec is {darknet.net.width}x{darknet.net.height}, "
             f"repository spec {spec.info.input_width}x{spec.info.input_height}"
         )
     heads = head_shapes(darknet)
-    configs = [preprocess_config(spec), detector_config(spec, heads), postprocess_config(spec, heads)]
-    configs += ensemble_configs(spec, heads)
+    configs = [fused_config(spec) if spec.fused else preprocess_config(spec)]
+    configs += [detector_config(spec, heads), postprocess_config(spec, heads), *ensemble_configs(spec, heads)]
     return {config.name: config for config in configs}

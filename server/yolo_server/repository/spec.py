@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yolo_client.contract import STAGES, ModelInfo, stage_model_name, tensor_model_name
+from yolo_client.contract import ModelInfo, stage_model_name, tensor_model_name
 
 TARGETS = ("cpu", "tensorrt")
 # cpu "auto": bf16 where the serving CPU has native bf16 (AMX, AVX512-BF16), else fp32; the detector decides at load
@@ -27,9 +27,12 @@ UNSUPPORTED_PRECISIONS = {
     }
 }
 DEFAULT_PRECISION = {"cpu": "auto", "tensorrt": "fp16"}
+# cpu: images go through one fused model, measured faster than the ensemble on every load
+# (README "CPU: one fused model"); tensorrt: the detector is Triton's libtorch backend, so steps stay models
+FUSED_BY_DEFAULT = {"cpu": True, "tensorrt": False}
 # the detector file in NAME_detector/1/: OpenVINO IR (with its model.bin beside it) / TorchScript with TensorRT engines
 ARTIFACTS = {"cpu": "model.xml", "tensorrt": "model.pt"}
-CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/
+CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/ (and the fused NAME/1/)
 
 
 def check_precision(target: str, precision: str) -> None:
@@ -56,7 +59,8 @@ class ModelNames:
     base: str
 
     @property
-    def bytes_ensemble(self) -> str:
+    def images(self) -> str:
+        """The image entry point: the bytes ensemble, or the fused model."""
         return self.base
 
     @property
@@ -76,7 +80,7 @@ class ModelNames:
         return stage_model_name(self.base, "postprocess")
 
     def all(self) -> tuple[str, ...]:
-        return (self.preprocess, self.detector, self.postprocess, self.bytes_ensemble, self.tensor_ensemble)
+        return (self.preprocess, self.detector, self.postprocess, self.images, self.tensor_ensemble)
 
 
 @dataclass(frozen=True)
@@ -176,16 +180,23 @@ TARGET_BATCHING = {
 
 @dataclass(frozen=True)
 class Instances:
-    """Model instances per kind (KIND_CPU; the tensorrt detector's are KIND_GPU)."""
+    """Model instances per kind (KIND_CPU; the tensorrt detector's are KIND_GPU).
+
+    ``fused``: instances of the fused cpu model, one per core of the serving machine (2 measured on 2 cores).
+    """
 
     preprocess: int = 2
     detector: int = 1
     postprocess: int = 1
+    fused: int = 2
 
     def __post_init__(self) -> None:
-        for kind in STAGES:
+        for kind in INSTANCE_KINDS:
             if getattr(self, kind) < 1:
                 raise ValueError(f"instances of {kind} must be at least 1, got {getattr(self, kind)}")
+
+
+INSTANCE_KINDS = tuple(f.name for f in dataclasses.fields(Instances))
 
 
 @dataclass(frozen=True)
@@ -200,8 +211,10 @@ class Limits:
 class RepositorySpec:
     """Everything the configs and files of one repository depend on.
 
-    ``info.target`` picks the detector's backend; ``detector_threads`` and
-    ``postprocess_threads`` set PyTorch's intra-op threads (0: its default).
+    ``info.target`` picks the detector's backend; ``detector_threads`` sets the cpu detector's
+    OpenVINO threads (the fused model's for a lone image; 0: one per core) and ``postprocess_threads``
+    PyTorch's intra-op threads. ``fused`` (cpu only) serves images with one model, :attr:`ModelNames.images`,
+    instead of the preprocess -> detector -> postprocess ensemble (:data:`FUSED_BY_DEFAULT`).
     """
 
     name: str
@@ -212,10 +225,13 @@ class RepositorySpec:
     detector_threads: int = 0
     postprocess_threads: int = 1
     pre_nms_top_k: int = 5000
+    fused: bool = False
 
     def __post_init__(self) -> None:
         if self.info.target not in TARGETS:
             raise ValueError(f"target {self.info.target!r} is not one of {', '.join(TARGETS)}")
+        if self.fused and self.info.target != "cpu":
+            raise ValueError(f"only the cpu target has a fused model, not {self.info.target!r}")
         check_precision(self.info.target, self.info.precision)
         if not re.fullmatch(r"[A-Za-z_][0-9A-Za-z_\-]*", self.name):
             raise ValueError(f"model name {self.name!r}: use letters, digits, '_' and '-'")

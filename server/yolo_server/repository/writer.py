@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -37,24 +38,46 @@ def artifact_path(spec: RepositorySpec, output: Path) -> Path:
     return output / spec.names.detector / VERSION / spec.artifact
 
 
+def artifact_directories(spec: RepositorySpec, output: Path) -> list[Path]:
+    """The version directories that hold the artifact: the detector's, and the fused model's when ``spec.fused``."""
+    directories = [artifact_path(spec, output).parent]
+    if spec.fused:
+        directories.append(output / spec.names.images / VERSION)
+    return directories
+
+
+def link_or_copy(source: Path, target: Path) -> Path:
+    """``target`` as a hard link to ``source`` (the weights once on disk), or a copy across file systems."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+    return target
+
+
 def repository_files(spec: RepositorySpec, darknet: DarknetSpec, cfg_bytes: bytes) -> dict[str, bytes]:
     """Relative path -> content of every non-artifact file of the repository."""
     names = spec.names
     files = {
         f"{name}/config.pbtxt": config_text(config).encode() for name, config in model_configs(spec, darknet).items()
     }
-    files[f"{names.preprocess}/{VERSION}/model.py"] = adapter_source("preprocess").encode()
+    if spec.fused:
+        files[f"{names.images}/{VERSION}/model.py"] = adapter_source("fused").encode()
+        files[f"{names.images}/{VERSION}/{CFG_COPY}"] = cfg_bytes
+    else:
+        files[f"{names.preprocess}/{VERSION}/model.py"] = adapter_source("preprocess").encode()
+        files[f"{names.images}/{VERSION}/{PLACEHOLDER}"] = b""
     if spec.info.target == "cpu":
         files[f"{names.detector}/{VERSION}/model.py"] = adapter_source("detector").encode()
     files[f"{names.postprocess}/{VERSION}/model.py"] = adapter_source("postprocess").encode()
     files[f"{names.postprocess}/{VERSION}/{CFG_COPY}"] = cfg_bytes
-    for ensemble in (names.bytes_ensemble, names.tensor_ensemble):
-        files[f"{ensemble}/{VERSION}/{PLACEHOLDER}"] = b""
+    files[f"{names.tensor_ensemble}/{VERSION}/{PLACEHOLDER}"] = b""
     return files
 
 
 def write_repository(spec: RepositorySpec, darknet: DarknetSpec, cfg_bytes: bytes, output: Path) -> list[Path]:
-    """Replace this repository's five model directories under ``output`` (other models there stay).
+    """Replace this repository's model directories under ``output`` (other models there stay).
 
     Args:
         spec: what to build.

@@ -1,4 +1,4 @@
-"""One small image through an image ensemble over HTTP, with a deadline: the check that readiness is not.
+"""One small image through an image model over HTTP, with a deadline: the check that readiness is not.
 
 Triton 2.51 keeps reporting ready after a Python-backend stub died or hung, so health here means that a real
 inference came back in time. Each answer falls in one of three kinds:
@@ -55,15 +55,16 @@ def canary_png() -> bytes:
     return encoded.tobytes()
 
 
-def image_ensembles(repository: Path) -> list[str]:
-    """Names of the ensembles in a model repository that take encoded images (the canary's targets)."""
+def image_models(repository: Path) -> list[str]:
+    """Names of a model repository's image entry points (the canary's targets): the models that take encoded
+    images and answer detections, the fused cpu model or the bytes ensemble, not a preprocess step."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
     names = []
     for path in sorted(Path(repository).glob("*/config.pbtxt")):
         config = text_format.Parse(path.read_text(), pb.ModelConfig())
-        if config.platform == "ensemble" and [i.name for i in config.input] == [IMAGE]:
+        if [i.name for i in config.input] == [IMAGE] and COUNT in [o.name for o in config.output]:
             names.append(config.name or path.parent.name)
     return names
 

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 
-from yolo_server.triton.canary import image_ensembles
+from yolo_server.triton.canary import image_models
 from yolo_server.triton.installation import TritonError
 from yolo_server.triton.options import ServeOptions
 from yolo_server.triton.process import TritonServer
@@ -63,7 +63,7 @@ def _supervise(server: TritonServer, supervision: Supervision, received: list[in
     """Check the running server until it exits or a signal arrives; returns the fault that ended it, if any."""
     if not supervision.enabled or server.pid is None:
         return None
-    models = image_ensembles(server.options.repository)
+    models = image_models(server.options.repository)
     supervisor = Supervisor(server.pid, server.local_http, models, supervision)
     print(
         f"yolo-server: supervising {len(supervisor.stubs)} Python-backend stubs, canary {', '.join(models)}", flush=True

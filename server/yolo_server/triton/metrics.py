@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 COUNT_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0)
@@ -64,6 +64,8 @@ REJECTED_INPUTS = Family(
     "yolo_rejected_inputs_total", "counter", "requests answered INVALID_ARG, by reason", labels=("reason",)
 )
 
+PREPROCESS_FAMILIES = (PREPROCESS_DURATION, IMAGES_DECODED)
+POSTPROCESS_FAMILIES = (POSTPROCESS_DURATION, CANDIDATES_PER_IMAGE, DETECTIONS_PER_IMAGE)
 FAMILIES: tuple[Family, ...] = (
     PREPROCESS_DURATION,
     DETECTOR_DURATION,
@@ -73,6 +75,15 @@ FAMILIES: tuple[Family, ...] = (
     DETECTIONS_PER_IMAGE,
     REJECTED_INPUTS,
 )
+
+
+class CountedDetections(Protocol):
+    """What :meth:`ModelMetrics.detected` reads of one image's detections (``ops.postprocess.Detections``)."""
+
+    @property
+    def candidates(self) -> int: ...
+
+    def __len__(self) -> int: ...
 
 
 class ModelMetrics:
@@ -128,6 +139,17 @@ class ModelMetrics:
 
     def rejected(self, reason: str) -> None:
         self.increment(REJECTED_INPUTS, reason=reason)
+
+    def decoded(self, formats: Sequence[str], seconds: Sequence[float]) -> None:
+        """Per image of one request: its decode + resize time and its format."""
+        for image_format, image_seconds in zip(formats, seconds, strict=True):
+            self.observe(PREPROCESS_DURATION, image_seconds)
+            self.increment(IMAGES_DECODED, format=image_format)
+
+    def detected(self, detections: Sequence[CountedDetections]) -> None:
+        """Per image: the candidates before NMS and the detections after."""
+        self.observe_all(CANDIDATES_PER_IMAGE, [d.candidates for d in detections])
+        self.observe_all(DETECTIONS_PER_IMAGE, [len(d) for d in detections])
 
     @contextmanager
     def timer(self, family: Family) -> Iterator[None]:

@@ -83,3 +83,12 @@ def pack_ragged(detections: Sequence[Detections]) -> dict[str, np.ndarray]:
         scores[row, : len(dets)] = dets.scores
         classes[row, : len(dets)] = dets.class_ids
     return {BOXES: boxes, SCORES: scores, CLASSES: classes, COUNT: counts.reshape(-1, 1)}
+
+
+def pack_per_request(detections: Sequence[Detections], sizes: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """A dynamic batch's detections, ``sizes[i]`` images per request in order -> each request's :func:`pack_ragged`."""
+    packed, start = [], 0
+    for size in sizes:
+        packed.append(pack_ragged(detections[start : start + size]))
+        start += size
+    return packed

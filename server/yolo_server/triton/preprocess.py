@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolo_client.geometry import pixels_to_input, prepare_pixels, resize_params
+from yolo_client.geometry import ResizeParams, pixels_to_input, prepare_pixels, resize_params
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.settings import PreprocessSettings
 from yolo_server.triton.validation import InvalidInput
@@ -27,13 +27,15 @@ class PreprocessedRequest:
     Attributes:
         inputs: uint8 ``[b, 3, H, W]`` RGB pixels, padding unfilled (``settings.pixels``), else
             float32 in [0, 1] with the padding at 0.5.
-        resize: float32 ``[b, 6]`` (``ResizeParams.pack``).
+        resize: float32 ``[b, 6]`` (``ResizeParams.pack`` of ``params``).
+        params: per image, where it sits in the network input.
         formats: per image, the sniffed format (metrics label).
         seconds: per image, decode + resize wall time.
     """
 
     inputs: np.ndarray
     resize: np.ndarray
+    params: tuple[ResizeParams, ...]
     formats: tuple[str, ...]
     seconds: tuple[float, ...]
 
@@ -56,7 +58,7 @@ class Preprocessor:
         """
         if images.ndim != 2 or images.shape[1:] != (1,) or images.shape[0] == 0:
             raise InvalidInput("bad_shape", f"IMAGE must be [batch, 1] encoded images, got {list(images.shape)}")
-        inputs, resize, formats, seconds = [], [], [], []
+        inputs, params, formats, seconds = [], [], [], []
         for position, data in enumerate(images[:, 0]):
             start = time.perf_counter()
             if isinstance(data, str):
@@ -69,10 +71,11 @@ class Preprocessor:
                 raise InvalidInput(exc.reason, f"image {position} of {images.shape[0]}: {exc}") from None
             settings = self.settings
             height, width = decoded.rgb.shape[:2]
-            params = resize_params(width, height, settings.input_width, settings.input_height, settings.letterbox)
-            pixels = prepare_pixels(decoded.rgb, params)
-            inputs.append(pixels if settings.pixels else pixels_to_input(pixels, params))
-            resize.append(params.pack())
+            placement = resize_params(width, height, settings.input_width, settings.input_height, settings.letterbox)
+            pixels = prepare_pixels(decoded.rgb, placement)
+            inputs.append(pixels if settings.pixels else pixels_to_input(pixels, placement))
+            params.append(placement)
             formats.append(decoded.format)
             seconds.append(time.perf_counter() - start)
-        return PreprocessedRequest(np.stack(inputs), np.stack(resize), tuple(formats), tuple(seconds))
+        resize = np.stack([placement.pack() for placement in params])
+        return PreprocessedRequest(np.stack(inputs), resize, tuple(params), tuple(formats), tuple(seconds))

@@ -36,13 +36,14 @@ class PreprocessSettings(Parameters):
 
 @dataclass(frozen=True)
 class DetectorSettings(Parameters):
-    """``NAME_detector`` (cpu target): the OpenVINO IR in the version directory, its precision and threads."""
+    """``NAME_detector`` and the fused ``NAME`` (cpu target): the OpenVINO IR in the version directory, its
+    precision and threads."""
 
     input_width: int
     input_height: int
     precision: str
     artifact: str
-    num_threads: int  # OpenVINO inference threads; 0: one per core
+    inference_threads: int  # OpenVINO threads (the fused model's: for a lone image); 0: one per core
 
 
 @dataclass(frozen=True)

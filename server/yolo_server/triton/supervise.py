@@ -5,7 +5,7 @@ hung model would keep receiving traffic. ``yolo-server serve`` therefore checks,
 
 - the stub processes that were up when the server became ready: each must still exist and must not be a
   zombie or stopped (``/proc/PID/stat``);
-- every ``canary_interval_s``, one small image through each image ensemble (:mod:`.canary`); a ``busy``
+- every ``canary_interval_s``, one small image through each image model (:mod:`.canary`); a ``busy``
   answer (queue full, queue timeout) is a loaded server, not a fault, and ``canary_failures`` failures in a
   row (an error, or no answer before ``canary_timeout_s``) are one.
 
@@ -40,7 +40,7 @@ class Supervision:
 
     Attributes:
         check_interval_s: seconds between looks at the stub processes (0: no supervision at all).
-        canary_interval_s: seconds between canary images through each image ensemble.
+        canary_interval_s: seconds between canary images through each image model.
         canary_timeout_s: how long a canary may take before it counts as a failure.
         canary_failures: failures in a row that make a fault.
     """
@@ -95,7 +95,7 @@ class Supervisor:
     Args:
         triton_pid: the tritonserver process, parent of the stubs.
         http_url: ``host:port`` of its HTTP endpoint (loopback).
-        models: the image ensembles to canary.
+        models: the image models to canary.
         supervision: intervals and thresholds.
         canary: the canary call (a fake in unit tests).
         clock: monotonic clock.
@@ -148,7 +148,7 @@ def probe(http_url: str, models: Sequence[str], timeout_s: float) -> tuple[bool,
     if not server_ready(http_url, timeout_s):
         return False, [f"{http_url}: not ready (GET /v2/health/ready)"]
     if not models:
-        return False, [f"{http_url}: no image ensemble to send a canary to"]
+        return False, [f"{http_url}: no image model to send a canary to"]
     lines, healthy = [], True
     for model in models:
         result = check_canary(http_url, model, max(0.1, deadline - time.monotonic()))

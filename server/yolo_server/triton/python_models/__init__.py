@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-ADAPTERS = ("preprocess", "detector", "postprocess")
+ADAPTERS = ("preprocess", "detector", "postprocess", "fused")
 
 
 def adapter_source(kind: str) -> str:

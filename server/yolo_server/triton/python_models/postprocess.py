@@ -16,13 +16,8 @@ import triton_python_backend_utils as pb_utils
 from yolo_client.contract import HEAD_PREFIX, RESIZE, read_parameters
 from yolo_client.geometry import ResizeParams
 from yolo_server.triton.execution import concatenate_rows, execute_batched
-from yolo_server.triton.metrics import (
-    CANDIDATES_PER_IMAGE,
-    DETECTIONS_PER_IMAGE,
-    POSTPROCESS_DURATION,
-    ModelMetrics,
-)
-from yolo_server.triton.postprocess import Postprocessor, instance_device, pack_ragged
+from yolo_server.triton.metrics import POSTPROCESS_DURATION, POSTPROCESS_FAMILIES, ModelMetrics
+from yolo_server.triton.postprocess import Postprocessor, instance_device, pack_per_request
 from yolo_server.triton.validation import check_resize
 
 # one request: its heads (float32 [b, A*(5+C), h, w] each) and its b placements
@@ -36,11 +31,7 @@ class TritonPythonModel:
         device = instance_device(args["model_instance_kind"], args["model_instance_device_id"])
         self.post = Postprocessor.from_parameters(read_parameters(config), version_dir, device)
         self.head_names = [entry["name"] for entry in config["input"] if entry["name"].startswith(HEAD_PREFIX)]
-        self.metrics = ModelMetrics(
-            pb_utils,
-            args["model_name"],
-            (POSTPROCESS_DURATION, CANDIDATES_PER_IMAGE, DETECTIONS_PER_IMAGE),
-        )
+        self.metrics = ModelMetrics(pb_utils, args["model_name"], POSTPROCESS_FAMILIES)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
@@ -56,12 +47,6 @@ class TritonPythonModel:
         params = [param for _, request_params in payloads for param in request_params]
         with self.metrics.timer(POSTPROCESS_DURATION):
             detections = self.post.run(heads, params)
-        self.metrics.observe_all(CANDIDATES_PER_IMAGE, [d.candidates for d in detections])
-        self.metrics.observe_all(DETECTIONS_PER_IMAGE, [len(d) for d in detections])
-        responses: list[list[Any]] = []
-        start = 0
-        for _, request_params in payloads:
-            group = detections[start : start + len(request_params)]
-            responses.append([pb_utils.Tensor(name, array) for name, array in pack_ragged(group).items()])
-            start += len(request_params)
-        return responses
+        self.metrics.detected(detections)
+        packed = pack_per_request(detections, [len(request_params) for _, request_params in payloads])
+        return [[pb_utils.Tensor(name, array) for name, array in outputs.items()] for outputs in packed]

@@ -14,7 +14,7 @@ import triton_python_backend_utils as pb_utils
 
 from yolo_client.contract import IMAGE, INPUT, PIXELS, RESIZE, read_parameters
 from yolo_server.triton.execution import execute_batched
-from yolo_server.triton.metrics import IMAGES_DECODED, PREPROCESS_DURATION, ModelMetrics
+from yolo_server.triton.metrics import PREPROCESS_FAMILIES, ModelMetrics
 from yolo_server.triton.preprocess import PreprocessedRequest, Preprocessor
 from yolo_server.triton.settings import PreprocessSettings
 
@@ -25,16 +25,14 @@ class TritonPythonModel:
         parameters = read_parameters(json.loads(args["model_config"]))
         self.preprocess = Preprocessor(PreprocessSettings.from_parameters(parameters))
         self.network_output = PIXELS if self.preprocess.settings.pixels else INPUT
-        self.metrics = ModelMetrics(pb_utils, args["model_name"], (PREPROCESS_DURATION, IMAGES_DECODED))
+        self.metrics = ModelMetrics(pb_utils, args["model_name"], PREPROCESS_FAMILIES)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
 
     def _read(self, request: Any) -> PreprocessedRequest:
         prepared = self.preprocess(pb_utils.get_input_tensor_by_name(request, IMAGE).as_numpy())
-        for image_format, seconds in zip(prepared.formats, prepared.seconds, strict=True):
-            self.metrics.observe(PREPROCESS_DURATION, seconds)
-            self.metrics.increment(IMAGES_DECODED, format=image_format)
+        self.metrics.decoded(prepared.formats, prepared.seconds)
         return prepared
 
     def _run(self, payloads: list[PreprocessedRequest]) -> list[list[Any]]:
