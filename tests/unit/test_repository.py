@@ -172,7 +172,12 @@ def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> 
     assert [t.name for t in fused.output] == ["BOXES", "SCORES", "CLASSES", "COUNT"]
     parameters = {key: value.string_value for key, value in fused.parameters.items()}
     assert PreprocessSettings.from_parameters(parameters) == PreprocessSettings(
-        512, 320, False, 50_000_000, 64 << 20, False
+        512,
+        320,
+        False,
+        50_000_000,
+        64 << 20,
+        True,  # uint8 rows until the batch is written
     )
     assert DetectorSettings.from_parameters(parameters) == DetectorSettings(512, 320, "auto", "model.xml", 0)
     assert PostprocessSettings.from_parameters(parameters) == PostprocessSettings("model.cfg", 5000, 1)

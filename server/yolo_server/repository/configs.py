@@ -162,7 +162,7 @@ def fused_config(spec: RepositorySpec) -> pb.ModelConfig:
     config.output.extend(_tensor(pb.ModelOutput, *entry) for entry in RAGGED_OUTPUTS)
     parameters = _merged(
         spec.info.to_parameters(),
-        _preprocess_settings(spec, pixels=False).to_parameters(),
+        _preprocess_settings(spec, pixels=True).to_parameters(),
         _detector_settings(spec).to_parameters(),
         _postprocess_settings(spec).to_parameters(),
     )

@@ -27,17 +27,20 @@ class PreprocessedRequest:
     Attributes:
         inputs: uint8 ``[b, 3, H, W]`` RGB pixels, padding unfilled (``settings.pixels``), else
             float32 in [0, 1] with the padding at 0.5.
-        resize: float32 ``[b, 6]`` (``ResizeParams.pack`` of ``params``).
-        params: per image, where it sits in the network input.
+        params: per image, where it sits in the network input (:attr:`resize` packs them).
         formats: per image, the sniffed format (metrics label).
         seconds: per image, decode + resize wall time.
     """
 
     inputs: np.ndarray
-    resize: np.ndarray
     params: tuple[ResizeParams, ...]
     formats: tuple[str, ...]
     seconds: tuple[float, ...]
+
+    @property
+    def resize(self) -> np.ndarray:
+        """float32 ``[b, 6]``: ``RESIZE``, each placement's ``ResizeParams.pack``."""
+        return np.stack([placement.pack() for placement in self.params])
 
 
 @dataclass(frozen=True)
@@ -77,5 +80,4 @@ class Preprocessor:
             params.append(placement)
             formats.append(decoded.format)
             seconds.append(time.perf_counter() - start)
-        resize = np.stack([placement.pack() for placement in params])
-        return PreprocessedRequest(np.stack(inputs), resize, tuple(params), tuple(formats), tuple(seconds))
+        return PreprocessedRequest(np.stack(inputs), tuple(params), tuple(formats), tuple(seconds))

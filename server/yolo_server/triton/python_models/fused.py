@@ -18,7 +18,7 @@ import triton_python_backend_utils as pb_utils
 
 from yolo_client.contract import IMAGE, read_parameters
 from yolo_server.export.openvino import LoadAwareRunner
-from yolo_server.triton.execution import concatenate_rows, execute_batched
+from yolo_server.triton.execution import execute_batched
 from yolo_server.triton.metrics import (
     DETECTOR_DURATION,
     POSTPROCESS_DURATION,
@@ -29,6 +29,7 @@ from yolo_server.triton.metrics import (
 from yolo_server.triton.postprocess import Postprocessor, pack_per_request
 from yolo_server.triton.preprocess import PreprocessedRequest, Preprocessor
 from yolo_server.triton.settings import DetectorSettings, PreprocessSettings
+from yolo_server.triton.validation import NetworkRows, network_batch
 
 
 class TritonPythonModel:
@@ -56,7 +57,8 @@ class TritonPythonModel:
         return prepared
 
     def _run(self, payloads: list[PreprocessedRequest]) -> list[list[Any]]:
-        batch, sizes = concatenate_rows([p.inputs for p in payloads])
+        # uint8 rows scaled and padded straight into one float32 batch (no per-image floats, no concatenation)
+        batch, sizes = network_batch([NetworkRows(pixels=p.inputs, params=p.params) for p in payloads])
         with self.metrics.timer(DETECTOR_DURATION):
             heads = self.network(batch)
         with self.metrics.timer(POSTPROCESS_DURATION):
