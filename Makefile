@@ -32,7 +32,7 @@ EVAL_SEED ?= 1000
 EVAL_COUNT ?= 500
 EVAL_DIR ?= build/eval/seed$(EVAL_SEED)-n$(EVAL_COUNT)
 
-.PHONY: install system-deps build serve lint test clean demo train-demo evaluate
+.PHONY: install system-deps build serve lint tensorrt-dryrun test clean demo train-demo evaluate
 
 install: $(VENV)/.installed
 
@@ -65,7 +65,12 @@ lint: install
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy -p yolo_client -p yolo_server
 
-test: install system-deps lint
+# the real Torch-TensorRT 2.9.0 in dry-run mode (tests/unit/test_tensorrt_dryrun.py): its own venv, cached outside
+# the checkout (about 7 GB; created once per machine, 1-3 minutes)
+tensorrt-dryrun:
+	bash tests/tensorrt_dryrun/venv.sh >/dev/null
+
+test: install system-deps lint tensorrt-dryrun
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # retrain the demo detector from a seed (2 CPU cores: about 40 minutes), rewriting DEFAULT_WEIGHTS

@@ -72,4 +72,4 @@ def test_a_single_batch_size_exports_static() -> None:
 def test_batch_range_is_checked() -> None:
     with pytest.raises(ValueError, match="min_batch <= opt_batch <= max_batch"):
         BatchRange(4, 2, 8)
-    assert [BatchRange(1, 1, 1).example, BatchRange(1, 8, 32).example, BatchRange(3, 3, 8).example] == [1, 2, 3]
+    assert [BatchRange(1, 1, 1).example, BatchRange(1, 1, 8).example, BatchRange(1, 8, 32).example] == [1, 2, 8]

@@ -38,8 +38,13 @@ class BatchRange:
 
     @property
     def example(self) -> int:
-        """The batch to trace with: 2 where the range allows (``torch.export`` specializes a traced 1)."""
-        return min(max(2, self.minimum), self.maximum)
+        """The batch to trace with: the optimum, raised to 2 where the range allows.
+
+        Torch-TensorRT tunes each engine's profile for the export's example batch (the ``opt_shape`` it is handed
+        is ignored for an exported program), so the optimum is traced. ``torch.export`` specializes a traced 1,
+        which a dynamic range cannot take.
+        """
+        return min(max(2, self.optimum), self.maximum)
 
 
 def dynamic_batch_shapes(batches: BatchRange) -> tuple[dict[int, torch.export.Dim], ...] | None:

@@ -164,8 +164,7 @@ def export_detector(
     from yolo_server.export.program import BatchRange
     from yolo_server.export.tensorrt import export_tensorrt
 
-    batching = spec.batching
-    batches = BatchRange(1, batching.opt_batch_size, batching.max_batch_size)
+    batches = BatchRange(*spec.batching.profile)
     engines = export_tensorrt(model, darknet, path, spec.info.precision, batches)
     log(f"  TensorRT: {engines} engine(s), batch {batches.minimum}..{batches.maximum} (optimum {batches.optimum})")
 

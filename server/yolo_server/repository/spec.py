@@ -127,6 +127,11 @@ class Batching:
         """The queue bound in requests: as many full-batch requests as fit in ``max_queue_images``."""
         return self.max_queue_images // self.max_batch_size
 
+    @property
+    def profile(self) -> tuple[int, int, int]:
+        """The TensorRT optimization profile's (min, opt, max) batch: every batch from 1 runs, tuned for the optimum."""
+        return (1, self.opt_batch_size, self.max_batch_size)
+
     @classmethod
     def for_target(
         cls,
@@ -141,14 +146,15 @@ class Batching:
     ) -> Batching:
         """The target's defaults (:data:`TARGET_BATCHING`) with the given fields replaced; None keeps a default.
 
-        A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it; on a target
+        A new ``max_batch_size`` without an ``opt_batch_size`` puts the optimum at half of it (at least 2 where the
+        maximum allows: TensorRT tunes for it, and a dynamic batch cannot be traced at 1); on a target
         that prefers batches (the GPU), preferred sizes not given follow as (optimum, maximum).
         """
         base = TARGET_BATCHING[target]
         if max_batch_size is None:
             max_batch_size = base.max_batch_size
         elif opt_batch_size is None:
-            opt_batch_size = max(1, max_batch_size // 2)
+            opt_batch_size = max(min(2, max_batch_size), max_batch_size // 2)
         if opt_batch_size is None:
             opt_batch_size = base.opt_batch_size
         if preferred_batch_sizes is None:

@@ -1,0 +1,108 @@
+"""The tensorrt build's checks before Torch-TensorRT runs: what it refuses and says, on a machine without a GPU.
+
+The compile call itself runs through the real library in tests/unit/test_tensorrt_dryrun.py.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.helpers.paths import ROOT
+from yolo_server import cli
+from yolo_server.darknet import load_darknet
+from yolo_server.export.program import BatchRange
+from yolo_server.export.tensorrt import (
+    ENGINE_PREFIX,
+    TensorRTUnavailable,
+    check_profile,
+    count_engines,
+    cuda_device,
+    export_tensorrt,
+    tensorrt_available,
+)
+from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.repository.spec import Batching
+
+DEMO = ROOT / "models" / "shapes"
+DEMO_CFG, DEMO_WEIGHTS = DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights"
+
+
+def test_int8_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model, spec = load_darknet(DEMO_CFG, DEMO_WEIGHTS)
+    with pytest.raises(ValueError, match="ModelOpt"):
+        export_tensorrt(model, spec, tmp_path / "model.pt", "int8", BatchRange(1, 2, 2))
+    argv = ["build", "--cfg", str(DEMO_CFG), "--target", "tensorrt", "--precision", "int8", "--output", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert "int8" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the build would not stop here")
+def test_without_a_gpu_the_build_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["build", "--cfg", str(DEMO_CFG), "--target", "tensorrt", "--output", str(tmp_path / "repository")]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "no CUDA GPU" in error and "tensorrt" in error and "--gpus all" in error
+    assert not (tmp_path / "repository").exists() or not any((tmp_path / "repository").rglob("model.pt"))
+    model, spec = load_darknet(DEMO_CFG, DEMO_WEIGHTS)
+    with pytest.raises(TensorRTUnavailable, match="no CUDA GPU"):
+        export_tensorrt(model, spec, tmp_path / "model.pt")
+
+
+def test_a_torch_tensorrt_that_cannot_import_is_named_with_its_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", None)  # not installed, whatever this machine has
+    reason = tensorrt_available("cpu") or ""
+    assert "torch_tensorrt is not importable" in reason and "server[tensorrt]" in reason
+
+
+def test_an_import_that_raises_is_a_reason_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Torch-TensorRT 2.9 raises RuntimeError, not ImportError, at import when it finds no CUDA device."""
+    real_import = builtins.__import__
+
+    def no_driver(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "torch_tensorrt":
+            raise RuntimeError("Found no NVIDIA driver on your system")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "torch_tensorrt", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_driver)
+    assert "RuntimeError: Found no NVIDIA driver" in (tensorrt_available("cpu") or "")
+
+
+def test_engines_are_built_for_an_indexed_cuda_device() -> None:
+    assert cuda_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="CUDA device"):
+        cuda_device("cpu")
+
+
+def test_the_profile_optimum_must_be_the_traced_batch() -> None:
+    check_profile(BatchRange(1, 16, 32))
+    check_profile(BatchRange(1, 1, 1))
+    with pytest.raises(ValueError, match="--opt-batch-size 2"):
+        check_profile(BatchRange(1, 1, 32))
+    # a new maximum alone never lands on an optimum of 1 that a dynamic batch cannot trace
+    assert [Batching.for_target("tensorrt", max_batch_size=m).profile for m in (1, 2, 3, 8)] == [
+        (1, 1, 1),
+        (1, 2, 2),
+        (1, 2, 3),
+        (1, 4, 8),
+    ]
+
+
+def test_the_torchscript_frontend_cannot_take_this_model() -> None:
+    """Why the build goes through torch.export: Torch-TensorRT's TorchScript frontend scripts the module first."""
+    model, _ = load_darknet(DEMO_CFG, DEMO_WEIGHTS)
+    with pytest.raises(Exception, match="spec|DarknetSpec|attribute"):
+        torch.jit.script(InferenceWrapper(model, torch.float32, channels_last=False))
+
+
+def test_engines_are_counted_by_the_partitioners_names() -> None:
+    compiled = torch.nn.Module()
+    for name in (f"{ENGINE_PREFIX}_0", "_run_on_gpu_1", f"{ENGINE_PREFIX}_2"):
+        compiled.add_module(name, torch.nn.Identity())
+    assert count_engines(compiled) == 2
