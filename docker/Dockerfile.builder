@@ -20,12 +20,18 @@ COPY models/darknet models/darknet
 COPY models/shapes models/shapes
 COPY --chmod=755 docker/entrypoint.sh entrypoint.sh
 
-# Keep the image's own torch (what torch_tensorrt and TensorRT were built against): pin it as a constraint so the
-# install of yolo_server (numpy<2 and the rest of server/pyproject.toml) cannot replace it.
-RUN python -c "import tensorrt, torch, torch_tensorrt as trt; print(torch.__version__, trt.__version__, tensorrt.__version__)" \
- && python -c "import torch; print('torch==' + torch.__version__)" > /tmp/ngc-torch.txt \
- && pip install --no-cache-dir --constraint /tmp/ngc-torch.txt ./client ./server \
- && python -c "import torch_tensorrt, yolo_server.export.tensorrt, yolo_server.repository.build" \
+# Nothing here imports torch_tensorrt or tensorrt: Torch-TensorRT 2.9 asks CUDA for a device at import, and
+# `docker build` steps get no GPU (compose's deploy.resources.devices applies at run time only; pytorch/TensorRT
+# PR #4504). The GPU and torch_tensorrt are checked when the container starts (`yolo-server build --preflight`,
+# docker/entrypoint.sh), with a message that says what is missing.
+# The install keeps the image's packages: the NGC constraint file (/etc/pip/constraint.txt, since 25.03) where it
+# exists, and the image's torch (what torch_tensorrt and TensorRT were built against) pinned on top.
+RUN python -c "import importlib.metadata as m; print(*(f'{p}=={m.version(p)}' for p in ('torch', 'torch_tensorrt', 'tensorrt')))" \
+ && python -c "import importlib.metadata as m; print('torch==' + m.version('torch'))" > /tmp/image-pins.txt \
+ && constraints="--constraint /tmp/image-pins.txt" \
+ && if [ -f /etc/pip/constraint.txt ]; then constraints="$constraints --constraint /etc/pip/constraint.txt"; fi \
+ && pip install --no-cache-dir $constraints ./client ./server \
+ && python -c "import yolo_server.export.tensorrt, yolo_server.repository.build" \
  && useradd --uid 10001 --create-home yolo \
  && mkdir -p /repository /models && chown yolo:yolo /repository
 

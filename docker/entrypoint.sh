@@ -3,7 +3,9 @@
 # docker/k8s/. It only turns environment variables into `yolo-server` commands (server/yolo_server/cli.py):
 #
 #   entrypoint.sh build    yolo-server build ... --output $REPOSITORY, skipped when $REPOSITORY/.build-stamp
-#                          matches the inputs (arguments, cfg/weights/names bytes, GPU model): built once per volume
+#                          matches the inputs (arguments, cfg/weights/names bytes, GPU model): built once per volume;
+#                          `--preflight` first, so a container without a GPU or torch_tensorrt says what is missing
+#                          and leaves the volume as it was
 #   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics);
 #                          the launcher exits 3 when a Python-backend stub dies or hangs: let the orchestrator restart it
 #   entrypoint.sh health   yolo-server probe: exit 0 when the server is ready and a canary inference through every
@@ -95,6 +97,7 @@ build() {
         echo "entrypoint: $REPOSITORY is up to date for these inputs, not rebuilding"
         return
     fi
+    "$@" --preflight  # the inputs, and for tensorrt the GPU and torch_tensorrt, before the volume is touched
     mkdir -p "$REPOSITORY"
     find "$REPOSITORY" -mindepth 1 -delete  # no stale model of an earlier cfg may be served beside the new one
     "$@"

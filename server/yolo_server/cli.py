@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--name", help="base model name (default: from the cfg file name)")
     build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
+    build.add_argument(
+        "--preflight",
+        action="store_true",
+        help="check the inputs and that the target can build here (tensorrt: a GPU and torch_tensorrt); write nothing",
+    )
     build.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD)
     build.add_argument("--nms-threshold", type=float, default=DEFAULT_NMS_THRESHOLD)
     build.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS)
@@ -266,9 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "build":
-            from yolo_server.repository.build import build_repository
+            from yolo_server.repository.build import build_repository, preflight
 
-            build_repository(build_options(args))
+            if args.preflight:
+                plan = preflight(build_options(args))
+                print(f"yolo-server build: ready to build {plan.spec.name} ({plan.spec.info.target})")
+            else:
+                build_repository(build_options(args))
             return 0
         if args.command == "probe":
             return run_probe(args)

@@ -8,13 +8,18 @@ k8s tests, which run it with each container's own environment).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers.deploy import (
     ACCESS_VARIABLES,
     BUILD_VARIABLES,
+    ENTRYPOINT,
     IMAGE_APP,
     PROBE_TIMEOUT_S,
     default_model_name,
@@ -140,3 +145,22 @@ def test_set_access_variables_are_strict(tmp_path: Path) -> None:
     ca_only = parse_yolo_server(entrypoint_argv("serve", {"TLS_CLIENT_CA": str(tmp_path / "ca.pem")}))
     with pytest.raises(ValueError, match="--tls-cert"):
         serve_options(ca_only)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: the preflight would pass")
+def test_a_tensorrt_build_without_a_gpu_says_so_and_leaves_the_volume(tmp_path: Path) -> None:
+    """The builder container without a GPU: the real `yolo-server build --preflight` stops it before the volume is
+    cleared, with what is missing."""
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    (repository / "served_model").mkdir()
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "TARGET": "tensorrt",
+        "CFG": str(ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"),
+        "REPOSITORY": str(repository),
+    }
+    result = subprocess.run(["sh", str(ENTRYPOINT), "build"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no CUDA GPU" in result.stderr and "--gpus all" in result.stderr
+    assert [p.name for p in repository.iterdir()] == ["served_model"]

@@ -8,6 +8,7 @@ compare them with the repository, the Makefile and the CLI.
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,48 @@ def test_cpu_image_installs_the_makefiles_cpu_torch_and_the_bundled_triton() -> 
 
 def test_builder_keeps_the_ngc_torch_and_targets_tensorrt() -> None:
     runs = " ".join(rest for kw, rest in instructions(DOCKER / "Dockerfile.builder") if kw == "RUN")
-    assert "--constraint /tmp/ngc-torch.txt ./client ./server" in runs and "import torch_tensorrt" in runs
+    assert "print('torch==' + m.version('torch'))\" > /tmp/image-pins.txt" in runs
+    assert "$constraints ./client ./server" in runs
     env = " ".join(rest for kw, rest in instructions(DOCKER / "Dockerfile.builder") if kw == "ENV")
     assert "TARGET=tensorrt" in env
     assert parse_yolo_server(entrypoint_argv("build", {"TARGET": "tensorrt"})).target == "tensorrt"
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.builder", "Dockerfile.server"])
+def test_ngc_images_build_without_a_gpu(name: str) -> None:
+    """`docker build` steps get no GPU, and Torch-TensorRT 2.9 asks CUDA for a device at import: no step imports it
+    (the container checks at start: `yolo-server build --preflight`)."""
+    runs = " ".join(rest for kw, rest in instructions(DOCKER / name) if kw == "RUN")
+    modules = [name.split()[0] for names in re.findall(r"\bimport ([\w., ]+)", runs) for name in names.split(",")]
+    assert "yolo_server.export.tensorrt" in modules or name == "Dockerfile.server", modules
+    assert not {module.split(".")[0] for module in modules} & {"torch_tensorrt", "tensorrt"}, modules
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.builder", "Dockerfile.server"])
+def test_ngc_images_install_the_project_within_the_images_constraints(name: str) -> None:
+    """The NGC constraint file is honoured where the image has one, beside the image's own pins (torch in the builder,
+    numpy in the server): the project's install cannot replace what the image was built with."""
+    runs = " ".join(rest for kw, rest in instructions(DOCKER / name) if kw == "RUN")
+    assert 'constraints="--constraint /tmp/image-pins.txt"' in runs
+    assert (
+        'if [ -f /etc/pip/constraint.txt ]; then constraints="$constraints --constraint /etc/pip/constraint.txt"; fi'
+        in runs
+    )
+    [install] = re.findall(r"pip install [^&]*\./server\b[^&]*", runs)
+    assert "$constraints" in install and "./client" in install
+    pinned = {"Dockerfile.builder": "torch", "Dockerfile.server": "numpy"}[name]
+    assert f"print('{pinned}==' + m.version('{pinned}'))\" > /tmp/image-pins.txt" in runs
+
+
+def test_only_the_extras_that_need_them_pin_numpy_1_and_opencv_4_11() -> None:
+    """numpy<2 is the bundled pytriton stub's need (the serve extra), OpenCV < 4.12 the parity reference's beside it
+    (the test extra): the NGC images install the core without either."""
+    project = tomllib.loads((ROOT / "server" / "pyproject.toml").read_text())["project"]
+    pins = {
+        name: [req for req in requirements if re.match(r"(numpy|opencv-python-headless)\b.*<", req)]
+        for name, requirements in {"core": project["dependencies"], **project["optional-dependencies"]}.items()
+    }
+    assert {name: found for name, found in pins.items() if found} == {
+        "serve": ["numpy<2"],
+        "test": ["opencv-python-headless<4.12"],
+    }

@@ -143,6 +143,20 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
     return RepositoryPlan(spec, darknet, Path(options.cfg).read_bytes())
 
 
+def preflight(options: BuildOptions) -> RepositoryPlan:
+    """What a build needs, checked without exporting or writing: the plan, and that the target can build here."""
+    plan = plan_repository(options)
+    if plan.spec.info.target == "tensorrt":
+        from yolo_server.export.program import BatchRange
+        from yolo_server.export.tensorrt import TensorRTUnavailable, check_profile, tensorrt_available
+
+        check_profile(BatchRange(*plan.spec.batching.profile))
+        reason = tensorrt_available()
+        if reason:
+            raise TensorRTUnavailable(reason)
+    return plan
+
+
 def export_detector(
     options: BuildOptions, plan: RepositoryPlan, path: Path, log: Callable[[str], None] = print
 ) -> None:
