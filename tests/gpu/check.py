@@ -1,8 +1,9 @@
 """The GPU check: what a GPU host shows of the tensorrt path, written to one JSON report (tests/gpu/check.sh runs it).
 
 Two modes, chosen by what is installed (the report says which ran):
-- ``tensorrt``: ``torch_tensorrt`` imports. Each model is built with :func:`export_tensorrt` (dynamo, FP16, batch
-  1..32), reloaded in a fresh process that loads only ``libtorchtrt_runtime.so`` (tests/gpu/runtime_probe.py), and
+- ``tensorrt``: ``torch_tensorrt`` imports, and is the shipped 2.9 (others are refused). Each model is built with
+  :func:`export_tensorrt` (dynamo, FP16, batch 1..32; it fails when an engine's recorded settings do not allow
+  FP16, so a silently FP32 build cannot pass), reloaded in a fresh process that loads only ``libtorchtrt_runtime.so`` (tests/gpu/runtime_probe.py), and
   compared with eager fp32; engines are counted and engine images/s measured at batch 1, 8 and 32.
 - ``torch``: no TensorRT. The exported program (:func:`export_program`, the input TensorRT would get) runs on the
   device in FP16 against eager fp32 with the same criteria; its images/s are the floor TensorRT should beat.
@@ -11,7 +12,7 @@ Both: heads within :data:`HEAD_TOLERANCE`; on the demo model, >= :data:`MIN_BOX_
 scenes found again at IoU >= 0.9; the postprocess on the device against the CPU; CPU milliseconds per image of
 preprocess (JPEG decode + letterbox) and postprocess. Exit 0 when every criterion holds.
 
-    tests/gpu/check.sh                                   # fresh venv with torch-tensorrt from PyPI, then this
+    tests/gpu/check.sh                                   # the builder image or a pinned venv, then this
     python tests/gpu/check.py --report build/gpu-check/report.json [--device cuda] [--quick]
 """
 
@@ -46,6 +47,8 @@ from yolo_server.training.scenes import encode_jpeg, generate_scene
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.postprocess import Postprocessor
 
+# the Torch-TensorRT the project ships (docker/Dockerfile.builder, NGC 25.10); tests/gpu/check.sh installs it
+SHIPPED_TORCH_TENSORRT = "2.9"
 HEAD_TOLERANCE = 5e-2  # FP16 against fp32: max |diff| over max(1, max |eager|), per head
 MIN_BOX_MATCH = 0.99
 SCENE_SEED = 2024
@@ -183,6 +186,17 @@ def check_postprocess(on_device: Postprocessor, heads: list[torch.Tensor], place
     return {"device": str(on_device.device), "same_detections_as_cpu": same, "ms_per_image": timings}
 
 
+def unshipped_stack(version: str) -> str | None:
+    """None for the shipped Torch-TensorRT, else why the check would test something else."""
+    if version == SHIPPED_TORCH_TENSORRT or version.startswith(f"{SHIPPED_TORCH_TENSORRT}."):
+        return None
+    return (
+        f"torch_tensorrt {version} is not the shipped {SHIPPED_TORCH_TENSORRT} (NGC 25.10, docker/Dockerfile.builder):"
+        " its engines would not be the ones users get (2.13+ ignores enabled_precisions and builds FP32); run the "
+        "check in the builder image or with tests/gpu/check.sh's pinned venv"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", type=Path, default=ROOT / "build" / "gpu-check" / "report.json")
@@ -212,6 +226,10 @@ def main() -> int:
         import torch_tensorrt
 
         report["torch_tensorrt"] = torch_tensorrt.__version__
+        refusal = unshipped_stack(torch_tensorrt.__version__)
+        if refusal:
+            print(f"gpu check: {refusal}", file=sys.stderr)
+            return 2
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as work:
         for name in names:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,26 @@ def test_without_a_cuda_device_the_check_says_so(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(ROOT / "tests" / "gpu" / "check.py"), "--report", str(tmp_path / "r.json")],
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert result.returncode == 2 and "no CUDA device" in result.stderr
+
+
+def _shell_variable(path: Path, name: str) -> str:
+    match = re.search(rf"^{name}=([\w.]+)$", path.read_text(), flags=re.M)
+    assert match, f"{path}: no {name}="
+    return match.group(1)
+
+
+def test_the_check_runs_on_the_shipped_torch_tensorrt_only() -> None:
+    """check.sh's pinned venv, the dry run's venv and check.py's gate name one Torch-TensorRT; others are refused."""
+    from tests.gpu.check import SHIPPED_TORCH_TENSORRT, unshipped_stack
+
+    pins = {
+        script: (_shell_variable(script, "TORCH"), _shell_variable(script, "TORCH_TENSORRT"))
+        for script in (ROOT / "tests" / "gpu" / "check.sh", ROOT / "tests" / "tensorrt_dryrun" / "venv.sh")
+    }
+    assert len(set(pins.values())) == 1, pins
+    [(torch_version, torch_tensorrt_version)] = set(pins.values())
+    assert torch_tensorrt_version.startswith(f"{SHIPPED_TORCH_TENSORRT}.")
+    assert torch_version.rsplit(".", 1)[0] == SHIPPED_TORCH_TENSORRT  # Torch-TensorRT 2.9 is built against torch 2.9
+    assert unshipped_stack("2.9.0") is None and unshipped_stack("2.9.0a0") is None  # PyPI's and NGC's spellings
+    refusal = unshipped_stack("2.14.0") or ""
+    assert "2.14.0 is not the shipped 2.9" in refusal and "FP32" in refusal

@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,9 +21,11 @@ from yolo_server.export.program import BatchRange
 from yolo_server.export.tensorrt import (
     ENGINE_PREFIX,
     TensorRTUnavailable,
+    check_engine_precisions,
     check_profile,
     count_engines,
     cuda_device,
+    engine_precisions,
     export_tensorrt,
     tensorrt_available,
 )
@@ -106,3 +109,24 @@ def test_engines_are_counted_by_the_partitioners_names() -> None:
     for name in (f"{ENGINE_PREFIX}_0", "_run_on_gpu_1", f"{ENGINE_PREFIX}_2"):
         compiled.add_module(name, torch.nn.Identity())
     assert count_engines(compiled) == 2
+
+
+def _engines(*recorded: object) -> torch.nn.Module:
+    """A compiled module whose engines carry ``settings`` as Torch-TensorRT's engine modules do."""
+    compiled = torch.nn.Module()
+    for index, settings in enumerate(recorded):
+        engine = torch.nn.Module()
+        engine.settings = settings  # type: ignore[assignment]
+        compiled.add_module(f"{ENGINE_PREFIX}_{index}", engine)
+    return compiled
+
+
+def test_engines_that_ignored_the_precision_fail_the_build() -> None:
+    fp16 = SimpleNamespace(enabled_precisions={torch.float16, torch.float32})
+    check_engine_precisions(_engines(fp16, fp16), "fp16")
+    # 2.13+: enabled_precisions fell into **kwargs, the settings have none, the engines are FP32
+    with pytest.raises(RuntimeError, match=r"allow none recorded, not the fp16.*2\.13"):
+        check_engine_precisions(_engines(SimpleNamespace()), "fp16")
+    with pytest.raises(RuntimeError, match=r"allow \['float32'\], not the fp16"):
+        check_engine_precisions(_engines(fp16, SimpleNamespace(enabled_precisions={torch.float32})), "fp16")
+    assert engine_precisions(_engines(fp16)) == {torch.float16, torch.float32}

@@ -96,6 +96,31 @@ def count_engines(compiled: nn.Module) -> int:
     return sum(1 for name, _ in compiled.named_children() if name.startswith(ENGINE_PREFIX))
 
 
+def engine_precisions(compiled: nn.Module) -> set[torch.dtype]:
+    """The precisions every engine was built to allow, as Torch-TensorRT recorded them in each engine's settings.
+
+    Empty when an engine records none: Torch-TensorRT 2.13+ dropped ``enabled_precisions`` (it lands in
+    ``**kwargs``, silently ignored) and builds FP32 engines.
+    """
+    allowed: list[set[torch.dtype]] = []
+    for name, engine in compiled.named_children():
+        if name.startswith(ENGINE_PREFIX):
+            recorded = getattr(getattr(engine, "settings", None), "enabled_precisions", None) or ()
+            allowed.append({dtype.to(torch.dtype) if hasattr(dtype, "to") else dtype for dtype in recorded})
+    return set.intersection(*allowed) if allowed else set()
+
+
+def check_engine_precisions(compiled: nn.Module, precision: str) -> None:
+    """Fail the build when the engines were not built for ``precision`` (a Torch-TensorRT that ignores the ask)."""
+    allowed, asked = engine_precisions(compiled), set(ENABLED_PRECISIONS[precision])
+    if allowed != asked:
+        names = sorted(str(dtype).removeprefix("torch.") for dtype in allowed) or "none recorded"
+        raise RuntimeError(
+            f"the TensorRT engines allow {names}, not the {precision} asked for: this torch_tensorrt does not take "
+            "enabled_precisions (2.13+ builds FP32); build with Torch-TensorRT 2.9, NGC 25.10's (docker/Dockerfile.builder)"
+        )
+
+
 def compile_detector(
     program: torch.export.ExportedProgram,
     spec: DarknetSpec,
@@ -172,6 +197,7 @@ def export_tensorrt(
     device = cuda_device(device)
     program = export_program(model, spec, batches, device)
     compiled = compile_detector(program, spec, precision, batches, device)
+    check_engine_precisions(compiled, precision)
     save_detector(compiled, spec, path, batches, device)
     return count_engines(compiled)
 
