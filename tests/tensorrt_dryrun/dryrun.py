@@ -43,6 +43,7 @@ from yolo_server.export.tensorrt import (  # noqa: E402
     TARGET,
     compile_detector,
     count_engines,
+    engine_precisions,
     save_detector,
 )
 from yolo_server.repository.spec import DEFAULT_PRECISION, TARGET_BATCHING  # noqa: E402
@@ -102,6 +103,14 @@ def check_saved_equals_eager(
             return max(float((saved - eager).abs().max()) for saved, eager in pairs)
 
 
+def recorded_by_an_engine(settings: Any) -> torch.nn.Module:
+    """A compiled module whose one engine carries ``settings``, as a built engine module does (``.settings``)."""
+    compiled, engine = torch.nn.Module(), torch.nn.Module()
+    engine.settings = settings
+    compiled.add_module(f"{ENGINE_PREFIX}_0", engine)
+    return compiled
+
+
 def engine_device(device: Any) -> str:
     """The device as the engine builder takes it: ``dynamo.compile``'s conversion, then ``_TRTInterpreter``'s and
     ``_pack_engine_info``'s (steps the dry run stops before). The error's first line where the library refuses."""
@@ -135,7 +144,8 @@ def dry_run(name: str) -> dict[str, Any]:
         "run_in_pytorch": list(tracker.to_run_in_torch),
         "settings": {
             "device": engine_device(settings.device),
-            "enabled_precisions": sorted(str(dtype.to(torch.dtype)) for dtype in settings.enabled_precisions),
+            # read as the build reads a built engine's (check_engine_precisions), from the library's own settings
+            "enabled_precisions": sorted(str(dtype) for dtype in engine_precisions(recorded_by_an_engine(settings))),
             "use_python_runtime": settings.use_python_runtime,
             "truncate_double": settings.truncate_double,
             "dryrun": settings.dryrun,
