@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def _shell_variable(path: Path, name: str) -> str:
 
 
 def test_the_check_runs_on_the_shipped_torch_tensorrt_only() -> None:
-    """check.sh's pinned venv, the dry run's venv and check.py's gate name one Torch-TensorRT; others are refused."""
+    """check.sh's pinned venv, the dry run's venv, the tensorrt extra and check.py's gate name one Torch-TensorRT;
+    others are refused."""
     from tests.gpu.check import SHIPPED_TORCH_TENSORRT, unshipped_stack
 
     pins = {
@@ -64,6 +66,8 @@ def test_the_check_runs_on_the_shipped_torch_tensorrt_only() -> None:
     [(torch_version, torch_tensorrt_version)] = set(pins.values())
     assert torch_tensorrt_version.startswith(f"{SHIPPED_TORCH_TENSORRT}.")
     assert torch_version.rsplit(".", 1)[0] == SHIPPED_TORCH_TENSORRT  # Torch-TensorRT 2.9 is built against torch 2.9
+    extra = tomllib.loads((ROOT / "server" / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extra["tensorrt"] == [f"torch-tensorrt=={SHIPPED_TORCH_TENSORRT}.*"]
     assert unshipped_stack("2.9.0") is None and unshipped_stack("2.9.0a0") is None  # PyPI's and NGC's spellings
     refusal = unshipped_stack("2.14.0") or ""
     assert "2.14.0 is not the shipped 2.9" in refusal and "FP32" in refusal
