@@ -30,15 +30,15 @@ from gpu_answers import answer_cuda_queries
 
 answer_cuda_queries()  # before torch_tensorrt: it asks CUDA at import
 
-import torch  # noqa: E402
-import torch_tensorrt  # noqa: E402
-from torch_tensorrt.dynamo import _compiler  # noqa: E402
-from torch_tensorrt.dynamo.partitioning import construct_submodule_inputs  # noqa: E402
-from torch_tensorrt.dynamo.utils import to_torch_device, to_torch_tensorrt_device  # noqa: E402
+import torch
+import torch_tensorrt
+from torch_tensorrt.dynamo import _compiler
+from torch_tensorrt.dynamo.partitioning import construct_submodule_inputs
+from torch_tensorrt.dynamo.utils import to_torch_device, to_torch_tensorrt_device
 
-from yolo_server.darknet import load_darknet  # noqa: E402
-from yolo_server.export.program import BatchRange, export_program  # noqa: E402
-from yolo_server.export.tensorrt import (  # noqa: E402
+from yolo_server.darknet import load_darknet
+from yolo_server.export.program import BatchRange, export_program
+from yolo_server.export.tensorrt import (
     ENGINE_PREFIX,
     TARGET,
     compile_detector,
@@ -46,7 +46,7 @@ from yolo_server.export.tensorrt import (  # noqa: E402
     engine_precisions,
     save_detector,
 )
-from yolo_server.repository.spec import DEFAULT_PRECISION, TARGET_BATCHING  # noqa: E402
+from yolo_server.repository.spec import DEFAULT_PRECISION, TARGET_BATCHING
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "shapes"
