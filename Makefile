@@ -32,7 +32,7 @@ EVAL_SEED ?= 1000
 EVAL_COUNT ?= 500
 EVAL_DIR ?= build/eval/seed$(EVAL_SEED)-n$(EVAL_COUNT)
 
-.PHONY: install system-deps build serve lint tensorrt-dryrun test clean demo train-demo evaluate
+.PHONY: install system-deps front-deps build serve lint tensorrt-dryrun test clean demo train-demo evaluate
 
 install: $(VENV)/.installed
 
@@ -49,11 +49,16 @@ system-deps:
 	@command -v promtool >/dev/null && command -v nginx >/dev/null && command -v docker-compose >/dev/null || \
 	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus nginx docker-compose >/dev/null )
 
+# nginx: the front `yolo-server serve` puts on the ports clients reach, capping request sizes (Triton has no cap)
+front-deps:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null )
+
 build: install
 	$(BIN)/yolo-server build --cfg $(CFG) $(if $(WEIGHTS),--weights $(WEIGHTS)) --names $(NAMES) \
 	  --size $(SIZE) --target $(TARGET) $(if $(NAME),--name $(NAME)) --output $(REPO)
 
-serve: build
+serve: build front-deps
 	$(BIN)/yolo-server serve $(REPO) --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 	  --metrics-port $(METRICS_PORT)
 

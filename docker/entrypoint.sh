@@ -6,8 +6,10 @@
 #                          matches the inputs (arguments, cfg/weights/names bytes, GPU model): built once per volume;
 #                          `--preflight` first, so a container without a GPU or torch_tensorrt says what is missing
 #                          and leaves the volume as it was
-#   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics);
-#                          the launcher exits 3 when a Python-backend stub dies or hangs: let the orchestrator restart it
+#   entrypoint.sh serve    yolo-server serve $REPOSITORY on 0.0.0.0, ports 8000 (HTTP) 8001 (gRPC) 8002 (metrics):
+#                          nginx listens there and caps each request, Triton listens on the container's loopback;
+#                          the launcher exits 3 when a Python-backend stub or nginx dies or hangs: let the
+#                          orchestrator restart it
 #   entrypoint.sh health   yolo-server probe: exit 0 when the server is ready and a canary inference through every
 #                          image model of $REPOSITORY answers within 12 s (the container's one health check)
 #   anything else          run as a command (e.g. `sh`)
@@ -28,6 +30,8 @@
 #                                                                              default: yolo-server's
 #   REPOSITORY  the model repository folder (a volume shared by builder and server)   default /repository
 #   EXIT_TIMEOUT  seconds Triton drains in-flight requests after SIGTERM       default 30 (< stop grace period)
+#   MAX_REQUEST_BYTES  the front's cap on one request (serve --max-request-bytes)   default: the largest request
+#                                                                              the repository's models accept
 #   ADMIN_KEY_FILE  file with the key the `admin-key` header (gRPC: triton-grpc-protocol-admin-key) must carry
 #               for Triton's repository, shared-memory, trace and logging APIs (serve --admin-key-file; set:
 #               the file must exist)                                           default: those APIs off
@@ -105,6 +109,7 @@ build() {
 }
 
 serve() {  # the options go before the caller's arguments, which come last and so win
+    [ -z "${MAX_REQUEST_BYTES:-}" ] || set -- --max-request-bytes "$MAX_REQUEST_BYTES" "$@"
     [ -z "${TLS_CLIENT_CA:-}" ] || set -- --tls-client-ca "$TLS_CLIENT_CA" "$@"
     [ -z "${TLS_KEY:-}" ] || set -- --tls-key "$TLS_KEY" "$@"
     [ -z "${TLS_CERT:-}" ] || set -- --tls-cert "$TLS_CERT" "$@"

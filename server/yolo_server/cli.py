@@ -154,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--exit-timeout", type=int, default=30, help="seconds to drain in-flight requests on SIGTERM")
     serve.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for every model")
     serve.add_argument("--shm-bytes", type=int, default=32 << 20, help="Python-backend shared memory per instance")
+    serve.add_argument(
+        "--front",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="nginx on the ports clients reach, capping request sizes, with tritonserver on loopback behind it "
+        "(--no-front: tritonserver's own ports, uncapped: put a capping proxy in front yourself)",
+    )
+    serve.add_argument(
+        "--max-request-bytes",
+        type=int,
+        help="the front's cap on one request (default: the largest request the repository's models accept)",
+    )
     serve.add_argument("--log-verbose", type=int, default=0)
     serve.add_argument(
         "--admin-key-file",
@@ -248,6 +260,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         ready_timeout_s=args.ready_timeout,
         shm_default_bytes=args.shm_bytes,
         shm_growth_bytes=args.shm_bytes,
+        front=args.front,
+        max_request_bytes=args.max_request_bytes,
         log_verbose=args.log_verbose,
         access=access,
         supervision=Supervision(args.check_interval, args.canary_interval, args.canary_timeout),

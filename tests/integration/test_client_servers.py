@@ -6,9 +6,7 @@ Each extra tritonserver costs CPU, so each is started once, on the session's mod
 from __future__ import annotations
 
 import contextlib
-import datetime
 import glob
-import ipaddress
 import os
 import signal
 import subprocess
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.certificates import write_certificates
 from tests.helpers.images import encode, scene
 from tests.helpers.serving import (
     TritonTestServer,
@@ -34,6 +33,7 @@ from yolo_client import (
     ClientMetrics,
     HealthCheckOptions,
     RetryPolicy,
+    ServerRejectedError,
     TlsConfig,
     UnavailableError,
     YoloClient,
@@ -145,62 +145,6 @@ def _success_count(url: str, model: str) -> int:
 
 
 # -- TLS --------------------------------------------------------------------------------------------------------
-def _certificates(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and triton.test, a client certificate, and an unrelated CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    files: dict[str, Path] = {}
-
-    def write(name: str, data: bytes) -> None:
-        files[name] = directory / f"{name}.pem"
-        files[name].write_bytes(data)
-
-    def key_pem(key) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-    def issue(subject: str, key, issuer_name, issuer_key, *, ca: bool, sans=(), usage=None) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(issuer_name or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-        if usage:
-            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    def new_ca(name: str):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = issue(name, key, None, key, ca=True)
-        write(name, cert.public_bytes(serialization.Encoding.PEM))
-        return cert, key
-
-    ca, ca_key = new_ca("ca")
-    new_ca("other_ca")
-    sans = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("triton.test")]
-    for name, san, usage in (
-        ("server", sans, ExtendedKeyUsageOID.SERVER_AUTH),
-        ("client", (), ExtendedKeyUsageOID.CLIENT_AUTH),
-    ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = issue(name, key, ca.subject, ca_key, ca=False, sans=san, usage=usage)
-        write(name, cert.public_bytes(serialization.Encoding.PEM))
-        write(f"{name}_key", key_pem(key))
-    return files
-
-
 def _start_tls(triton_server: TritonTestServer, tmp_path: Path, *tls_args: str) -> tuple[subprocess.Popen[bytes], str]:
     """``yolo-server serve --tls-...`` on the session's repository; returns the process and its gRPC URL once ready
     (HTTP is plaintext, so it listens on loopback only and serves the readiness check)."""
@@ -213,18 +157,21 @@ def _start_tls(triton_server: TritonTestServer, tmp_path: Path, *tls_args: str) 
     return process, f"127.0.0.1:{grpc_port}"
 
 
-def _assert_refused(url: str, model: str, failures: dict[str, TlsConfig | None]) -> None:
+def _assert_refused(
+    url: str, model: str, failures: dict[str, TlsConfig | None], refusal: type[Exception] = UnavailableError
+) -> None:
+    """Each client is refused with ``refusal``: UNAVAILABLE where the TLS handshake fails (the client's check)."""
     for what, tls in failures.items():
         with YoloClient(url, model, tls=tls, timeout=5, retries=RetryPolicy.disabled()) as client:
             start = time.monotonic()
-            with pytest.raises(UnavailableError):
+            with pytest.raises(refusal):
                 client.detect(_images(1)[0])
             assert time.monotonic() - start < 5, what
 
 
 def test_server_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
     """--tls-cert/--tls-key: a TLS round trip with the CA; plaintext and an unknown CA are refused on that port."""
-    pem = _certificates(tmp_path)
+    pem = write_certificates(tmp_path)
     process, url = _start_tls(
         triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key", str(pem["server_key"])
     )
@@ -238,7 +185,7 @@ def test_server_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
 
 
 def test_mutual_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
-    pem = _certificates(tmp_path)
+    pem = write_certificates(tmp_path)
     process, url = _start_tls(triton_server, tmp_path, "--tls-cert", str(pem["server"]), "--tls-key",
                               str(pem["server_key"]), "--tls-client-ca", str(pem["ca"]))  # fmt: skip
     good = TlsConfig(root_certificates=pem["ca"], private_key=pem["client_key"], certificate_chain=pem["client"])
@@ -254,10 +201,12 @@ def test_mutual_tls(triton_server: TritonTestServer, tmp_path: Path) -> None:
             assert client.detect(_images(1)[0]) == found
         _assert_refused(url, triton_server.model_name, {
             "wrong CA": TlsConfig(pem["other_ca"], good.private_key, good.certificate_chain),
-            "no client certificate": TlsConfig(root_certificates=pem["ca"]),
             "wrong server name": TlsConfig(pem["ca"], good.private_key, good.certificate_chain, server_name="other.test"),
             "plaintext": None,
         })  # fmt: skip
+        # the front checks the client's certificate after the handshake: UNAUTHENTICATED, which no client retries
+        _assert_refused(url, triton_server.model_name, {"no client certificate": TlsConfig(root_certificates=pem["ca"])},
+                        ServerRejectedError)  # fmt: skip
     finally:
         stop_process(process)
 

@@ -164,3 +164,10 @@ def test_a_tensorrt_build_without_a_gpu_says_so_and_leaves_the_volume(tmp_path: 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "no CUDA GPU" in result.stderr and "--gpus all" in result.stderr
     assert [p.name for p in repository.iterdir()] == ["served_model"]
+
+
+def test_the_front_is_on_and_max_request_bytes_sets_its_cap() -> None:
+    default = parse_yolo_server(entrypoint_argv("serve"))
+    assert default.front and default.max_request_bytes is None  # the repository's largest request
+    capped = parse_yolo_server(entrypoint_argv("serve", {"MAX_REQUEST_BYTES": str(8 << 20)}))
+    assert capped.front and capped.max_request_bytes == 8 << 20

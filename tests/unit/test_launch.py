@@ -40,7 +40,7 @@ def test_wait_ready_without_an_argument_names_the_options_timeout(
 ) -> None:
     monkeypatch.setattr(process, "server_ready", lambda url, timeout_s: False)
     server = TritonServer(
-        ServeOptions(tmp_path, ready_timeout_s=0.2),
+        ServeOptions(tmp_path, ready_timeout_s=0.2, front=False),
         TritonInstallation(Path("/bin/true")),
         spawn=lambda argv, env: NeverExits(),
     )

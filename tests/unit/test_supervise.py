@@ -100,6 +100,7 @@ def test_a_dead_stub_is_a_fault_before_any_canary(tmp_path: Path) -> None:
 
 
 def test_admin_apis_take_a_key_and_tls_binds_http_to_loopback(tmp_path: Path) -> None:
+    """Without a front, tritonserver's own flags carry TLS, and its plaintext HTTP binds loopback."""
     key_file = tmp_path / "key"
     key_file.write_text("  k3y-0123456789abcdef\n")
     assert read_admin_key(key_file) == "k3y-0123456789abcdef"
@@ -115,12 +116,12 @@ def test_admin_apis_take_a_key_and_tls_binds_http_to_loopback(tmp_path: Path) ->
     assert RESTRICTED_APIS == ("model-repository", "shared-memory", "trace", "logging")
 
     plain = Access("k3y-0123456789abcdef")
-    argv = TritonServer(ServeOptions(tmp_path, host="0.0.0.0", access=plain), install).command()
+    argv = TritonServer(ServeOptions(tmp_path, host="0.0.0.0", access=plain, front=False), install).command()
     assert f"--grpc-restricted-protocol={restricted}" in argv and f"--http-restricted-api={restricted}" in argv
     assert "--http-address=0.0.0.0" in argv and not any("ssl" in arg for arg in argv)
 
     mutual = Access("k3y-0123456789abcdef", TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"))
-    server = TritonServer(ServeOptions(tmp_path, host="0.0.0.0", access=mutual), install)
+    server = TritonServer(ServeOptions(tmp_path, host="0.0.0.0", access=mutual, front=False), install)
     argv = server.command()
     assert "--http-address=127.0.0.1" in argv and "--grpc-address=0.0.0.0" in argv
     assert "--grpc-use-ssl-mutual=true" in argv and f"--grpc-root-cert={tmp_path / 'ca.pem'}" in argv
@@ -128,9 +129,35 @@ def test_admin_apis_take_a_key_and_tls_binds_http_to_loopback(tmp_path: Path) ->
         server.endpoints.http == f"127.0.0.1:{server.options.http_port}" and server.local_http == server.endpoints.http
     )
     one_way = TritonServer(
-        ServeOptions(tmp_path, access=Access("k" * 16, TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem"))), install
+        ServeOptions(
+            tmp_path, access=Access("k" * 16, TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem")), front=False
+        ),
+        install,
     )
     assert "--grpc-use-ssl=true" in one_way.command() and not any("mutual" in a for a in one_way.command())
+
+
+def test_with_a_front_tritonserver_listens_on_loopback_and_tls_ends_at_the_front(tmp_path: Path) -> None:
+    for name in ("cert.pem", "key.pem", "ca.pem"):
+        (tmp_path / name).write_text("PEM")
+    install = TritonInstallation(Path("/bin/tritonserver"))
+    tls = TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    options = ServeOptions(tmp_path, host="0.0.0.0", access=Access("k" * 16, tls), max_request_bytes=8 << 20)
+    server = TritonServer(options, install)
+    argv = server.command()
+    triton = server.triton_ports
+    assert triton.host == "127.0.0.1" and options.grpc_port not in (triton.http, triton.grpc, triton.metrics)
+    for flag in (f"--http-address={triton.host}", f"--grpc-address={triton.host}", f"--grpc-port={triton.grpc}",
+                 f"--metrics-address={triton.host}", f"--metrics-port={triton.metrics}"):  # fmt: skip
+        assert flag in argv
+    assert not any("ssl" in arg for arg in argv)
+    front = server.front_config()
+    assert front.public.host == "0.0.0.0" and front.public.grpc == options.grpc_port and front.triton == triton
+    assert front.tls == tls and front.http_host == "127.0.0.1" and front.max_request_bytes == 8 << 20
+    assert (
+        server.endpoints.grpc == f"0.0.0.0:{options.grpc_port}"
+        and server.local_http == f"127.0.0.1:{options.http_port}"
+    )
 
 
 def test_serve_options_from_the_command_line(tmp_path: Path) -> None:

@@ -1,19 +1,20 @@
-"""Who may use what: the admin APIs behind a key header, and gRPC TLS (server or mutual) — as tritonserver flags.
+"""Who may use what: the admin APIs behind a key header (tritonserver flags), and gRPC TLS (server or mutual).
 
 Inference, health, metadata, model config, statistics and metrics stay open; the repository, shared-memory,
 trace and logging APIs answer only requests that carry the key: in the HTTP header :data:`ADMIN_KEY_HEADER`,
 or the gRPC metadata :data:`GRPC_ADMIN_KEY_HEADER` (Triton prefixes restricted gRPC keys). Without a key
 file a random key is made for the run and never shown, so those APIs are off: locked by default.
 
-With TLS asked for, gRPC is the only endpoint off the host: Triton's HTTP endpoint has no TLS, so it binds
-127.0.0.1, where the supervisor's canary and the container's health probe reach it.
+With TLS asked for, gRPC is the only endpoint off the host: HTTP has no TLS here, so it binds 127.0.0.1, where
+the supervisor's canary and the container's health probe reach it. TLS ends at the front (:mod:`.front`), or at
+Triton itself when it runs without one.
 
 The key travels in tritonserver's argv, which other users of the same host can read (``/proc/PID/cmdline``);
 Triton takes it no other way. In a container nobody else shares the process table.
 
 Example:
     >>> access = Access(admin_key=read_admin_key(Path("/run/secrets/admin-key")), tls=TlsFiles(cert, key))
-    >>> access.tritonserver_args()[0]
+    >>> access.restricted_args()[0]
     '--grpc-restricted-protocol=model-repository,shared-memory,trace,logging:admin-key=...'
 """
 
@@ -75,9 +76,14 @@ class Access:
     admin_key: str
     tls: TlsFiles | None = None
 
-    def tritonserver_args(self) -> list[str]:
+    def restricted_args(self) -> list[str]:
+        """tritonserver flags that put the admin APIs behind the key."""
         restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={self.admin_key}"
-        args = [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
+        return [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
+
+    def tls_args(self) -> list[str]:
+        """tritonserver's gRPC TLS flags, for a server without a front (the front ends TLS itself)."""
+        args: list[str] = []
         if self.tls is not None:
             args += [
                 f"--grpc-server-cert={Path(self.tls.cert).resolve()}",

@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import site
 import sys
 import sysconfig
@@ -132,3 +134,12 @@ def backend_directory(installation: TritonInstallation, workdir: Path) -> Path |
 def _join(parts: Sequence[str]) -> str:
     """A path list without empty entries (an empty one would mean the current directory)."""
     return os.pathsep.join(part for part in parts if part)
+
+
+def die_with_parent() -> None:
+    """In a child before exec (tritonserver, nginx): SIGTERM it when the launching process dies (Linux prctl)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass

@@ -1,7 +1,8 @@
 """``yolo-server serve``: run tritonserver until SIGTERM/SIGINT, forwarding the signal for a graceful drain.
 
 Finding the binary is :mod:`~yolo_server.triton.installation`, the argv :mod:`~yolo_server.triton.options`,
-the process :mod:`~yolo_server.triton.process`; this module is the glue: signals, readiness, supervision.
+the processes :mod:`~yolo_server.triton.process` (tritonserver) and :mod:`~yolo_server.triton.front` (nginx);
+this module is the glue: signals, readiness, supervision.
 
 Example:
     >>> code = serve(ServeOptions(Path("model_repository"), grpc_port=8001))
@@ -60,29 +61,38 @@ def serve(options: ServeOptions) -> int:
 
 
 def _supervise(server: TritonServer, supervision: Supervision, received: list[int]) -> str | None:
-    """Check the running server until it exits or a signal arrives; returns the fault that ended it, if any."""
-    if not supervision.enabled or server.pid is None:
-        return None
-    models = image_models(server.options.repository)
-    supervisor = Supervisor(server.pid, server.local_http, models, supervision)
-    print(
-        f"yolo-server: supervising {len(supervisor.stubs)} Python-backend stubs, canary {', '.join(models)}", flush=True
-    )
+    """Check the running server until it exits or a signal arrives; returns the fault that ended it, if any.
+
+    The front is watched even with supervision off: without it no request reaches Triton.
+    """
+    supervisor = None
+    if supervision.enabled and server.pid is not None:
+        models = image_models(server.options.repository)
+        supervisor = Supervisor(server.pid, server.local_http, models, supervision)
+        print(
+            f"yolo-server: supervising {len(supervisor.stubs)} Python-backend stubs, canary {', '.join(models)}",
+            flush=True,
+        )
     while server.poll() is None and not received:
-        fault = supervisor.check()
+        fault = server.front_fault() or (supervisor.check() if supervisor is not None else None)
         if fault is not None and not received:  # a drain stops the stubs: that is no fault
             return fault
         try:
-            server.wait(supervision.check_interval_s)
+            server.wait(supervision.check_interval_s if supervisor is not None else 1.0)
         except subprocess.TimeoutExpired:
             pass
     return None
 
 
 def _print_endpoints(server: TritonServer) -> None:
-    e = server.endpoints
+    e, front = server.endpoints, server.front
+    guard = (
+        f"nginx (pid {front.pid}) caps requests at {front.config.cap_text}; tritonserver listens on loopback only"
+        if front is not None
+        else "none: tritonserver's own ports, requests uncapped (--no-front)"
+    )
     print(
         f"yolo-server: all models ready (tritonserver pid {server.pid})\n"
-        f"  gRPC     {e.grpc}\n  HTTP     http://{e.http}\n  metrics  {e.metrics}",
+        f"  gRPC     {e.grpc}\n  HTTP     http://{e.http}\n  metrics  {e.metrics}\n  front    {guard}",
         flush=True,
     )

@@ -2,7 +2,8 @@
 
 Example:
     >>> options = ServeOptions(Path("model_repository"), grpc_port=8001)
-    >>> argv = tritonserver_argv(options, Path("/opt/tritonserver/bin/tritonserver"), Access("k" * 16), "yolo_")
+    >>> triton = Ports("127.0.0.1", 18000, 18001, 18002)
+    >>> argv = tritonserver_argv(options, Path("/opt/tritonserver/bin/tritonserver"), Access("k" * 16), "yolo_", triton)
 """
 
 from __future__ import annotations
@@ -12,12 +13,23 @@ from pathlib import Path
 
 from yolo_client.contract import GRPC_PORT, HTTP_PORT, METRICS_PORT
 from yolo_server.triton.access import Access
+from yolo_server.triton.front import Ports
 from yolo_server.triton.supervise import Supervision
+
+# Triton keeps this many gRPC request objects for reuse, each holding the buffers of the largest request it
+# carried (protobuf keeps capacity): at its default of 8, requests near the cap left Triton ~400 MiB larger for
+# good (bench/bench_oversized.py). 0 frees each request's buffers with it.
+GRPC_REQUEST_POOL_SIZE = 0
 
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """How to run Triton on one model repository (ports 0 are not allowed: Triton needs them fixed)."""
+    """How to run Triton on one model repository (ports 0 are not allowed: Triton needs them fixed).
+
+    ``front``: nginx listens on ``host`` and the ports, capping each request at ``max_request_bytes`` (None: the
+    repository's largest request, :func:`~yolo_server.triton.front.request_cap`), and Triton on loopback only
+    behind it. Without it Triton listens there itself, uncapped.
+    """
 
     repository: Path
     host: str = "127.0.0.1"
@@ -31,6 +43,8 @@ class ServeOptions:
     log_verbose: int = 0
     access: Access | None = None  # None: admin APIs behind a random key nobody knows, no TLS
     supervision: Supervision = Supervision()
+    front: bool = True
+    max_request_bytes: int | None = None
     extra_args: tuple[str, ...] = ()
 
 
@@ -48,12 +62,11 @@ def tritonserver_argv(
     binary: Path,
     access: Access,
     shm_prefix: str,
-    http_host: str | None = None,
+    listen: Ports,
     backend_directory: Path | None = None,
 ) -> list[str]:
-    """tritonserver's argv; ``http_host`` defaults to what ``access`` makes of ``options.host``."""
+    """tritonserver's argv, listening on ``listen``; with TLS flags only without a front (else TLS ends there)."""
     o = options
-    http_host = access.http_host(o.host) if http_host is None else http_host
     argv = [
         str(binary),
         f"--model-repository={Path(o.repository).resolve()}",
@@ -61,13 +74,14 @@ def tritonserver_argv(
         "--strict-readiness=true",  # ready only once every model is, which wait_ready relies on
         "--exit-on-error=true",
         "--disable-auto-complete-config",
-        f"--http-address={http_host}",
-        f"--http-port={o.http_port}",
-        f"--grpc-address={o.host}",
-        f"--grpc-port={o.grpc_port}",
+        f"--http-address={listen.host if o.front else access.http_host(listen.host)}",
+        f"--http-port={listen.http}",
+        f"--grpc-address={listen.host}",
+        f"--grpc-port={listen.grpc}",
+        f"--grpc-infer-allocation-pool-size={GRPC_REQUEST_POOL_SIZE}",
         "--allow-metrics=true",
-        f"--metrics-address={o.host}",
-        f"--metrics-port={o.metrics_port}",
+        f"--metrics-address={listen.host}",
+        f"--metrics-port={listen.metrics}",
         "--metrics-config=summary_latencies=true",
         f"--exit-timeout-secs={o.exit_timeout_s}",
         f"--log-verbose={o.log_verbose}",
@@ -75,7 +89,8 @@ def tritonserver_argv(
         f"--backend-config=python,shm-growth-byte-size={o.shm_growth_bytes}",
         # a per-process prefix, so that kill() can remove exactly the regions this server left behind
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-        *access.tritonserver_args(),
+        *access.restricted_args(),
+        *([] if o.front else access.tls_args()),
     ]
     if backend_directory is not None:
         argv.append(f"--backend-directory={backend_directory}")

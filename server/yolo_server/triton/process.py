@@ -1,4 +1,4 @@
-"""One tritonserver process: start it, wait until every model is ready, signal, stop (drain) or kill it.
+"""One server: tritonserver and its nginx front; start them, wait until every model is ready, stop (drain), kill.
 
 Example:
     >>> with TritonServer(ServeOptions(Path("model_repository"), grpc_port=8001)) as server:
@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import collections
-import ctypes
 import os
 import shutil
 import signal
@@ -25,14 +24,17 @@ from typing import IO, Protocol
 
 from yolo_server.triton.access import LOOPBACK, Access, read_admin_key
 from yolo_server.triton.canary import server_ready
+from yolo_server.triton.front import FrontConfig, NginxFront, Ports, find_nginx, request_cap
 from yolo_server.triton.installation import (
     TritonError,
     TritonInstallation,
     backend_directory,
     child_environment,
+    die_with_parent,
     find_tritonserver,
 )
 from yolo_server.triton.options import Endpoints, ServeOptions, tritonserver_argv
+from yolo_server.triton.ports import free_ports
 
 
 class ServerProcess(Protocol):
@@ -66,14 +68,16 @@ def spawn_tritonserver(argv: list[str], env: dict[str, str]) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         process_group=0,  # a terminal's Ctrl-C reaches only us; we forward it once
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
 
 
 class TritonServer:
-    """Owns one tritonserver process: start, wait until every model is ready, stop (drain).
+    """Owns one tritonserver process and its front: start, wait until every model is ready, stop (drain).
 
-    ``spawn`` starts the process from its argv and environment (:func:`spawn_tritonserver`; tests pass a fake).
+    With ``options.front``, nginx (:mod:`.front`) listens where the options say and tritonserver on free loopback
+    ports behind it; without, tritonserver listens there itself. ``spawn`` starts tritonserver from its argv and
+    environment (:func:`spawn_tritonserver`; tests pass a fake).
     """
 
     def __init__(
@@ -91,6 +95,11 @@ class TritonServer:
         self._pump: threading.Thread | None = None
         self.access = options.access or Access(read_admin_key(None))
         self.shm_prefix = f"yolo_server_{os.getpid()}_{id(self):x}_"
+        o = options
+        self.public = Ports(o.host, o.http_port, o.grpc_port, o.metrics_port)
+        self.triton_ports = Ports(LOOPBACK, *free_ports(3)) if o.front else self.public
+        self._nginx = find_nginx() if o.front else None  # missing: said before anything starts
+        self._front: NginxFront | None = None
 
     @property
     def http_host(self) -> str:
@@ -113,11 +122,20 @@ class TritonServer:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def front(self) -> NginxFront | None:
+        return self._front
+
     def command(self, backend_directory: Path | None = None) -> list[str]:
         """tritonserver argv."""
         return tritonserver_argv(
-            self.options, self.installation.binary, self.access, self.shm_prefix, self.http_host, backend_directory
+            self.options, self.installation.binary, self.access, self.shm_prefix, self.triton_ports, backend_directory
         )
+
+    def front_config(self) -> FrontConfig:
+        """What the front listens on and caps (the repository's largest request unless the options give a cap)."""
+        cap = self.options.max_request_bytes or request_cap(self.options.repository)
+        return FrontConfig(self.public, self.triton_ports, cap, self.access.tls, self.http_host)
 
     def environment(self) -> dict[str, str]:
         """The child's environment (see :func:`child_environment`)."""
@@ -125,15 +143,18 @@ class TritonServer:
 
     def _backend_directory(self) -> Path | None:
         """For the wheel: a private backends/python with the stub beside libtriton_python.so."""
-        if self.installation.python_backend is None or self.installation.stub is None:
+        if self._workdir is None or self.installation.python_backend is None or self.installation.stub is None:
             return None
-        self._workdir = Path(tempfile.mkdtemp(prefix="yolo-server-triton-"))  # stop() removes it
         return backend_directory(self.installation, self._workdir)
 
     def start(self, stream: IO[str] | None = sys.stdout) -> None:
         """Start tritonserver; its output goes to ``stream`` (and a tail is kept for error messages)."""
         if self._process is not None:
             raise TritonError(f"tritonserver already started (pid {self._process.pid})")
+        self._workdir = Path(tempfile.mkdtemp(prefix="yolo-server-triton-"))  # stop() removes it
+        if self._nginx is not None:
+            self._front = NginxFront(self.front_config(), self._workdir / "front", self._nginx)
+            self._front.start()
         self._process = self._spawn(self.command(self._backend_directory()), self.environment())
         self._pump = threading.Thread(target=self._copy_output, args=(stream,), daemon=True)
         self._pump.start()
@@ -174,6 +195,9 @@ class TritonServer:
             code = self.poll()
             if code is not None:
                 raise TritonError(f"tritonserver exited with code {code}:\n{self.error_text()}")
+            fault = self.front_fault()
+            if fault is not None:
+                raise TritonError(f"{fault} (its errors are above)")
             if time.monotonic() > deadline:
                 raise TritonError(f"tritonserver not ready after {limit_s}s:\n{self.error_text()}")
             # --strict-readiness: ready only once every model in the repository is
@@ -184,7 +208,18 @@ class TritonServer:
     def poll(self) -> int | None:
         return None if self._process is None else self._process.poll()
 
+    def front_fault(self) -> str | None:
+        """Why the front is gone while tritonserver runs, or None."""
+        if self._front is None or (code := self._front.poll()) is None:
+            return None
+        return f"the nginx front (pid {self._front.pid}) exited with code {code}"
+
     def signal(self, signum: int) -> None:
+        """``signum`` to tritonserver; the front quits gracefully (SIGKILL: at once)."""
+        if self._front is not None and signum == signal.SIGKILL:
+            self._front.kill()
+        elif self._front is not None:
+            self._front.quit()
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signum)
 
@@ -197,8 +232,10 @@ class TritonServer:
         return code
 
     def kill(self) -> int | None:
-        """SIGKILL tritonserver's process group (its stubs too) and remove the shared memory it leaves."""
+        """SIGKILL tritonserver's process group (its stubs too) and the front; remove the shared memory left."""
         code = None
+        if self._front is not None:
+            self._front.kill()
         if self._process is not None:
             try:
                 os.killpg(self._process.pid, signal.SIGKILL)
@@ -225,6 +262,8 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 code = self.wait(30)
+        if self._front is not None:
+            self._front.stop(timeout_s=15)  # asked to quit with the SIGTERM above: its requests have answers now
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -236,12 +275,3 @@ class TritonServer:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the launching process dies (Linux prctl)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
