@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +103,14 @@ def start_serve(
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     return process, (http_port, grpc_port, metrics_port)
+
+
+def remove_crash_leftovers(launcher_pid: int) -> None:
+    """What a SIGKILLed launcher could not remove: its Python-backend shared memory and its work directory."""
+    for leftover in Path("/dev/shm").glob(f"yolo_server_{launcher_pid}_*"):
+        leftover.unlink(missing_ok=True)
+    for workdir in Path(tempfile.gettempdir()).glob(f"yolo-server-triton-{launcher_pid}-*"):
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:

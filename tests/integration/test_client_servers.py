@@ -6,7 +6,6 @@ Each extra tritonserver costs CPU, so each is started once, on the session's mod
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from tests.helpers.serving import (
     TritonTestServer,
     model_stubs,
     printed_triton_pid,
+    remove_crash_leftovers,
     start_serve,
     stop_process,
     triton_pid,
@@ -76,8 +76,7 @@ def _kill_group(process: subprocess.Popen, log: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
     process.wait(30)
-    for leftover in glob.glob(f"/dev/shm/yolo_server_{process.pid}_*"):  # Python-backend shm a crash leaves
-        Path(leftover).unlink(missing_ok=True)
+    remove_crash_leftovers(process.pid)
 
 
 def test_failover_readmission_and_a_crash_mid_run(triton_server: TritonTestServer, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from tests.helpers.images import encode, scene
 from tests.helpers.paths import ROOT
-from tests.helpers.serving import TritonTestServer, start_serve, triton_pid
+from tests.helpers.serving import TritonTestServer, remove_crash_leftovers, start_serve, triton_pid
 from yolo_server.triton.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,8 @@ class Replica:
         so killing the launcher's group alone would let Triton, told by PR_SET_PDEATHSIG, shut down gracefully)."""
         os.killpg(os.getpgid(triton_pid(self.log)), signal.SIGKILL)
         os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        remove_crash_leftovers(self.process.pid)
 
     def inference_count(self, model: str) -> int:
         with urllib.request.urlopen(f"http://{self.http}/v2/models/{model}/stats", timeout=10) as response:

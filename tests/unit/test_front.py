@@ -33,6 +33,7 @@ def test_nginx_accepts_the_front_without_tls_and_with_mutual_tls(tmp_path: Path)
     assert f"client_max_body_size {65 << 20};" in text and "ssl" not in text
     assert "listen 127.0.0.1:8001 http2;" in text and "server 127.0.0.1:18001;" in text
     assert "grpc-status 8 " in text and "request larger than the 65 MiB cap of this server" in text
+    assert f"worker_rlimit_nofile {plain.open_files};" in text and 1024 <= plain.open_files <= 65536
 
     pem = write_certificates(tmp_path)
     mutual = FrontConfig(PUBLIC, TRITON, 65 << 20, TlsFiles(pem["server"], pem["server_key"], pem["ca"]), "127.0.0.1")

@@ -151,7 +151,8 @@ class TritonServer:
         """Start tritonserver; its output goes to ``stream`` (and a tail is kept for error messages)."""
         if self._process is not None:
             raise TritonError(f"tritonserver already started (pid {self._process.pid})")
-        self._workdir = Path(tempfile.mkdtemp(prefix="yolo-server-triton-"))  # stop() removes it
+        # stop() removes it; the pid in the name tells whose it is after a crash
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"yolo-server-triton-{os.getpid()}-"))
         if self._nginx is not None:
             self._front = NginxFront(self.front_config(), self._workdir / "front", self._nginx)
             self._front.start()
