@@ -150,7 +150,8 @@ def is_overloaded(error: YoloClientError) -> bool:
 
 
 def is_too_large(error: YoloClientError) -> bool:
-    """A message over a size cap (gRPC's own, or the load balancer's): sending it again cannot succeed."""
+    """A message over a size cap (gRPC's own, a server's front or the load balancer's): sending it again cannot
+    succeed."""
     return error.status == "RESOURCE_EXHAUSTED" and "larger than" in error.message
 
 

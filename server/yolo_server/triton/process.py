@@ -97,7 +97,8 @@ class TritonServer:
         self.shm_prefix = f"yolo_server_{os.getpid()}_{id(self):x}_"
         o = options
         self.public = Ports(o.host, o.http_port, o.grpc_port, o.metrics_port)
-        self.triton_ports = Ports(LOOPBACK, *free_ports(3)) if o.front else self.public
+        public_ports = (o.http_port, o.grpc_port, o.metrics_port)
+        self.triton_ports = Ports(LOOPBACK, *free_ports(3, exclude=public_ports)) if o.front else self.public
         self._nginx = find_nginx() if o.front else None  # missing: said before anything starts
         self._front: NginxFront | None = None
 
