@@ -13,6 +13,7 @@ from tests.helpers.paths import ROOT
 from yolo_server.triton import front
 from yolo_server.triton.access import TlsFiles
 from yolo_server.triton.front import REQUEST_OVERHEAD_BYTES, FrontConfig, Ports, find_nginx, nginx_conf, request_cap
+from yolo_server.triton.settings import PreprocessSettings
 
 PUBLIC = Ports("127.0.0.1", 8000, 8001, 8002)
 TRITON = Ports("127.0.0.1", 18000, 18001, 18002)
@@ -58,6 +59,18 @@ def test_the_cap_is_the_largest_request_a_model_accepts(tmp_path: Path) -> None:
     assert request_cap(tmp_path) == 32 * (math.prod((3, 608, 608)) + 6) * 4 + REQUEST_OVERHEAD_BYTES
     with pytest.raises(ValueError, match="--max-request-bytes"):
         request_cap(tmp_path / "empty")
+
+
+def test_in_the_ensemble_layout_the_preprocess_step_gives_the_image_cap(tmp_path: Path) -> None:
+    image = 'input { name: "IMAGE" data_type: TYPE_STRING dims: [1] }\n'
+    settings = PreprocessSettings(416, 416, False, 50_000_000, 200 << 20, True).to_parameters()
+    for name, parameters in (("yolo_preprocess", settings), ("yolo", {})):  # the ensemble says no max_bytes
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.pbtxt").write_text(
+            f'name: "{name}"\nmax_batch_size: 8\n{image}'
+            + "".join(f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n' for k, v in parameters.items())
+        )
+    assert request_cap(tmp_path) == (200 << 20) + REQUEST_OVERHEAD_BYTES
 
 
 def test_a_cap_under_one_mib_and_a_missing_nginx_are_refused_with_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from yolo_server.triton.access import TlsFiles
 from yolo_server.triton.installation import die_with_parent
+from yolo_server.triton.settings import PreprocessSettings
 
 NGINX_PACKAGE = "nginx"  # Debian and Ubuntu (the images and `make serve` install it)
 REQUEST_OVERHEAD_BYTES = 1 << 20  # a request's protobuf framing and metadata beyond its tensors
@@ -103,13 +104,21 @@ def request_cap(repository: Path) -> int:
         for tensor in config.input:
             dtype = pb.DataType.Name(tensor.data_type)
             if dtype == "TYPE_STRING":
-                largest = max(largest, int(parameters.get("max_bytes", 0)))
+                largest = max(largest, _image_bytes(parameters))
             elif all(dim > 0 for dim in tensor.dims):
                 tensors += batch * math.prod(tensor.dims) * _DTYPE_BYTES.get(dtype, 8)
         largest = max(largest, tensors)
     if largest == 0:
         raise ValueError(f"{repository}: no model input bounds a request; give the cap (--max-request-bytes)")
     return largest + REQUEST_OVERHEAD_BYTES
+
+
+def _image_bytes(parameters: dict[str, str]) -> int:
+    """The largest encoded image a model decodes (its preprocess settings), 0 for one that only passes images on."""
+    try:
+        return PreprocessSettings.from_parameters(parameters).max_bytes
+    except ValueError:  # an ensemble: its preprocess step says it
+        return 0
 
 
 def nginx_conf(config: FrontConfig, workdir: Path) -> str:
