@@ -20,14 +20,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_oversized import MODEL, ROOT, TRITON_DEFAULT_REQUEST_POOL, cpu_flags
+from bench_oversized import MODEL, TRITON_DEFAULT_REQUEST_POOL, cpu_flags, demo_server
 
 from yolo_client import YoloClient
 from yolo_client.benchmark import run_closed_loop, sample_images
-from yolo_server.triton.options import ServeOptions
-from yolo_server.triton.ports import free_ports
-from yolo_server.triton.process import TritonServer
-from yolo_server.triton.supervise import Supervision
 
 SETUPS: dict[str, dict[str, Any]] = {
     "triton, pool 8": {"front": False, "extra_args": TRITON_DEFAULT_REQUEST_POOL},
@@ -38,19 +34,11 @@ SETUPS: dict[str, dict[str, Any]] = {
 
 def one_round(setup: dict[str, Any], concurrency: int, seconds: float, log: Path) -> tuple[float, float]:
     """images/s and p50 latency (ms) of one server with ``setup``."""
-    http, grpc_port, metrics = free_ports(3)
-    options = ServeOptions(ROOT / "model_repository", http_port=http, grpc_port=grpc_port, metrics_port=metrics,
-                           exit_timeout_s=5, supervision=Supervision(0), **setup)  # fmt: skip
-    server = TritonServer(options)
-    with open(log, "a") as out:
-        try:
-            server.start(stream=out)
-            server.wait_ready()
-            with YoloClient(server.endpoints.grpc, model=MODEL, max_in_flight=concurrency) as client:
-                result = run_closed_loop(client.detect, sample_images(), concurrency=concurrency, duration=seconds,
-                                         warmup=3.0)  # fmt: skip
-        finally:
-            server.stop()
+    with (
+        demo_server(setup, log) as server,
+        YoloClient(server.endpoints.grpc, model=MODEL, max_in_flight=concurrency) as client,
+    ):
+        result = run_closed_loop(client.detect, sample_images(), concurrency=concurrency, duration=seconds, warmup=3.0)
     assert not result.errors, result.errors
     return result.throughput, result.percentile(50) * 1000
 

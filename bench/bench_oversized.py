@@ -22,8 +22,11 @@ import argparse
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.oversized import MIB, Outcome, RawChannel, oversized_request, server_memory
@@ -35,7 +38,7 @@ from yolo_server.triton.supervise import Supervision
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "yolov4_tiny_shapes"
 TRITON_DEFAULT_REQUEST_POOL = ("--grpc-infer-allocation-pool-size=8",)
-SHAPES = {"before": {"front": False, "extra_args": TRITON_DEFAULT_REQUEST_POOL}, "after": {}}
+SHAPES: dict[str, dict[str, Any]] = {"before": {"front": False, "extra_args": TRITON_DEFAULT_REQUEST_POOL}, "after": {}}
 
 
 def cpu_flags() -> str:
@@ -49,18 +52,26 @@ def summary(outcomes: list[Outcome]) -> str:
     return f"{'/'.join(codes)}, median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s"
 
 
-def run_shape(name: str, gigabytes: int, workdir: Path) -> None:
+@contextmanager
+def demo_server(setup: dict[str, Any], log: Path) -> Iterator[TritonServer]:
+    """A ready server on the demo repository, free loopback ports, no supervision, ``setup`` on top; its output
+    goes to ``log``."""
     http, grpc_port, metrics = free_ports(3)
     options = ServeOptions(ROOT / "model_repository", http_port=http, grpc_port=grpc_port, metrics_port=metrics,
-                           exit_timeout_s=5, supervision=Supervision(0), **SHAPES[name])  # fmt: skip
+                           exit_timeout_s=5, supervision=Supervision(0), **setup)  # fmt: skip
     server = TritonServer(options)
-    with open(workdir / f"{name}.log", "w") as log:
+    with open(log, "a") as out:
         try:
-            server.start(stream=log)
+            server.start(stream=out)
             server.wait_ready()
-            measure(name, server, gigabytes)
+            yield server
         finally:
             server.stop()
+
+
+def run_shape(name: str, gigabytes: int, workdir: Path) -> None:
+    with demo_server(SHAPES[name], workdir / f"{name}.log") as server:
+        measure(name, server, gigabytes)
 
 
 def measure(name: str, server: TritonServer, gigabytes: int) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from tests.helpers.darknet_files import COCO_NAMES, cfg_path
 from yolo_server.triton.ports import free_ports
+from yolo_server.triton.process import shm_prefix, workdir_prefix
 from yolo_server.triton.supervise import STUB_NAME, stub_processes
 
 if TYPE_CHECKING:
@@ -107,9 +108,9 @@ def start_serve(
 
 def remove_crash_leftovers(launcher_pid: int) -> None:
     """What a SIGKILLed launcher could not remove: its Python-backend shared memory and its work directory."""
-    for leftover in Path("/dev/shm").glob(f"yolo_server_{launcher_pid}_*"):
+    for leftover in Path("/dev/shm").glob(f"{shm_prefix(launcher_pid)}*"):
         leftover.unlink(missing_ok=True)
-    for workdir in Path(tempfile.gettempdir()).glob(f"yolo-server-triton-{launcher_pid}-*"):
+    for workdir in Path(tempfile.gettempdir()).glob(f"{workdir_prefix(launcher_pid)}*"):
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import statistics
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +24,8 @@ import yaml
 from tests.helpers.deploy import DOCKER, entrypoint_argv
 from tests.helpers.images import encode, scene
 from tests.helpers.oversized import MIB, RawChannel, image_request, oversized_request, server_memory
-from tests.helpers.serving import READY_TIMEOUT_S, TritonTestServer, stop_process, triton_pid, wait_ready
-from yolo_server.triton.ports import free_ports
+from tests.helpers.serving import READY_TIMEOUT_S, TritonTestServer, start_serve, stop_process, triton_pid, wait_ready
+from yolo_server.triton.process import shm_prefix
 from yolo_server.triton.supervise import stub_processes
 
 pytestmark = pytest.mark.integration
@@ -50,15 +49,14 @@ def container_env(shape: str) -> dict[str, str]:
     return {k: str(v) for k, v in service["environment"].items() if not str(v).startswith("${")}
 
 
-def loopback_argv(argv: list[str], repository: Path, ports: list[int]) -> list[str]:
-    """A container's ``yolo-server serve`` argv with the test's repository, loopback and free ports."""
+def container_serve_args(argv: list[str]) -> list[str]:
+    """A container's ``yolo-server serve`` argv less what a test sets itself (repository, host, ports)."""
     assert argv[:2] == ["yolo-server", "serve"], argv
-    argv = [*argv[:2], str(repository), *argv[3:]]
-    for flag, value in zip(
-        ("--host", "--http-port", "--grpc-port", "--metrics-port"), ["127.0.0.1", *ports], strict=True
-    ):
-        argv[argv.index(flag) + 1] = str(value)
-    return argv
+    rest = argv[3:]
+    for flag in ("--host", "--http-port", "--grpc-port", "--metrics-port"):
+        at = rest.index(flag)
+        del rest[at : at + 2]
+    return rest
 
 
 @dataclass
@@ -77,22 +75,17 @@ class Served:
 def served(
     request: pytest.FixtureRequest, triton_server: TritonTestServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    http_port, grpc_port, metrics_port = free_ports(3)
-    if request.param == "yolo-server serve":
-        argv = ["yolo-server", "serve", str(triton_server.repository), "--host", "127.0.0.1",
-                "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port)]  # fmt: skip
-    else:
+    extra: list[str] = []
+    if request.param != "yolo-server serve":
         pod, compose = (
             entrypoint_argv("serve", container_env("k8s")),
             entrypoint_argv("serve", container_env("compose")),
         )
         assert pod == compose, (pod, compose)
         assert "--no-front" not in pod and "--max-request-bytes" not in pod  # the default cap, on
-        argv = loopback_argv(pod, triton_server.repository, [http_port, grpc_port, metrics_port])
+        extra = container_serve_args(pod)  # last on the command line: the container's settings win
     log = tmp_path_factory.mktemp("oversized") / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "yolo_server.cli", *argv[1:]], stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    process, (http_port, grpc_port, _) = start_serve(triton_server.repository, log, *extra)
     try:
         wait_ready(f"127.0.0.1:{grpc_port}", process, log, READY_TIMEOUT_S)
         yield Served(process, f"127.0.0.1:{grpc_port}", http_port, log)
@@ -110,7 +103,7 @@ def test_gigabyte_requests_are_refused_at_the_front_and_cost_no_memory(
         assert channel.send(good).code == grpc.StatusCode.OK  # warm: first-inference allocations come before
         triton, launcher = served.triton_pid, served.process.pid
         stubs = set(stub_processes(triton))
-        before = server_memory(triton, f"yolo_server_{launcher}_")
+        before = server_memory(triton, shm_prefix(launcher))
 
         neighbours: list[grpc.StatusCode] = []
         done = threading.Event()
@@ -128,7 +121,7 @@ def test_gigabyte_requests_are_refused_at_the_front_and_cost_no_memory(
         finally:
             done.set()
             beside.join(90)
-        after = server_memory(triton, f"yolo_server_{launcher}_")
+        after = server_memory(triton, shm_prefix(launcher))
 
     seconds = [o.seconds for o in sequential]
     print(f"\n1 GiB refusals: median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s sequential, "

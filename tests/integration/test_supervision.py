@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 from tests.helpers.images import encode, scene
 from tests.helpers.serving import TritonTestServer, model_stubs, start_serve, stop_process, triton_pid, wait_ready
 from tests.helpers.triton_requests import bytes_inputs
+from yolo_server.triton.process import shm_prefix
 from yolo_server.triton.supervise import FAULT_EXIT_CODE, probe
 
 pytestmark = pytest.mark.integration
@@ -116,7 +117,7 @@ def test_a_dead_or_stopped_stub_turns_the_probe_red_and_the_server_exits(
     assert any(f"Python-backend stub {stub} is" in text for stub in stubs), text[-3000:]
     for stub in stubs:
         assert not Path(f"/proc/{stub}").exists() or Path(f"/proc/{stub}/stat").read_text().split()[2] == "Z"
-    assert not list(Path("/dev/shm").glob(f"yolo_server_{process.pid}_*")), "shared memory left behind"
+    assert not list(Path("/dev/shm").glob(f"{shm_prefix(process.pid)}*")), "shared memory left behind"
     assert load.answered >= 20 and load.sent == load.answered + sum(load.failed.values())
     assert not listening(http), "tritonserver still answers after the launcher exited"
 

@@ -55,6 +55,16 @@ class ServerProcess(Protocol):
     def kill(self) -> None: ...
 
 
+def shm_prefix(launcher_pid: int) -> str:
+    """How the Python-backend shared-memory regions of every server a launcher starts begin."""
+    return f"yolo_server_{launcher_pid}_"
+
+
+def workdir_prefix(launcher_pid: int) -> str:
+    """How the work directories (backend directory, front config) of a launcher's servers begin."""
+    return f"yolo-server-triton-{launcher_pid}-"
+
+
 # argv, environment -> the started process
 Spawn = Callable[[list[str], dict[str, str]], ServerProcess]
 
@@ -94,7 +104,7 @@ class TritonServer:
         self._log_tail: collections.deque[str] = collections.deque(maxlen=400)
         self._pump: threading.Thread | None = None
         self.access = options.access or Access(read_admin_key(None))
-        self.shm_prefix = f"yolo_server_{os.getpid()}_{id(self):x}_"
+        self.shm_prefix = f"{shm_prefix(os.getpid())}{id(self):x}_"
         o = options
         self.public = Ports(o.host, o.http_port, o.grpc_port, o.metrics_port)
         public_ports = (o.http_port, o.grpc_port, o.metrics_port)
@@ -153,7 +163,7 @@ class TritonServer:
         if self._process is not None:
             raise TritonError(f"tritonserver already started (pid {self._process.pid})")
         # stop() removes it; the pid in the name tells whose it is after a crash
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"yolo-server-triton-{os.getpid()}-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(os.getpid())))
         if self._nginx is not None:
             self._front = NginxFront(self.front_config(), self._workdir / "front", self._nginx)
             self._front.start()
