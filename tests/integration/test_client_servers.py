@@ -277,6 +277,7 @@ def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestSe
         stop.set()
         for process in processes:
             stop_process(process)
+            remove_crash_leftovers(process.pid)  # the SIGKILLed stubs' shared memory, which Triton leaves
     print(f"rolling restart, then a dead stub: sent {counts['sent']}, answered {counts['answered']} "
           f"({restarted['answered']} by the end of the restarts), failed {len(failures)}")  # fmt: skip
     assert not failures, failures[:5]
