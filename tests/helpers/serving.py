@@ -69,6 +69,12 @@ def write_random_weights(path: Path) -> Path:
 
 
 def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    """Until gRPC answers ready and the launcher has said so too.
+
+    Triton starts its endpoints one after another (gRPC, then HTTP, then metrics), and through the front a gRPC
+    client reaches the gRPC endpoint the instant it listens: ready there does not yet mean HTTP answers. The
+    launcher prints tritonserver's pid only once HTTP answered ready through the front.
+    """
     import tritonclient.grpc as grpcclient
 
     deadline = time.monotonic() + timeout_s
@@ -77,7 +83,7 @@ def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: f
             if process.poll() is not None:
                 raise RuntimeError(f"yolo-server serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
             try:
-                if client.is_server_ready():
+                if client.is_server_ready() and printed_triton_pid(log) is not None:
                     return
             except Exception:  # noqa: BLE001 - not listening yet
                 pass
