@@ -31,8 +31,16 @@ TRAIN_SEED ?= 0
 EVAL_SEED ?= 1000
 EVAL_COUNT ?= 500
 EVAL_DIR ?= build/eval/seed$(EVAL_SEED)-n$(EVAL_COUNT)
+# INT8 (cpu): CALIBRATION=DIR of images like the traffic, VALIDATION=COCO annotations for the accuracy gate.
+# The demo calibrates on training-distribution scenes (the training seed) and is gated on its own validation
+# seed, never on an evaluation seed (EVAL_SEED, and the tests' held-out ones)
+VALIDATION_SEED ?= 3000
+DEMO_CALIBRATION := build/calibration/seed$(TRAIN_SEED)-n300
+DEMO_VALIDATION := build/validation/seed$(VALIDATION_SEED)-n200
+CALIBRATION ?= $(if $(IS_DEFAULT),$(DEMO_CALIBRATION)/images)
+VALIDATION ?= $(if $(IS_DEFAULT),$(DEMO_VALIDATION)/annotations.json)
 
-.PHONY: install system-deps front-deps build serve lint tensorrt-dryrun test clean demo train-demo evaluate
+.PHONY: install system-deps front-deps demo-scenes build serve lint tensorrt-dryrun test clean demo train-demo evaluate
 
 install: $(VENV)/.installed
 
@@ -41,7 +49,7 @@ $(VENV)/.installed: server/pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of torch (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ./client -e './server[serve,openvino,test]'
+	$(BIN)/python -m pip install -q -e ./client -e './server[serve,openvino,int8,test]'
 	touch $@
 
 # Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: validates docker/compose.yaml)
@@ -54,9 +62,15 @@ front-deps:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null )
 
-build: install
+# the demo's calibration and validation scenes, generated once (seconds)
+demo-scenes: install
+	test -f $(DEMO_CALIBRATION)/annotations.json || $(BIN)/yolo-train scenes $(DEMO_CALIBRATION) --count 300 --seed $(TRAIN_SEED)
+	test -f $(DEMO_VALIDATION)/annotations.json || $(BIN)/yolo-train scenes $(DEMO_VALIDATION) --count 200 --seed $(VALIDATION_SEED)
+
+build: install $(if $(IS_DEFAULT),demo-scenes)
 	$(BIN)/yolo-server build --cfg $(CFG) $(if $(WEIGHTS),--weights $(WEIGHTS)) --names $(NAMES) \
-	  --size $(SIZE) --target $(TARGET) $(if $(NAME),--name $(NAME)) --output $(REPO)
+	  --size $(SIZE) --target $(TARGET) $(if $(NAME),--name $(NAME)) --output $(REPO) \
+	  $(if $(CALIBRATION),--calibration-images $(CALIBRATION)) $(if $(VALIDATION),--validation $(VALIDATION))
 
 serve: build front-deps
 	$(BIN)/yolo-server serve $(REPO) --host $(HOST) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \

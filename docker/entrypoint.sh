@@ -22,7 +22,10 @@
 #   NAMES       class names file (relative to MODELS_DIR or absolute)          default with CFG: class ids
 #   SIZE        network input, N or WxH                                        default: the cfg's
 #   TARGET      tensorrt | cpu                                                 default: cpu
-#   PRECISION   fp16 | fp32 (tensorrt), fp32 | bf16 (cpu)                     default: yolo-server's
+#   PRECISION   fp16 | fp32 (tensorrt), auto | fp32 | bf16 | int8 (cpu)        default: yolo-server's
+#   CALIBRATION_IMAGES  cpu: a folder of images (in MODELS_DIR) to build INT8 from  default: no INT8
+#   VALIDATION  COCO annotations (in MODELS_DIR) for the INT8 accuracy gate    default: agreement with fp32
+#   INT8_GATE_FAILURE  fallback | stop, when INT8 fails its gate              default: fallback
 #   MAX_BATCH_SIZE  largest dynamic batch (the TensorRT profile's max)         default: yolo-server's per target
 #   OPT_BATCH_SIZE  the TensorRT profile's optimum                             default: half of MAX_BATCH_SIZE
 #   PREFERRED_BATCH_SIZES  the detector's preferred batches, e.g. 16,32        default: yolo-server's per target
@@ -84,6 +87,9 @@ build() {
     [ -z "$names" ] || set -- "$@" --names "$names"
     [ -z "${SIZE:-}" ] || set -- "$@" --size "$SIZE"
     [ -z "${PRECISION:-}" ] || set -- "$@" --precision "$PRECISION"
+    [ -z "${CALIBRATION_IMAGES:-}" ] || set -- "$@" --calibration-images "$(in_models "$CALIBRATION_IMAGES")"
+    [ -z "${VALIDATION:-}" ] || set -- "$@" --validation "$(in_models "$VALIDATION")"
+    [ -z "${INT8_GATE_FAILURE:-}" ] || set -- "$@" --int8-gate-failure "$INT8_GATE_FAILURE"
     [ -z "${MAX_BATCH_SIZE:-}" ] || set -- "$@" --max-batch-size "$MAX_BATCH_SIZE"
     [ -z "${OPT_BATCH_SIZE:-}" ] || set -- "$@" --opt-batch-size "$OPT_BATCH_SIZE"
     [ -z "${PREFERRED_BATCH_SIZES:-}" ] || set -- "$@" --preferred-batch-sizes "$PREFERRED_BATCH_SIZES"

@@ -23,6 +23,8 @@ from yolo_client.contract import (
     HTTP_PORT,
     METRICS_PORT,
 )
+from yolo_server.export.calibration import MIN_CALIBRATION_IMAGES
+from yolo_server.repository.int8 import GATE_FAILURE_CHOICES
 from yolo_server.repository.spec import FUSED_BY_DEFAULT, INSTANCE_KINDS, TARGET_BATCHING, Batching, Instances, Limits
 from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.supervise import Supervision
@@ -75,8 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16", "fp16", "int8"),
-        help="cpu: auto|fp32|bf16 (default auto: bf16 where the serving CPU has native bf16, else fp32); "
-        "tensorrt: fp16|fp32 (default fp16), int8 is refused with the reason",
+        help="cpu: auto|fp32|bf16|int8 (default auto: the fastest built on the serving CPU: int8 where it was "
+        "built and the CPU has AVX2, bf16 where native, else fp32); tensorrt: fp16|fp32 (default fp16), int8 is "
+        "refused with the reason",
+    )
+    build.add_argument(
+        "--calibration-images",
+        type=Path,
+        metavar="DIR",
+        help=f"cpu: also build an INT8 IR, calibrated on the images under DIR (JPEG, PNG, WebP, BMP; at least "
+        f"{MIN_CALIBRATION_IMAGES}, like the traffic to serve); it is kept only where it passes its accuracy gate",
+    )
+    build.add_argument(
+        "--validation",
+        type=Path,
+        metavar="ANNOTATIONS.json",
+        help="the INT8 gate on COCO annotations: mAP@0.5 and mAP@[.5:.95] against fp32 (without: the share of "
+        "fp32's boxes INT8 finds again on the calibration images)",
+    )
+    build.add_argument(
+        "--int8-gate-failure",
+        choices=GATE_FAILURE_CHOICES,
+        default=GATE_FAILURE_CHOICES[0],
+        help="an INT8 IR that fails its gate: fallback (write none, serve fp32/bf16, warn) or stop (fail the build)",
     )
     build.add_argument("--name", help="base model name (default: from the cfg file name)")
     build.add_argument("--output", type=Path, default=Path("model_repository"), help="model repository directory")
@@ -211,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 def build_options(args: argparse.Namespace) -> BuildOptions:
     """Namespace of ``build`` -> :class:`yolo_server.repository.build.BuildOptions`."""
     from yolo_server.repository.build import BuildOptions, resolve_target
+    from yolo_server.repository.int8 import Int8Options
+
+    if args.validation is not None and args.calibration_images is None:
+        raise ValueError("--validation checks an INT8 build: give --calibration-images too")
 
     target = resolve_target(args.target)
     return BuildOptions(
@@ -239,6 +266,9 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
         detector_threads=args.detector_threads,
         fused=args.fused,
         output=args.output,
+        int8=None
+        if args.calibration_images is None
+        else Int8Options(args.calibration_images, args.validation, args.int8_gate_failure),
     )
 
 

@@ -1,8 +1,9 @@
-"""The shipped demo detector (models/shapes) through a real server: COCO mAP and `make demo`'s picture.
+"""The shipped demo detector (models/shapes) through a real server: COCO mAP, INT8, and `make demo`'s picture.
 
 One server for this module, built from the shipped cfg/weights/names at 416 with
-darknet's mAP score threshold (0.005), on free loopback ports. Held-out scenes use
-seeds the training never saw (training uses seed 0).
+darknet's mAP score threshold (0.005), with an INT8 IR calibrated on training-distribution
+scenes (seed 0) and gated by agreement with fp32, on free loopback ports. Held-out scenes
+use seeds the training and calibration never saw.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ SIZE = 416
 EVAL_SEED, EVAL_COUNT = 2027, 40
 DEMO_SEED = 4267
 MIN_MAP50 = 0.85
+CALIBRATION_SEED, CALIBRATION_COUNT = 0, 64
+# the INT8 gate's limits against fp32 (yolo_server.evaluation.gate), here on 40 scenes
+MAX_MAP50_DROP, MAX_MAP_DROP = 0.005, 0.01
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,21 @@ class DemoServer:
     grpc_url: str
     host: str
     grpc_port: int
+    repository: Path
 
 
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     from yolo_server.cli import main as cli_main
+    from yolo_server.training.scenes import write_dataset
 
     workdir = tmp_path_factory.mktemp("demo")
     repository = workdir / "model_repository"
+    calibration = write_dataset(workdir / "calibration", CALIBRATION_COUNT, CALIBRATION_SEED, progress=False).parent
     built = cli_main(
         ["build", "--cfg", str(CFG), "--weights", str(WEIGHTS), "--names", str(NAMES), "--size", str(SIZE),
-         "--target", "cpu", "--score-threshold", "0.005", "--max-batch-size", "8", "--output", str(repository)]
+         "--target", "cpu", "--score-threshold", "0.005", "--max-batch-size", "8", "--output", str(repository),
+         "--calibration-images", str(calibration), "--int8-gate-failure", "stop"]
     )  # fmt: skip
     assert built == 0, "yolo-server build failed"
     log = workdir / "serve.log"
@@ -56,7 +64,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
     try:
         grpc_url = f"127.0.0.1:{grpc_port}"
         wait_ready(grpc_url, process, log, 240.0)
-        yield DemoServer(grpc_url, "127.0.0.1", grpc_port)
+        yield DemoServer(grpc_url, "127.0.0.1", grpc_port, repository)
     finally:
         stop_process(process)
 
@@ -79,10 +87,40 @@ def test_shipped_model_map_through_the_server_matches_in_process(demo_server: De
         assert client.model_info().score_threshold == pytest.approx(0.005)
         served = coco_evaluate(dataset, detect_server(client, dataset, progress=False))
     assert served.map50 > MIN_MAP50, served
-    detector = Detector(CFG, WEIGHTS, NAMES, input_size=SIZE)
+    detector = Detector(CFG, WEIGHTS, NAMES, input_size=SIZE)  # torch fp32
     detector.config = postprocess_config_for(detector.spec, score_threshold=0.005)
     local = coco_evaluate(dataset, detect_inprocess(detector, dataset, progress=False))
-    assert abs(local.map50 - served.map50) < 0.005 and abs(local.map50_95 - served.map50_95) < 0.005
+    assert local.map50 - served.map50 <= MAX_MAP50_DROP and local.map50_95 - served.map50_95 <= MAX_MAP_DROP
+
+
+def test_served_int8_detections_are_the_detectors_on_the_same_ir(demo_server: DemoServer, held_out: Path) -> None:
+    """The server picks the IR this CPU runs fastest (INT8 wherever AVX2 is), and serves exactly what a Detector
+    running that IR finds."""
+    import tritonclient.grpc as grpcclient
+
+    from tests.helpers.triton_requests import assert_same_detections, bytes_inputs, split_result
+    from yolo_client import YoloClient
+    from yolo_server.evaluation import CocoDataset
+    from yolo_server.export.openvino import OpenVINORunner, served_ir
+    from yolo_server.export.precision import CpuFeatures
+    from yolo_server.ops.config import PostprocessConfig
+    from yolo_server.pipeline import Detector
+    from yolo_server.repository.spec import INT8_ARTIFACT
+    from yolo_server.triton.imaging import DecodeLimits, decode_image
+
+    artifact, precision = served_ir(demo_server.repository / MODEL / "1" / "model.xml", "auto", INT8_ARTIFACT)
+    assert precision == ("int8" if CpuFeatures.of_this_machine().fast_int8 else "fp32")
+    with YoloClient(demo_server.grpc_url, model=MODEL) as client:
+        info = client.model_info()
+    config = PostprocessConfig.from_model_info(info)
+    detector = Detector(CFG, WEIGHTS, NAMES, SIZE, config=config, network=OpenVINORunner(artifact, precision))
+    with grpcclient.InferenceServerClient(demo_server.grpc_url) as raw:
+        for item in CocoDataset.load(held_out).images[:8]:
+            data = item.path.read_bytes()
+            [found] = split_result(raw.infer(MODEL, bytes_inputs([data])))
+            [expected] = detector.detect([decode_image(data, DecodeLimits()).rgb])
+            assert len(expected) > 0
+            assert_same_detections(found, expected, max_detections=info.max_detections)
 
 
 def _changed(rendered: np.ndarray, original: np.ndarray) -> np.ndarray:

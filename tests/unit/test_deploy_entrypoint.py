@@ -64,6 +64,16 @@ def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
     assert str(args.output) == "/repository"
 
 
+def test_int8_inputs_come_from_the_mounted_folder() -> None:
+    args = build_args({"CALIBRATION_IMAGES": "calibration", "VALIDATION": "val/annotations.json",
+                       "INT8_GATE_FAILURE": "stop", "MODELS_DIR": "/models"})  # fmt: skip
+    assert (str(args.calibration_images), str(args.validation)) == (
+        "/models/calibration",
+        "/models/val/annotations.json",
+    )
+    assert args.int8_gate_failure == "stop"
+
+
 def test_gpu_shape_comes_from_the_environment() -> None:
     args = build_args({"TARGET": "tensorrt", "MAX_BATCH_SIZE": "64", "OPT_BATCH_SIZE": "32",
                        "PREFERRED_BATCH_SIZES": "32,64", "PREPROCESS_INSTANCES": "4", "DETECTOR_INSTANCES": "2",

@@ -147,7 +147,9 @@ def test_cpu_image_installs_the_makefiles_cpu_torch_and_the_bundled_triton() -> 
     assert makefile_torch
     runs = " ".join(rest for kw, rest in stages(DOCKER / "Dockerfile.cpu")[-1] if kw == "RUN")
     assert f"download.pytorch.org/whl/cpu {makefile_torch.group(1)} " in runs
-    assert "'./server[serve,openvino]'" in runs  # nvidia-pytriton: the tritonserver binary; the cpu detector's runtime
+    assert (
+        "'./server[serve,openvino,int8]'" in runs
+    )  # nvidia-pytriton: the tritonserver binary; the cpu detector's runtime
     env = " ".join(rest for kw, rest in stages(DOCKER / "Dockerfile.cpu")[-1] if kw == "ENV")
     assert "TARGET=cpu" in env
 

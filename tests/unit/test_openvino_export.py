@@ -105,15 +105,16 @@ def test_bf16_ir_keeps_the_demo_detectors_boxes(demo_ir: Path) -> None:
     assert matched_share(reference, candidate, iou_threshold=0.9) >= MIN_MATCHED
 
 
-def test_auto_precision_follows_the_cpu_and_explicit_choices_pass() -> None:
-    expected = "bf16" if cpu_has_native_bf16() else "f32"
-    assert compile_options("auto", 0)["INFERENCE_PRECISION_HINT"] == expected
+def test_plugin_options_name_the_resolved_precision() -> None:
+    assert compile_options("bf16", 0)["INFERENCE_PRECISION_HINT"] == "bf16"
+    assert compile_options("int8", 0)["INFERENCE_PRECISION_HINT"] == "f32"  # the INT8 IR's float layers
     assert compile_options("fp32", 2) == {
         "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False,
         "INFERENCE_NUM_THREADS": 2,
     }  # fmt: skip
-    with pytest.raises(ValueError, match="CPU precision"):
-        compile_options("fp16", 0)
+    for unresolved in ("fp16", "auto"):
+        with pytest.raises(ValueError, match="CPU precision"):
+            compile_options(unresolved, 0)
 
 
 def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

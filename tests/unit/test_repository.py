@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shlex
 import subprocess
@@ -21,6 +22,7 @@ from yolo_server.darknet import load_spec
 from yolo_server.darknet.model import DarknetModel
 from yolo_server.repository.build import BuildOptions, RepositoryPlan, plan_repository
 from yolo_server.repository.configs import head_shapes, model_configs
+from yolo_server.repository.int8 import Int8Options
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import artifact_directories, link_or_copy, repository_files, write_repository
 from yolo_server.triton.python_models import adapter_source
@@ -58,7 +60,13 @@ def test_committed_repository_is_what_make_build_writes(monkeypatch: pytest.Monk
     assert args[0] == "build" and "--output" in args and args[args.index("--output") + 1] == "model_repository"
     monkeypatch.chdir(ROOT)
     repository_plan = plan_repository(build_options(build_parser().parse_args(args)))
-    expected = repository_files(repository_plan.spec, repository_plan.darknet, repository_plan.cfg_bytes)
+    # the INT8 gate's figures are measured by the build, not planned: the committed ones must be a pass
+    fused = text_format.Parse((ROOT / "model_repository" / repository_plan.spec.name / "config.pbtxt").read_text(),
+                              pb.ModelConfig())  # fmt: skip
+    int8_gate = fused.parameters["int8_gate"].string_value
+    assert "--calibration-images" in args and int8_gate.startswith("passed: mAP@0.5 "), int8_gate
+    spec = dataclasses.replace(repository_plan.spec, int8_gate=int8_gate)
+    expected = repository_files(spec, repository_plan.darknet, repository_plan.cfg_bytes)
     committed = {
         path.relative_to(ROOT / "model_repository").as_posix(): path.read_bytes()
         for path in (ROOT / "model_repository").rglob("*")
@@ -179,7 +187,7 @@ def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> 
         64 << 20,
         True,  # uint8 rows until the batch is written
     )
-    assert DetectorSettings.from_parameters(parameters) == DetectorSettings(512, 320, "auto", "model.xml", 0)
+    assert DetectorSettings.from_parameters(parameters) == DetectorSettings(512, 320, "auto", "model.xml", 0, "", "")
     assert PostprocessSettings.from_parameters(parameters) == PostprocessSettings("model.cfg", 5000, 1)
     files = repository_files(spec, repository_plan.darknet, repository_plan.cfg_bytes)
     assert files[f"{names.images}/1/model.py"] == adapter_source("fused").encode()
@@ -271,8 +279,16 @@ def test_cli_options() -> None:
 
 
 def test_invalid_combinations_are_rejected() -> None:
-    with pytest.raises(ValueError, match="precision 'int8' is not available on cpu"):
+    with pytest.raises(ValueError, match="--precision int8 needs --calibration-images DIR"):
         plan(precision="int8")
+    calibration = Int8Options(ROOT / "calibration")
+    for target, precision in (("cpu", "fp32"), ("cpu", "bf16"), ("tensorrt", "fp16")):
+        with pytest.raises(ValueError, match=f"--calibration-images builds an INT8 IR.*not {target} {precision}"):
+            plan(target, precision=precision, int8=calibration)
+    with pytest.raises(ValueError, match="on_gate_failure"):
+        Int8Options(ROOT / "calibration", on_gate_failure="ignore")
+    with pytest.raises(ValueError, match="--validation checks an INT8 build"):
+        build_options(build_parser().parse_args(["build", "--cfg", str(TINY), "--validation", "val.json"]))
     with pytest.raises(ValueError, match="opt_batch_size"):
         Batching(max_batch_size=4, opt_batch_size=8)
     assert model_base_name("models/darknet/yolov4-tiny.cfg") == "yolov4_tiny"

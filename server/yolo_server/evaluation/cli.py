@@ -20,9 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yolo_client.contract import DEFAULT_NMS_THRESHOLD
-from yolo_server.evaluation.coco import CocoDataset, coco_evaluate, format_table
-
-MAP_SCORE_THRESHOLD = 0.005  # darknet's `detector map`
+from yolo_server.evaluation.coco import MAP_SCORE_THRESHOLD, CocoDataset, coco_evaluate, format_table
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+MAP_SCORE_THRESHOLD = 0.005  # darknet's `detector map`: keep nearly every box, let the ranking decide
+
 
 @dataclass(frozen=True)
 class CocoImage:

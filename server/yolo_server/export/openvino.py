@@ -9,12 +9,14 @@ every server start (README "CPU: OpenVINO, bf16 where the CPU has it").
 The IR comes from the same ``torch.export`` program the tensorrt target compiles
 (:mod:`yolo_server.export.program`), with the batch dimension dynamic and the
 weights in float32. Precision is a compile-time choice of the plugin
-(``INFERENCE_PRECISION_HINT``), so one IR serves fp32 and bf16, and ``auto`` is
-resolved on the machine that serves it. ``openvino`` is imported only here.
+(``INFERENCE_PRECISION_HINT``), so one IR serves fp32 and bf16. INT8 is an IR of its own, quantized
+from this one with calibration images (:mod:`yolo_server.export.quantize`). ``auto`` is resolved on the
+machine that serves it, among the IRs built (:func:`served_ir`). ``openvino`` is imported only here.
 
 Example:
     >>> export_openvino(model, spec, "model.xml")              # writes model.xml + model.bin
-    >>> runner = OpenVINORunner("model.xml", precision="auto", num_threads=2)
+    >>> path, precision = served_ir(Path("1/model.xml"), "auto", int8_artifact="model-int8.xml")
+    >>> runner = OpenVINORunner(path, precision, num_threads=2)
     >>> heads = runner(batch)            # float32 [B, 3, H, W] -> list of float32 [B, A*(5+C), h, w]
     >>> shared = LoadAwareRunner("model.xml", precision="auto", lone_threads=0)   # one model instance of several
 """
@@ -29,10 +31,11 @@ import numpy as np
 from torch import nn
 
 from yolo_server.darknet.cfg import DarknetSpec
-from yolo_server.export.precision import resolve_cpu_precision
+from yolo_server.export.precision import IR_PRECISIONS, CpuFeatures, resolve_cpu_precision
 
-# what the plugin calls our precisions (INFERENCE_PRECISION_HINT)
-PLUGIN_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+# what the plugin calls our precisions (INFERENCE_PRECISION_HINT). An INT8 IR's layers left in float run in f32:
+# measured faster than the bf16 hint on AVX512-BF16 too (demo, 2 threads: 421 against 352 images/s at batch 1)
+PLUGIN_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 WEIGHTS_SUFFIX = ".bin"
 
 
@@ -75,15 +78,34 @@ def export_openvino(model: nn.Module, spec: DarknetSpec, path: str | Path) -> li
     return list(artifact_files(path))
 
 
+def served_ir(
+    artifact: Path, precision: str, int8_artifact: str = "", cpu: CpuFeatures | None = None
+) -> tuple[Path, str]:
+    """The IR to serve and its precision: ``precision`` (``auto`` on ``cpu``) among those built.
+
+    ``int8_artifact`` names the INT8 IR beside ``artifact`` ("" where the build made none, or its gate refused it).
+    """
+    built = (*IR_PRECISIONS, "int8") if int8_artifact else IR_PRECISIONS
+    chosen = resolve_cpu_precision(precision, built, cpu)
+    return (artifact.with_name(int8_artifact) if chosen == "int8" else artifact), chosen
+
+
+def is_quantized(model: Any) -> bool:
+    """Whether an ``openvino.Model`` holds NNCF's quantization (FakeQuantize) nodes."""
+    return any(node.get_type_name() == "FakeQuantize" for node in model.get_ops())
+
+
 def compile_options(precision: str, num_threads: int) -> dict[str, Any]:
-    """CPU plugin options: the precision, latency mode (one stream: batches come from Triton), the threads.
+    """CPU plugin options: the precision (resolved, not ``auto``), latency mode (one stream: batches come from Triton), the threads.
 
     Threads are not pinned to cores: the plugin pins each compiled model's threads from core 0 up, so two
     model instances (two processes) with one thread each would share core 0 and leave core 1 idle
     (measured: 81 against 137 images/s through the fused model at concurrency 16 on 2 cores).
     """
+    if precision not in PLUGIN_PRECISION:
+        raise ValueError(f"CPU precision must be one of {', '.join(PLUGIN_PRECISION)}; got {precision!r}")
     options: dict[str, Any] = {
-        "INFERENCE_PRECISION_HINT": PLUGIN_PRECISION[resolve_cpu_precision(precision)],
+        "INFERENCE_PRECISION_HINT": PLUGIN_PRECISION[precision],
         "PERFORMANCE_HINT": "LATENCY",
         "ENABLE_CPU_PINNING": False,
     }
@@ -97,14 +119,22 @@ class OpenVINORunner:
 
     Args:
         path: the ``.xml`` written by :func:`export_openvino`.
-        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where this CPU has native bf16).
+        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where this CPU has native bf16) for an fp32 IR;
+            ``int8`` (or ``auto``) for an INT8 one, which serves nothing else.
         num_threads: the plugin's threads; 0 for all cores.
     """
 
     def __init__(self, path: str | Path, precision: str = "auto", num_threads: int = 0) -> None:
         openvino = import_openvino()
-        self.precision = resolve_cpu_precision(precision)
-        compiled = openvino.Core().compile_model(str(path), "CPU", compile_options(self.precision, num_threads))
+        core = openvino.Core()
+        model = core.read_model(str(path))
+        if is_quantized(model):
+            if precision not in ("auto", "int8"):
+                raise ValueError(f"{path} is an INT8 IR: it serves int8, not {precision}")
+            self.precision = "int8"
+        else:
+            self.precision = resolve_cpu_precision(precision)
+        compiled = core.compile_model(model, "CPU", compile_options(self.precision, num_threads))
         self.outputs = list(compiled.outputs)
         self.request = compiled.create_infer_request()
 

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yolo_client.contract import (
     DEFAULT_MAX_DETECTIONS,
@@ -31,9 +33,11 @@ from yolo_server.darknet import load_spec
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.darknet.names import load_class_names
 from yolo_server.darknet.weights import file_digest
+from yolo_server.repository.int8 import Int8GateFailed, Int8Options, build_int8, check_inputs
 from yolo_server.repository.spec import (
     DEFAULT_PRECISION,
     FUSED_BY_DEFAULT,
+    INT8_ARTIFACT,
     TARGET_BATCHING,
     Batching,
     Instances,
@@ -42,6 +46,9 @@ from yolo_server.repository.spec import (
     model_base_name,
 )
 from yolo_server.repository.writer import artifact_directories, link_or_copy, write_repository
+
+if TYPE_CHECKING:
+    from yolo_server.evaluation.gate import GateReport
 
 RANDOM_WEIGHTS_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -57,7 +64,8 @@ class BuildOptions:
     """The inputs of one build (the CLI's flags).
 
     ``size`` is (width, height) or None for the cfg's; ``target`` is ``cpu``,
-    ``tensorrt`` or ``auto``; ``precision`` None picks the target's default.
+    ``tensorrt`` or ``auto``; ``precision`` None picks the target's default. ``int8`` (cpu, precision
+    ``auto`` or ``int8``) also builds an INT8 IR from calibration images, kept where it passes its gate.
     """
 
     cfg: Path
@@ -77,6 +85,7 @@ class BuildOptions:
     detector_threads: int = 0
     fused: bool | None = None  # None: the target's default (FUSED_BY_DEFAULT)
     output: Path = Path("model_repository")
+    int8: Int8Options | None = None
 
 
 @dataclass(frozen=True)
@@ -103,12 +112,26 @@ def resolve_precision(target: str, precision: str | None) -> str:
     return DEFAULT_PRECISION[target] if precision is None else precision
 
 
+def check_int8_request(target: str, precision: str, int8: Int8Options | None) -> None:
+    """INT8 needs calibration images, and calibration images mean INT8 (cpu, ``auto`` or ``int8``)."""
+    if precision == "int8" and int8 is None:
+        raise ValueError(
+            "--precision int8 needs --calibration-images DIR: quantization fits its ranges to images like "
+            "the traffic the model will serve"
+        )
+    if int8 is not None and (target != "cpu" or precision not in ("auto", "int8")):
+        raise ValueError(
+            f"--calibration-images builds an INT8 IR: cpu target, precision auto or int8 (not {target} {precision})"
+        )
+
+
 def plan_repository(options: BuildOptions) -> RepositoryPlan:
     """Everything a build writes, decided from the options (reads the cfg, names and weights digest)."""
     from yolo_server.ops.config import postprocess_config_for
 
     darknet = load_spec(options.cfg, options.size)
     target = resolve_target(options.target)
+    check_int8_request(target, resolve_precision(target, options.precision), options.int8)
     thresholds = postprocess_config_for(
         darknet,
         score_threshold=options.score_threshold,
@@ -154,15 +177,18 @@ def preflight(options: BuildOptions) -> RepositoryPlan:
         reason = tensorrt_available()
         if reason:
             raise TensorRTUnavailable(reason)
+    if options.int8 is not None:
+        check_inputs(options.int8)
     return plan
 
 
 def export_detector(
     options: BuildOptions, plan: RepositoryPlan, path: Path, log: Callable[[str], None] = print
-) -> None:
+) -> GateReport | None:
     """Load the network (random calibrated weights without ``options.weights``) and export it for the target.
 
-    ``path`` is the artifact's main file; the export may write siblings beside it (OpenVINO's ``.bin``).
+    ``path`` is the artifact's main file; the export may write siblings beside it (OpenVINO's ``.bin``, the
+    INT8 IR). Returns the INT8 gate's report where one was built.
     """
     from yolo_server.darknet import load_darknet
 
@@ -173,14 +199,39 @@ def export_detector(
         from yolo_server.export.precision import resolve_cpu_precision
 
         export_openvino(model, darknet, path)
-        log(f"  OpenVINO IR, {spec.info.precision} (on this CPU: {resolve_cpu_precision(spec.info.precision)})")
-        return
+        if options.int8 is None:
+            log(f"  OpenVINO IR, {spec.info.precision} (on this CPU: {resolve_cpu_precision(spec.info.precision)})")
+            return None
+        report = build_int8(options, plan, path, log)
+        log(f"  INT8 gate {report.text}")
+        return report
     from yolo_server.export.program import BatchRange
     from yolo_server.export.tensorrt import export_tensorrt
 
     batches = BatchRange(*spec.batching.profile)
     engines = export_tensorrt(model, darknet, path, spec.info.precision, batches)
     log(f"  TensorRT: {engines} engine(s), batch {batches.minimum}..{batches.maximum} (optimum {batches.optimum})")
+    return None
+
+
+def settle_int8(plan: RepositoryPlan, report: GateReport, on_failure: str, scratch: Path) -> RepositoryPlan:
+    """The plan with the INT8 IR kept (its gate's figures in the configs), or without it where it failed.
+
+    Raises:
+        Int8GateFailed: it failed and ``on_failure`` is ``stop``.
+    """
+    spec = plan.spec
+    if report.passed:
+        return dataclasses.replace(plan, spec=dataclasses.replace(spec, int8_gate=report.text))
+    message = f"INT8 lost accuracy: {report.shortfall} ({report.text})"
+    if on_failure == "stop":
+        raise Int8GateFailed(f"{message}; nothing written (--int8-gate-failure stop)")
+    for leftover in (scratch / INT8_ARTIFACT, (scratch / INT8_ARTIFACT).with_suffix(".bin")):
+        leftover.unlink(missing_ok=True)
+    fallback = "auto" if spec.info.precision == "int8" else spec.info.precision
+    print(f"WARNING: {message}; no INT8 IR written, serving {fallback} (fp32, or bf16 where native)", file=sys.stderr)
+    info = dataclasses.replace(spec.info, precision=fallback)
+    return dataclasses.replace(plan, spec=dataclasses.replace(spec, info=info))
 
 
 def build_repository(options: BuildOptions, log: Callable[[str], None] = print) -> RepositoryPlan:
@@ -188,6 +239,8 @@ def build_repository(options: BuildOptions, log: Callable[[str], None] = print) 
     started = time.perf_counter()
     plan = plan_repository(options)
     spec = plan.spec
+    if options.int8 is not None:
+        check_inputs(options.int8)  # before minutes of export
     if options.weights is None:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr, flush=True)
         log(f"weights: {RANDOM_WEIGHTS}")
@@ -202,7 +255,10 @@ def build_repository(options: BuildOptions, log: Callable[[str], None] = print) 
     artifacts: list[Path] = []
     with tempfile.TemporaryDirectory(prefix=".yolo-server-build-", dir=output) as scratch:
         # a failed export leaves the previous repository as it was
-        export_detector(options, plan, Path(scratch) / spec.artifact, log)
+        report = export_detector(options, plan, Path(scratch) / spec.artifact, log)
+        if report is not None and options.int8 is not None:
+            plan = settle_int8(plan, report, options.int8.on_gate_failure, Path(scratch))
+            spec = plan.spec
         written = write_repository(spec, plan.darknet, plan.cfg_bytes, output)
         version_dir, *sharing = artifact_directories(spec, output)
         for exported in sorted(Path(scratch).iterdir()):

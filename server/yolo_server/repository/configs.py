@@ -125,11 +125,11 @@ def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
     network = (PIXELS, pb.TYPE_UINT8) if _pixels(spec) else (INPUT, pb.TYPE_FP32)
     config.output.append(_tensor(pb.ModelOutput, *network, (3, info.input_height, info.input_width)))
     config.output.append(_tensor(pb.ModelOutput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
-    _parameters(config, _preprocess_settings(spec, _pixels(spec)).to_parameters())
+    _parameters(config, preprocess_settings(spec, _pixels(spec)).to_parameters())
     return config
 
 
-def _preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSettings:
+def preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSettings:
     info, limits = spec.info, spec.limits
     return PreprocessSettings(
         info.input_width, info.input_height, info.letterbox, limits.max_pixels, limits.max_bytes, pixels
@@ -138,7 +138,15 @@ def _preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSettin
 
 def _detector_settings(spec: RepositorySpec) -> DetectorSettings:
     info = spec.info
-    return DetectorSettings(info.input_width, info.input_height, info.precision, spec.artifact, spec.detector_threads)
+    return DetectorSettings(
+        info.input_width,
+        info.input_height,
+        info.precision,
+        spec.artifact,
+        spec.detector_threads,
+        spec.int8_artifact,
+        spec.int8_gate,
+    )
 
 
 def _merged(*parameters: Mapping[str, str]) -> dict[str, str]:
@@ -162,7 +170,7 @@ def fused_config(spec: RepositorySpec) -> pb.ModelConfig:
     config.output.extend(_tensor(pb.ModelOutput, *entry) for entry in RAGGED_OUTPUTS)
     parameters = _merged(
         spec.info.to_parameters(),
-        _preprocess_settings(spec, pixels=True).to_parameters(),
+        preprocess_settings(spec, pixels=True).to_parameters(),
         _detector_settings(spec).to_parameters(),
         _postprocess_settings(spec).to_parameters(),
     )

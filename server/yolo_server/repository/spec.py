@@ -16,8 +16,9 @@ from pathlib import Path
 from yolo_client.contract import ModelInfo, stage_model_name, tensor_model_name
 
 TARGETS = ("cpu", "tensorrt")
-# cpu "auto": bf16 where the serving CPU has native bf16 (AMX, AVX512-BF16), else fp32; the detector decides at load
-PRECISIONS = {"cpu": ("auto", "fp32", "bf16"), "tensorrt": ("fp16", "fp32")}
+# cpu "auto": the fastest built on the serving CPU (yolo_server.export.precision); the detector decides at load.
+# int8 needs calibration images, and is written only where it passes its accuracy gate
+PRECISIONS = {"cpu": ("auto", "fp32", "bf16", "int8"), "tensorrt": ("fp16", "fp32")}
 # asked for by name, refused with the reason (the CLI offers them so that the user reads it)
 UNSUPPORTED_PRECISIONS = {
     "tensorrt": {
@@ -32,6 +33,7 @@ DEFAULT_PRECISION = {"cpu": "auto", "tensorrt": "fp16"}
 FUSED_BY_DEFAULT = {"cpu": True, "tensorrt": False}
 # the detector file in NAME_detector/1/: OpenVINO IR (with its model.bin beside it) / TorchScript with TensorRT engines
 ARTIFACTS = {"cpu": "model.xml", "tensorrt": "model.pt"}
+INT8_ARTIFACT = "model-int8.xml"  # the cpu target's INT8 IR (with its model-int8.bin), beside model.xml
 CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/ (and the fused NAME/1/)
 
 
@@ -221,6 +223,8 @@ class RepositorySpec:
     OpenVINO threads (the fused model's for a lone image; 0: one per core) and ``postprocess_threads``
     PyTorch's intra-op threads. ``fused`` (cpu only) serves images with one model, :attr:`ModelNames.images`,
     instead of the preprocess -> detector -> postprocess ensemble (:data:`FUSED_BY_DEFAULT`).
+    ``int8_gate`` (cpu only) is the accuracy check an INT8 IR passed, with its figures: set by the build after
+    it measured them, empty where the repository has no INT8 IR.
     """
 
     name: str
@@ -232,6 +236,7 @@ class RepositorySpec:
     postprocess_threads: int = 1
     pre_nms_top_k: int = 5000
     fused: bool = False
+    int8_gate: str = ""
 
     def __post_init__(self) -> None:
         if self.info.target not in TARGETS:
@@ -239,6 +244,8 @@ class RepositorySpec:
         if self.fused and self.info.target != "cpu":
             raise ValueError(f"only the cpu target has a fused model, not {self.info.target!r}")
         check_precision(self.info.target, self.info.precision)
+        if self.int8_gate and self.info.target != "cpu":
+            raise ValueError(f"only the cpu target builds an INT8 IR, not {self.info.target!r}")
         if not re.fullmatch(r"[A-Za-z_][0-9A-Za-z_\-]*", self.name):
             raise ValueError(f"model name {self.name!r}: use letters, digits, '_' and '-'")
 
@@ -250,3 +257,8 @@ class RepositorySpec:
     def artifact(self) -> str:
         """The detector artifact's file name in its version directory."""
         return ARTIFACTS[self.info.target]
+
+    @property
+    def int8_artifact(self) -> str:
+        """The INT8 IR's file name beside :attr:`artifact`; "" where the repository has none."""
+        return INT8_ARTIFACT if self.int8_gate else ""

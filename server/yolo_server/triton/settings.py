@@ -36,14 +36,26 @@ class PreprocessSettings(Parameters):
 
 @dataclass(frozen=True)
 class DetectorSettings(Parameters):
-    """``NAME_detector`` and the fused ``NAME`` (cpu target): the OpenVINO IR in the version directory, its
-    precision and threads."""
+    """``NAME_detector`` and the fused ``NAME`` (cpu target): the OpenVINO IRs in the version directory, the
+    precision asked for and threads.
+
+    ``int8_artifact`` is the INT8 IR ("" where none was built or its accuracy gate refused it) and
+    ``int8_gate`` what the build checked before writing it, with the figures.
+    """
 
     input_width: int
     input_height: int
     precision: str
     artifact: str
     inference_threads: int  # OpenVINO threads (the fused model's: for a lone image); 0: one per core
+    int8_artifact: str
+    int8_gate: str
+
+
+def served_line(settings: DetectorSettings, served: str) -> str:
+    """The log line of a detector's load: what it serves, what was asked, and the INT8 gate's verdict."""
+    line = f"{served} (asked: {settings.precision})"
+    return f"{line}; INT8 gate {settings.int8_gate}" if settings.int8_gate else line
 
 
 @dataclass(frozen=True)

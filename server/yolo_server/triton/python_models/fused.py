@@ -17,7 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from yolo_client.contract import IMAGE, read_parameters
-from yolo_server.export.openvino import LoadAwareRunner
+from yolo_server.export.openvino import LoadAwareRunner, served_ir
 from yolo_server.triton.execution import execute_batched
 from yolo_server.triton.metrics import (
     DETECTOR_DURATION,
@@ -28,7 +28,7 @@ from yolo_server.triton.metrics import (
 )
 from yolo_server.triton.postprocess import Postprocessor, pack_per_request
 from yolo_server.triton.preprocess import PreprocessedRequest, Preprocessor
-from yolo_server.triton.settings import DetectorSettings, PreprocessSettings
+from yolo_server.triton.settings import DetectorSettings, PreprocessSettings, served_line
 from yolo_server.triton.validation import NetworkRows, network_batch
 
 
@@ -40,11 +40,12 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.preprocess = Preprocessor(PreprocessSettings.from_parameters(parameters))
         detector = DetectorSettings.from_parameters(parameters)
-        self.network = LoadAwareRunner(version_dir / detector.artifact, detector.precision, detector.inference_threads)
+        artifact, precision = served_ir(version_dir / detector.artifact, detector.precision, detector.int8_artifact)
+        self.network = LoadAwareRunner(artifact, precision, detector.inference_threads)
         self.post = Postprocessor.from_parameters(parameters, version_dir)
         for batch in sorted({1, int(config["max_batch_size"])}):  # each runner plans its first batch slowly
             self.network(np.zeros((batch, 3, detector.input_height, detector.input_width), dtype=np.float32))
-        pb_utils.Logger.log_info(f"{args['model_name']}: fused, OpenVINO CPU, {self.network.precision}")
+        pb_utils.Logger.log_info(f"{args['model_name']}: fused, OpenVINO CPU, {served_line(detector, precision)}")
         families = (*PREPROCESS_FAMILIES, DETECTOR_DURATION, *POSTPROCESS_FAMILIES)
         self.metrics = ModelMetrics(pb_utils, args["model_name"], families)
 
