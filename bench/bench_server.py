@@ -12,10 +12,14 @@ detections, as in production) or yolov4-tiny on calibrated random weights and sy
     (every execution holds exactly one image: batching off), at the highest concurrency,
   * where the ensemble's time goes (preprocess / detector / postprocess compute, from Triton's statistics),
     and the mean batch of each layout's detector,
-  * the best images/s against the 65 FPS target.
+  * the best images/s against the 65 FPS target,
+  * the CPU's ISA flags and the precision the server chose on them. Repositories are built as ``make build``
+    builds the demo: with an INT8 IR calibrated on training-distribution scenes (``--precision`` picks another;
+    ``--no-int8`` builds none). ``--isa avx2`` serves as an AVX2-only machine would (bench/isa.py).
 
 Usage:
     python bench/bench_server.py                      # ~4 minutes on a small CPU box
+    python bench/bench_server.py --isa avx2 --precision fp32 --no-int8   # an AVX2 machine before INT8
     python bench/bench_server.py --model yolov4-tiny --seconds 20 --size 416 --concurrency 1 8 16 32
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +39,9 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from yolo_client.contract import STAGES, TARGET_FPS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from isa import ISA_CAPS, cap_isa, isa_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ROOT / "models" / "shapes"
@@ -115,11 +123,10 @@ def in_process_rate(
     """Images/s and p50 ms of decode + ``Detector.detect`` one image at a time, on the repository's artifact."""
     from yolo_server import Detector
     from yolo_server.export.openvino import OpenVINORunner
-    from yolo_server.repository.spec import ARTIFACTS
     from yolo_server.triton.imaging import DecodeLimits, decode_image
 
-    artifact = OpenVINORunner(repository / f"{model.name}_detector" / "1" / ARTIFACTS["cpu"], "auto")
-    detector = Detector(model.cfg, model.weights, model.names, input_size=size, network=artifact)
+    path, precision = served(repository, model)
+    detector = Detector(model.cfg, model.weights, model.names, input_size=size, network=OpenVINORunner(path, precision))
 
     def one(data: bytes) -> None:  # the server's decode and checks, then the same detector
         detector.detect([decode_image(data, DecodeLimits()).rgb])
@@ -132,6 +139,20 @@ def in_process_rate(
         one(images[len(latencies) % len(images)])
         latencies.append(time.perf_counter() - began)
     return len(latencies) / (time.perf_counter() - start), 1e3 * statistics.median(latencies)
+
+
+def served(repository: Path, model: BenchModel) -> tuple[Path, str]:
+    """The IR and precision the server's detector picks on this CPU, from the repository's own parameters."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    from yolo_server.export.openvino import served_ir
+    from yolo_server.triton.settings import DetectorSettings
+
+    directory = repository / f"{model.name}_detector"
+    config = text_format.Parse((directory / "config.pbtxt").read_text(), pb.ModelConfig())
+    settings = DetectorSettings.from_parameters({key: value.string_value for key, value in config.parameters.items()})
+    return served_ir(directory / "1" / settings.artifact, settings.precision, settings.int8_artifact)
 
 
 def load(url: str, model: str, images: list[bytes], concurrency: int, seconds: float) -> LoadResult:
@@ -216,8 +237,13 @@ def main() -> None:
     parser.add_argument("--instances", action="append", default=[], metavar="KIND=N")
     parser.add_argument("--max-queue-delay-us", type=int, help="default: the cpu target's")
     parser.add_argument("--detector-threads", type=int, help="default: the cpu target's")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto")
+    parser.add_argument("--no-int8", action="store_true", help="build no INT8 IR (the repositories before INT8)")
+    parser.add_argument("--isa", choices=ISA_CAPS, default="native", help="avx2: serve as an AVX2-only CPU would")
     args = parser.parse_args()
+    cap_isa(args.isa)
     extra = [arg for item in args.instances for arg in ("--instances", item)]
+    extra += ["--precision", args.precision]
     for flag in ("max_queue_delay_us", "detector_threads"):
         if getattr(args, flag) is not None:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -226,10 +252,16 @@ def main() -> None:
     images = scene_jpegs(16) if args.model == "demo" else synthetic_jpegs(16)
     layouts = {"fused": ["--fused"], "ensemble": ["--no-fused"]}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        if not args.no_int8:
+            from yolo_server.training.scenes import write_dataset
+
+            # as `make build` calibrates the demo: training-distribution scenes, never the held-out seed 99
+            extra += ["--calibration-images", str(write_dataset(Path(tmp) / "calibration", 300, 0, False).parent)]
         for layout, flags in layouts.items():
             build(model, Path(tmp) / layout, args.size, args.max_batch_size, extra + flags)
         build(model, Path(tmp) / "unbatched", args.size, 1, extra)
         local, local_p50 = in_process_rate(model, Path(tmp) / "fused", images, args.size, args.seconds)
+        _, precision = served(Path(tmp) / "fused", model)
         measured = {
             layout: serve_and_measure(Path(tmp) / layout, model.name, images, args.concurrency, args.seconds)
             for layout in layouts
@@ -237,22 +269,20 @@ def main() -> None:
         [baseline], _ = serve_and_measure(
             Path(tmp) / "unbatched", model.name, images, [max(args.concurrency)], args.seconds
         )
-    report(model, args.size, local, local_p50, measured, baseline)
+    report(model, args.size, precision, local, local_p50, measured, baseline)
 
 
 def report(
     model: BenchModel,
     size: int,
+    precision: str,
     local: float,
     local_p50: float,
     measured: dict[str, tuple[list[LoadResult], dict[str, int]]],
     baseline: LoadResult,
 ) -> None:
-    from yolo_server.export.precision import resolve_cpu_precision
-
-    print(
-        f"\n{model.label} @{size}, cpu target (OpenVINO {resolve_cpu_precision('auto')}), JPEGs, one image per request"
-    )
+    print(f"\n{model.label} @{size}, cpu target (OpenVINO {precision} served), JPEGs, one image per request")
+    print(isa_line())
     print(
         f"in-process Detector on the served artifact (decode + detect, batch 1): {local:7.1f} images/s, p50 {local_p50:.1f} ms"
     )

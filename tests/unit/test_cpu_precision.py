@@ -12,7 +12,7 @@ from yolo_server.repository.spec import INT8_ARTIFACT
 
 ALL_BUILT = ("fp32", "bf16", "int8")
 ZEN3 = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AVX2, no AVX-512, no bf16
-SAPPHIRE_RAPIDS = ZEN3 | {"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
+SAPPHIRE_RAPIDS = ZEN3 | {"avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}
 ZEN4 = ZEN3 | {"avx512f", "avx512_vnni", "avx512_bf16"}
 OLD_ATOM = frozenset({"sse4_2"})
 
@@ -60,6 +60,7 @@ def test_onednn_isa_cap_caps_the_features_read(tmp_path: Path, cap: str, native_
     cpu = CpuFeatures.of_this_machine(cpuinfo(tmp_path, SAPPHIRE_RAPIDS), {"ONEDNN_MAX_CPU_ISA": cap})
     assert (cpu.native_bf16, cpu.fast_int8) == (native_bf16, fast_int8)
     assert "amx_bf16" not in cpu.flags or cap in ("", "ALL")
+    assert ("avx_vnni" in cpu.flags) == (cap not in ("avx2", "AVX", "SSE41"))  # AVX2 alone: Zen 3, no VNNI
 
 
 def test_unreadable_cpuinfo_serves_fp32(tmp_path: Path) -> None:

@@ -1,10 +1,9 @@
 """The CPU artifact: the detector as OpenVINO IR, and the runner that serves it.
 
-Chosen by measurement (``bench/bench_runtimes.py``): on the CPUs this project is
-built on, OpenVINO's CPU plugin in bf16 (AMX) runs the network faster than torch
-eager, torch.compile and ONNX Runtime while keeping the boxes, and unlike
-torch.compile its artifact is written once by the build rather than compiled at
-every server start (README "CPU: OpenVINO, bf16 where the CPU has it").
+Chosen by measurement (``bench/bench_runtimes.py``): OpenVINO's CPU plugin in INT8 (AVX2 and up) or
+bf16 (AVX512-BF16, AMX) runs the network faster than torch eager, torch.compile and ONNX Runtime
+while keeping accuracy, and unlike torch.compile its artifact is written once by the build rather
+than compiled at every server start (README "CPU: OpenVINO, at the fastest precision the serving CPU runs").
 
 The IR comes from the same ``torch.export`` program the tensorrt target compiles
 (:mod:`yolo_server.export.program`), with the batch dimension dynamic and the

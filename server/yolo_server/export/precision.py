@@ -1,8 +1,9 @@
 """Which precision the cpu target serves: the fastest one built that this CPU runs natively.
 
-The order was measured, not assumed (README "CPU precision: measured per kind of CPU"): on the demo network,
-OpenVINO's INT8 IR ran 1.75x its fp32 at batch 8 on AVX2 (no AVX-512, no bf16), and 1.4x bf16 on AVX512-BF16;
-bf16 runs 2x fp32 where the CPU has bf16 math and no faster where it does not. So:
+The order was measured, not assumed (README "CPU: OpenVINO, at the fastest precision the serving CPU
+runs"): on the demo network, OpenVINO's INT8 IR ran 1.8x its fp32 at batch 8 on AVX2 (no AVX-512, no
+bf16), and 1.4x bf16 on AVX512-BF16; bf16 runs 2x fp32 where the CPU has bf16 math and no faster where
+it does not. So:
 
     =====================  =====================================
     the CPU has            fastest first (of the precisions built)
@@ -36,7 +37,12 @@ CPU_PRECISIONS = ("fp32", "bf16", "int8")
 IR_PRECISIONS = ("fp32", "bf16")
 ISA_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 # flag prefixes a cap leaves out, from the widest cap down (the first whose name starts the cap's value)
-_CAPPED_FLAGS = (("AVX512", ("amx",)), ("AVX2", ("avx512", "amx")), ("AVX", ("avx2", "avx512", "amx")))
+_CAPPED_FLAGS = (
+    ("AVX512", ("amx",)),
+    ("AVX2_VNNI", ("avx512", "amx")),
+    ("AVX2", ("avx512", "amx", "avx_vnni")),
+    ("AVX", ("avx2", "avx512", "amx", "avx_vnni")),
+)
 _ALL_VECTOR_FLAGS = ("avx", "amx")
 
 

@@ -178,7 +178,7 @@ class Batching:
 
 # CPU: small batches keep latency near one image's, and no queue delay: each of the three steps would add
 # its delay to a lone request, while under load requests still batch, each execution taking whatever queued
-# while the model ran (measured: README "CPU: OpenVINO, bf16 where the CPU has it").
+# while the model ran (measured: README "CPU: OpenVINO, at the fastest precision the serving CPU runs").
 # GPU: batches large enough to fill the device at 416-608
 TARGET_BATCHING = {
     "cpu": Batching(max_queue_delay_us=0),
