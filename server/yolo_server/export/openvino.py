@@ -95,7 +95,7 @@ def is_quantized(model: Any) -> bool:
 
 
 def compile_options(precision: str, num_threads: int) -> dict[str, Any]:
-    """CPU plugin options: the precision (resolved, not ``auto``), latency mode (one stream: batches come from Triton), the threads.
+    """CPU plugin options: the resolved precision, latency mode (one stream: batches come from Triton), the threads.
 
     Threads are not pinned to cores: the plugin pins each compiled model's threads from core 0 up, so two
     model instances (two processes) with one thread each would share core 0 and leave core 1 idle
