@@ -35,8 +35,10 @@ EVAL_DIR ?= build/eval/seed$(EVAL_SEED)-n$(EVAL_COUNT)
 # The demo calibrates on training-distribution scenes (the training seed) and is gated on its own validation
 # seed, never on an evaluation seed (EVAL_SEED, and the tests' held-out ones)
 VALIDATION_SEED ?= 3000
-DEMO_CALIBRATION := build/calibration/seed$(TRAIN_SEED)-n300
-DEMO_VALIDATION := build/validation/seed$(VALIDATION_SEED)-n200
+CALIBRATION_COUNT ?= 300
+VALIDATION_COUNT ?= 200
+DEMO_CALIBRATION := build/calibration/seed$(TRAIN_SEED)-n$(CALIBRATION_COUNT)
+DEMO_VALIDATION := build/validation/seed$(VALIDATION_SEED)-n$(VALIDATION_COUNT)
 CALIBRATION ?= $(if $(IS_DEFAULT),$(DEMO_CALIBRATION)/images)
 VALIDATION ?= $(if $(IS_DEFAULT),$(DEMO_VALIDATION)/annotations.json)
 
@@ -64,8 +66,10 @@ front-deps:
 
 # the demo's calibration and validation scenes, generated once (seconds)
 demo-scenes: install
-	test -f $(DEMO_CALIBRATION)/annotations.json || $(BIN)/yolo-train scenes $(DEMO_CALIBRATION) --count 300 --seed $(TRAIN_SEED)
-	test -f $(DEMO_VALIDATION)/annotations.json || $(BIN)/yolo-train scenes $(DEMO_VALIDATION) --count 200 --seed $(VALIDATION_SEED)
+	test -f $(DEMO_CALIBRATION)/annotations.json || \
+	  $(BIN)/yolo-train scenes $(DEMO_CALIBRATION) --count $(CALIBRATION_COUNT) --seed $(TRAIN_SEED)
+	test -f $(DEMO_VALIDATION)/annotations.json || \
+	  $(BIN)/yolo-train scenes $(DEMO_VALIDATION) --count $(VALIDATION_COUNT) --seed $(VALIDATION_SEED)
 
 build: install $(if $(IS_DEFAULT),demo-scenes)
 	$(BIN)/yolo-server build --cfg $(CFG) $(if $(WEIGHTS),--weights $(WEIGHTS)) --names $(NAMES) \

@@ -45,6 +45,7 @@ from isa import ISA_CAPS, cap_isa, isa_line
 from yolo_server.darknet import DarknetSpec, load_darknet
 from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess
 from yolo_server.evaluation.agreement import matched_share
+from yolo_server.evaluation.coco import MAP_SCORE_THRESHOLD
 from yolo_server.evaluation.gate import AGREEMENT_IOU, MAX_MAP50_DROP, MAX_MAP_DROP, MIN_AGREEMENT
 from yolo_server.export.calibration import calibration_files, calibration_inputs
 from yolo_server.export.openvino import OpenVINORunner, export_openvino
@@ -175,7 +176,7 @@ def accuracy(rows: list[Row], work: Workload, tmp: Path) -> dict[str, tuple[floa
         detector = Detector(work.cfg, work.weights, input_size=SIZE, network=row.network)
         found = [f for start in range(0, len(frames), 8) for f in detector.detect(frames[start : start + 8])]
         reference = found if reference is None else reference
-        detector.config = postprocess_config_for(detector.spec, score_threshold=0.005)
+        detector.config = postprocess_config_for(detector.spec, score_threshold=MAP_SCORE_THRESHOLD)
         rows_found = detect_inprocess(detector, dataset, progress=False)
         mapped = coco_evaluate(dataset, rows_found)
         agreed = (matched_share(reference, found, AGREEMENT_IOU), matched_share(reference, found, 0.9))

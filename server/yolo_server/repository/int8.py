@@ -36,7 +36,7 @@ class Int8Options:
 
     calibration_images: Path
     validation: Path | None = None
-    on_gate_failure: str = "fallback"
+    on_gate_failure: str = GATE_FAILURE_CHOICES[0]
 
     def __post_init__(self) -> None:
         if self.on_gate_failure not in GATE_FAILURE_CHOICES:
