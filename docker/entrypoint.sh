@@ -23,7 +23,8 @@
 #   SIZE        network input, N or WxH                                        default: the cfg's
 #   TARGET      tensorrt | cpu                                                 default: cpu
 #   PRECISION   fp16 | fp32 (tensorrt), auto | fp32 | bf16 | int8 (cpu)        default: yolo-server's
-#   CALIBRATION_IMAGES  cpu: a folder of images (in MODELS_DIR) to build INT8 from  default: no INT8
+#   CALIBRATION_IMAGES  cpu: a folder of images (in MODELS_DIR) to build INT8 from  default: no INT8 (the demo
+#                                                                              model: its scenes, as `make build`)
 #   VALIDATION  COCO annotations (in MODELS_DIR) for the INT8 accuracy gate    default: agreement with fp32
 #   INT8_GATE_FAILURE  fallback | stop, when INT8 fails its gate              default: fallback
 #   MAX_BATCH_SIZE  largest dynamic batch (the TensorRT profile's max)         default: yolo-server's per target
@@ -50,6 +51,10 @@ APP=/opt/yolo
 DEFAULT_CFG=$APP/models/shapes/yolov4-tiny-shapes.cfg
 DEFAULT_WEIGHTS=$APP/models/shapes/yolov4-tiny-shapes.weights
 DEFAULT_NAMES=$APP/models/shapes/shapes.names
+# the Makefile's INT8 calibration and validation scenes of the demo model (seed, count; the same test keeps them)
+DEMO_CALIBRATION="0 300"
+DEMO_VALIDATION="3000 200"
+DEMO_SCENES=${TMPDIR:-/tmp}/yolo-demo-scenes
 HTTP_PORT=8000
 GRPC_PORT=8001
 METRICS_PORT=8002
@@ -72,6 +77,10 @@ run() {  # run a yolo-server command, or print it (YOLO_DRY_RUN=1)
     fi
 }
 
+write_scenes() {  # NAME SEED COUNT: the demo's generated scenes under $DEMO_SCENES/NAME, written once
+    [ -f "$DEMO_SCENES/$1/annotations.json" ] || yolo-train scenes "$DEMO_SCENES/$1" --seed "$2" --count "$3"
+}
+
 build() {
     names=${NAMES:+$(in_models "$NAMES")}
     weights=${WEIGHTS:+$(in_models "$WEIGHTS")}
@@ -81,6 +90,9 @@ build() {
         cfg=$DEFAULT_CFG
         names=${names:-$DEFAULT_NAMES}
         weights=${weights:-$DEFAULT_WEIGHTS}
+        case "${TARGET:-cpu}:${PRECISION:-auto}:${CALIBRATION_IMAGES:-}" in
+            cpu:auto: | cpu:int8:) demo_scenes=1 ;;  # INT8 as `make build` builds it
+        esac
     fi
     set -- yolo-server build --cfg "$cfg" --target "${TARGET:-cpu}" --output "$REPOSITORY"
     [ -z "$weights" ] || set -- "$@" --weights "$weights"
@@ -90,6 +102,10 @@ build() {
     [ -z "${CALIBRATION_IMAGES:-}" ] || set -- "$@" --calibration-images "$(in_models "$CALIBRATION_IMAGES")"
     [ -z "${VALIDATION:-}" ] || set -- "$@" --validation "$(in_models "$VALIDATION")"
     [ -z "${INT8_GATE_FAILURE:-}" ] || set -- "$@" --int8-gate-failure "$INT8_GATE_FAILURE"
+    if [ -n "${demo_scenes:-}" ]; then
+        set -- "$@" --calibration-images "$DEMO_SCENES/calibration/images" \
+            --validation "$DEMO_SCENES/validation/annotations.json"
+    fi
     [ -z "${MAX_BATCH_SIZE:-}" ] || set -- "$@" --max-batch-size "$MAX_BATCH_SIZE"
     [ -z "${OPT_BATCH_SIZE:-}" ] || set -- "$@" --opt-batch-size "$OPT_BATCH_SIZE"
     [ -z "${PREFERRED_BATCH_SIZES:-}" ] || set -- "$@" --preferred-batch-sizes "$PREFERRED_BATCH_SIZES"
@@ -106,6 +122,12 @@ build() {
     if [ -f "$REPOSITORY/.build-stamp" ] && [ "$(cat "$REPOSITORY/.build-stamp")" = "$stamp" ]; then
         echo "entrypoint: $REPOSITORY is up to date for these inputs, not rebuilding"
         return
+    fi
+    if [ -n "${demo_scenes:-}" ]; then
+        # shellcheck disable=SC2086  # "SEED COUNT" splits into two arguments on purpose
+        write_scenes calibration $DEMO_CALIBRATION
+        # shellcheck disable=SC2086
+        write_scenes validation $DEMO_VALIDATION
     fi
     "$@" --preflight  # the inputs, and for tensorrt the GPU and torch_tensorrt, before the volume is touched
     mkdir -p "$REPOSITORY"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,21 @@ def test_default_build_is_the_makefiles_default_model() -> None:
     for variable in ("DEFAULT_CFG", "DEFAULT_NAMES", "DEFAULT_WEIGHTS"):
         assert (ROOT / makefile_var(variable)).is_file(), variable
     assert model_base_name(args.cfg) == default_model_name()
+
+
+def test_default_build_calibrates_int8_on_the_makefiles_demo_scenes() -> None:
+    """The container's default repository is `make build`'s: INT8 from the same seeds and counts."""
+    args = build_args()
+    assert str(args.calibration_images).endswith("/yolo-demo-scenes/calibration/images")
+    assert str(args.validation).endswith("/yolo-demo-scenes/validation/annotations.json")
+    text = ENTRYPOINT.read_text()
+    for name, seed, count in (("CALIBRATION", "TRAIN_SEED", "CALIBRATION_COUNT"),
+                              ("VALIDATION", "VALIDATION_SEED", "VALIDATION_COUNT")):  # fmt: skip
+        [value] = re.findall(rf'^DEMO_{name}="(\d+) (\d+)"$', text, flags=re.MULTILINE)
+        assert value == (makefile_var(seed), makefile_var(count)), name
+    for env in ({"PRECISION": "fp32"}, {"TARGET": "tensorrt"}, {"CALIBRATION_IMAGES": "mine"}, {"CFG": "my.cfg"}):
+        args = build_args(env)
+        assert "yolo-demo-scenes" not in f"{args.calibration_images} {args.validation}", env
 
 
 def test_user_model_files_are_taken_from_the_mounted_folder() -> None:
