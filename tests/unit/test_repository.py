@@ -281,6 +281,8 @@ def test_cli_options() -> None:
 def test_invalid_combinations_are_rejected() -> None:
     with pytest.raises(ValueError, match="--precision int8 needs --calibration-images DIR"):
         plan(precision="int8")
+    with pytest.raises(ValueError, match="tensorrt precision 'int8': not built: Torch-TensorRT's dynamo frontend"):
+        plan("tensorrt", precision="int8")
     calibration = Int8Options(ROOT / "calibration")
     for target, precision in (("cpu", "fp32"), ("cpu", "bf16"), ("tensorrt", "fp16")):
         with pytest.raises(ValueError, match=f"--calibration-images builds an INT8 IR.*not {target} {precision}"):
