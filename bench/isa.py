@@ -25,14 +25,16 @@ def cap_isa(isa: str) -> None:
         return
     if "openvino" in sys.modules:
         raise RuntimeError("cap the ISA before OpenVINO is imported")
-    os.environ["ONEDNN_MAX_CPU_ISA"] = os.environ["OV_CPU_MAX_ISA"] = isa.upper()
+    from yolo_server.export.precision import ISA_CAP_VARIABLE
+
+    os.environ[ISA_CAP_VARIABLE] = os.environ["OV_CPU_MAX_ISA"] = isa.upper()
 
 
 def isa_line() -> str:
     """The features the served precision is chosen from, and the machine's own where a cap hides some."""
-    from yolo_server.export.precision import CpuFeatures
+    from yolo_server.export.precision import ISA_CAP_VARIABLE, CpuFeatures
 
     seen, machine = CpuFeatures.of_this_machine(), CpuFeatures.of_this_machine(environ={})
-    capped = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    capped = os.environ.get(ISA_CAP_VARIABLE)
     suffix = f" (capped at {capped}; the machine has {machine.isa()})" if capped else ""
     return f"cpu: {seen.isa()}{suffix}; native bf16 {seen.native_bf16}, fast int8 {seen.fast_int8}"
