@@ -17,10 +17,11 @@ from yolo_server.export.calibration import (
     spread,
 )
 from yolo_server.pipeline import Detector
+from yolo_server.repository.spec import Limits
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.settings import PreprocessSettings
 
-SETTINGS = PreprocessSettings(320, 256, True, 50_000_000, 64 << 20, pixels=True)
+SETTINGS = PreprocessSettings(320, 256, True, Limits().max_pixels, Limits().max_bytes, pixels=True)
 DEMO_CFG = Path(__file__).resolve().parents[2] / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 
 

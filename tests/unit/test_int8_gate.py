@@ -30,7 +30,7 @@ from yolo_server.ops.config import postprocess_config_for
 from yolo_server.pipeline import Detector
 from yolo_server.repository.build import BuildOptions, build_repository
 from yolo_server.repository.int8 import Int8GateFailed, Int8Options
-from yolo_server.repository.spec import INT8_ARTIFACT
+from yolo_server.repository.spec import INT8_ARTIFACT, Limits
 from yolo_server.triton.settings import PreprocessSettings
 
 pytestmark = pytest.mark.timeout(600)
@@ -66,7 +66,8 @@ def quantized(tmp_path_factory: pytest.TempPathFactory) -> Quantized:
     model, spec = load_darknet(CFG, WEIGHTS, SIZE)
     fp32 = export_openvino(model, spec, workdir / "model.xml")[0]
     scenes = write_dataset(workdir / "calibration", CALIBRATION_COUNT, CALIBRATION_SEED, progress=False).parent
-    settings = PreprocessSettings(SIZE, SIZE, spec.net.letter_box, 50_000_000, 64 << 20, pixels=True)
+    limits = Limits()
+    settings = PreprocessSettings(SIZE, SIZE, spec.net.letter_box, limits.max_pixels, limits.max_bytes, pixels=True)
     inputs = calibration_inputs(calibration_files(scenes), settings, progress=False)
     int8, broken = workdir / INT8_ARTIFACT, workdir / "broken.xml"
     quantize_ir(fp32, [item.tensor for item in inputs], int8)

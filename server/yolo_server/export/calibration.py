@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +74,7 @@ def calibration_inputs(
     settings: PreprocessSettings,
     minimum: int = MIN_CALIBRATION_IMAGES,
     progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> list[CalibrationInput]:
     """Decode and letterbox each file as the server would; files the server would refuse are left out.
 
@@ -99,5 +100,5 @@ def calibration_inputs(
             f"INT8 needs at least {minimum} ({named})"
         )
     if refused:
-        print(f"  calibration: left out {len(refused)} image(s) the server would refuse, e.g. {refused[0]}")
+        log(f"  calibration: left out {len(refused)} image(s) the server would refuse, e.g. {refused[0]}")
     return prepared

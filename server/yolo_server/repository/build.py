@@ -226,7 +226,9 @@ def settle_int8(plan: RepositoryPlan, report: GateReport, on_failure: str, scrat
     message = f"INT8 lost accuracy: {report.shortfall} ({report.text})"
     if on_failure == "stop":
         raise Int8GateFailed(f"{message}; nothing written (--int8-gate-failure stop)")
-    for leftover in (scratch / INT8_ARTIFACT, (scratch / INT8_ARTIFACT).with_suffix(".bin")):
+    from yolo_server.export.openvino import artifact_files
+
+    for leftover in artifact_files(scratch / INT8_ARTIFACT):
         leftover.unlink(missing_ok=True)
     fallback = "auto" if spec.info.precision == "int8" else spec.info.precision
     print(f"WARNING: {message}; no INT8 IR written, serving {fallback} (fp32, or bf16 where native)", file=sys.stderr)

@@ -65,7 +65,7 @@ def build_int8(
     int8 = options.int8
     assert int8 is not None
     files = spread(calibration_files(int8.calibration_images))
-    inputs = calibration_inputs(files, preprocess_settings(plan.spec, pixels=True))
+    inputs = calibration_inputs(files, preprocess_settings(plan.spec, pixels=True), log=log)
     log(f"  INT8: quantizing with {len(inputs)} calibration images from {int8.calibration_images} ...")
     int8_ir = fp32_ir.with_name(INT8_ARTIFACT)
     quantize_ir(fp32_ir, [item.tensor for item in inputs], int8_ir)
