@@ -30,10 +30,27 @@
 #   MAX_BATCH_SIZE  largest dynamic batch (the TensorRT profile's max)         default: yolo-server's per target
 #   OPT_BATCH_SIZE  the TensorRT profile's optimum                             default: half of MAX_BATCH_SIZE
 #   PREFERRED_BATCH_SIZES  the detector's preferred batches, e.g. 16,32        default: yolo-server's per target
+#   MAX_QUEUE_DELAY_US, MAX_QUEUE_IMAGES, QUEUE_TIMEOUT_US  each model's dynamic-batching queue
+#                                                                              default: yolo-server's per target
 #   PREPROCESS_INSTANCES, DETECTOR_INSTANCES, POSTPROCESS_INSTANCES  model instances (GPU ones per GPU)
 #                                                                              default: yolo-server's
+#   FUSED_INSTANCES  cpu: instances of the fused model, each taking a dynamic batch on one core: one per core
+#               the container may use                                          default: yolo-server's (2)
+#   DETECTOR_THREADS  cpu: OpenVINO threads of a detector instance, the fused model's for a lone image
+#                                                                              default 0: one per core it sees
+#   FUSED       cpu: 1 the fused model, 0 the preprocess -> detector -> postprocess ensemble   default: fused
+#   MODEL_NAME  the served base name                                           default: from the cfg file name
+#   SCORE_THRESHOLD, NMS_THRESHOLD, MAX_DETECTIONS  the served thresholds and detection cap
+#                                                                              default: yolo-server's (darknet's)
+#   CLASS_AGNOSTIC  1: NMS across classes                                      default 0: per class
+#   MAX_PIXELS, MAX_BYTES  the largest image accepted, in pixels and in encoded bytes   default: yolo-server's
 #   REPOSITORY  the model repository folder (a volume shared by builder and server)   default /repository
 #   EXIT_TIMEOUT  seconds Triton drains in-flight requests after SIGTERM       default 30 (< stop grace period)
+#   READY_TIMEOUT  seconds the models may take to load                        default: yolo-server's (600)
+#   SHM_BYTES   Python-backend shared memory per model instance (/dev/shm)     default: yolo-server's (32 MiB)
+#   CHECK_INTERVAL, CANARY_INTERVAL, CANARY_TIMEOUT  supervision: seconds between stub checks (0: none), between
+#               canary inferences, and a canary's deadline                     default: yolo-server's
+#   LOG_VERBOSE  Triton's log verbosity                                        default 0
 #   MAX_REQUEST_BYTES  the front's cap on one request (serve --max-request-bytes)   default: the largest request
 #                                                                              the repository's models accept
 #   ADMIN_KEY_FILE  file with the key the `admin-key` header (gRPC: triton-grpc-protocol-admin-key) must carry
@@ -77,11 +94,22 @@ run() {  # run a yolo-server command, or print it (YOLO_DRY_RUN=1)
     fi
 }
 
+boolean() {  # NAME VALUE: prints 1 or 0 (nothing when VALUE is empty); another value stops with the reason
+    case "$2" in
+        1 | true | yes) echo 1 ;;
+        0 | false | no) echo 0 ;;
+        "") ;;
+        *) echo "entrypoint: $1 must be 1 or 0, not '$2'" >&2; exit 2 ;;
+    esac
+}
+
 write_scenes() {  # NAME SEED COUNT: the demo's generated scenes under $DEMO_SCENES/NAME, written once
     [ -f "$DEMO_SCENES/$1/annotations.json" ] || yolo-train scenes "$DEMO_SCENES/$1" --seed "$2" --count "$3"
 }
 
 build() {
+    fused=$(boolean FUSED "${FUSED:-}")
+    class_agnostic=$(boolean CLASS_AGNOSTIC "${CLASS_AGNOSTIC:-}")
     names=${NAMES:+$(in_models "$NAMES")}
     weights=${WEIGHTS:+$(in_models "$WEIGHTS")}
     if [ -n "${CFG:-}" ]; then
@@ -102,9 +130,9 @@ build() {
     [ -z "${CALIBRATION_IMAGES:-}" ] || set -- "$@" --calibration-images "$(in_models "$CALIBRATION_IMAGES")"
     [ -z "${VALIDATION:-}" ] || set -- "$@" --validation "$(in_models "$VALIDATION")"
     [ -z "${INT8_GATE_FAILURE:-}" ] || set -- "$@" --int8-gate-failure "$INT8_GATE_FAILURE"
-    if [ -n "${demo_scenes:-}" ]; then
-        set -- "$@" --calibration-images "$DEMO_SCENES/calibration/images" \
-            --validation "$DEMO_SCENES/validation/annotations.json"
+    if [ -n "${demo_scenes:-}" ]; then  # the user's VALIDATION, if given, gates the demo's INT8 instead
+        set -- "$@" --calibration-images "$DEMO_SCENES/calibration/images"
+        [ -n "${VALIDATION:-}" ] || set -- "$@" --validation "$DEMO_SCENES/validation/annotations.json"
     fi
     [ -z "${MAX_BATCH_SIZE:-}" ] || set -- "$@" --max-batch-size "$MAX_BATCH_SIZE"
     [ -z "${OPT_BATCH_SIZE:-}" ] || set -- "$@" --opt-batch-size "$OPT_BATCH_SIZE"
@@ -112,6 +140,19 @@ build() {
     [ -z "${PREPROCESS_INSTANCES:-}" ] || set -- "$@" --instances "preprocess=$PREPROCESS_INSTANCES"
     [ -z "${DETECTOR_INSTANCES:-}" ] || set -- "$@" --instances "detector=$DETECTOR_INSTANCES"
     [ -z "${POSTPROCESS_INSTANCES:-}" ] || set -- "$@" --instances "postprocess=$POSTPROCESS_INSTANCES"
+    [ -z "${FUSED_INSTANCES:-}" ] || set -- "$@" --instances "fused=$FUSED_INSTANCES"
+    [ -z "${DETECTOR_THREADS:-}" ] || set -- "$@" --detector-threads "$DETECTOR_THREADS"
+    [ -z "$fused" ] || set -- "$@" "$([ "$fused" = 1 ] && echo --fused || echo --no-fused)"
+    [ -z "${MAX_QUEUE_DELAY_US:-}" ] || set -- "$@" --max-queue-delay-us "$MAX_QUEUE_DELAY_US"
+    [ -z "${MAX_QUEUE_IMAGES:-}" ] || set -- "$@" --max-queue-images "$MAX_QUEUE_IMAGES"
+    [ -z "${QUEUE_TIMEOUT_US:-}" ] || set -- "$@" --queue-timeout-us "$QUEUE_TIMEOUT_US"
+    [ -z "${MODEL_NAME:-}" ] || set -- "$@" --name "$MODEL_NAME"
+    [ -z "${SCORE_THRESHOLD:-}" ] || set -- "$@" --score-threshold "$SCORE_THRESHOLD"
+    [ -z "${NMS_THRESHOLD:-}" ] || set -- "$@" --nms-threshold "$NMS_THRESHOLD"
+    [ -z "${MAX_DETECTIONS:-}" ] || set -- "$@" --max-detections "$MAX_DETECTIONS"
+    [ "$class_agnostic" != 1 ] || set -- "$@" --class-agnostic
+    [ -z "${MAX_PIXELS:-}" ] || set -- "$@" --max-pixels "$MAX_PIXELS"
+    [ -z "${MAX_BYTES:-}" ] || set -- "$@" --max-bytes "$MAX_BYTES"
     if [ "${YOLO_DRY_RUN:-}" = 1 ]; then
         run "$@"
         return
@@ -127,7 +168,7 @@ build() {
         # shellcheck disable=SC2086  # "SEED COUNT" splits into two arguments on purpose
         write_scenes calibration $DEMO_CALIBRATION
         # shellcheck disable=SC2086
-        write_scenes validation $DEMO_VALIDATION
+        [ -n "${VALIDATION:-}" ] || write_scenes validation $DEMO_VALIDATION
     fi
     "$@" --preflight  # the inputs, and for tensorrt the GPU and torch_tensorrt, before the volume is touched
     mkdir -p "$REPOSITORY"
@@ -138,6 +179,12 @@ build() {
 
 serve() {  # the options go before the caller's arguments, which come last and so win
     [ -z "${MAX_REQUEST_BYTES:-}" ] || set -- --max-request-bytes "$MAX_REQUEST_BYTES" "$@"
+    [ -z "${READY_TIMEOUT:-}" ] || set -- --ready-timeout "$READY_TIMEOUT" "$@"
+    [ -z "${SHM_BYTES:-}" ] || set -- --shm-bytes "$SHM_BYTES" "$@"
+    [ -z "${CHECK_INTERVAL:-}" ] || set -- --check-interval "$CHECK_INTERVAL" "$@"
+    [ -z "${CANARY_INTERVAL:-}" ] || set -- --canary-interval "$CANARY_INTERVAL" "$@"
+    [ -z "${CANARY_TIMEOUT:-}" ] || set -- --canary-timeout "$CANARY_TIMEOUT" "$@"
+    [ -z "${LOG_VERBOSE:-}" ] || set -- --log-verbose "$LOG_VERBOSE" "$@"
     [ -z "${TLS_CLIENT_CA:-}" ] || set -- --tls-client-ca "$TLS_CLIENT_CA" "$@"
     [ -z "${TLS_KEY:-}" ] || set -- --tls-key "$TLS_KEY" "$@"
     [ -z "${TLS_CERT:-}" ] || set -- --tls-cert "$TLS_CERT" "$@"

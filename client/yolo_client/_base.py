@@ -97,15 +97,18 @@ class ClientBase(abc.ABC):
     async def _fetch_model_info(self, refresh: bool) -> ModelInfo:
         info = self._core.info
         if info is None or refresh:
-            core = self._core
-            config: Mapping[str, Any] = await self._call(
-                lambda conn, t: conn.get_model_config(
-                    core.infer_model, headers=core.headers, as_json=True, client_timeout=t
-                ),
-                None,
-            )
-            info = core.set_info(config)
+            info = self._core.set_info(await self._fetch_model_config())
         return info
+
+    async def _fetch_model_config(self) -> dict[str, Any]:
+        core = self._core
+        config: Mapping[str, Any] = await self._call(
+            lambda conn, t: conn.get_model_config(
+                core.infer_model, headers=core.headers, as_json=True, client_timeout=t
+            ),
+            None,
+        )
+        return dict(config.get("config", config))
 
     async def _fetch_models(self) -> list[RepositoryModel]:
         headers = self._core.headers

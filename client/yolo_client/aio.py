@@ -66,6 +66,10 @@ class AsyncYoloClient(ClientBase):
         """See :meth:`yolo_client.YoloClient.model_info`."""
         return await self._fetch_model_info(refresh)
 
+    async def model_config(self) -> dict[str, Any]:
+        """See :meth:`yolo_client.YoloClient.model_config`."""
+        return await self._fetch_model_config()
+
     async def detect(self, image: ImageInput, **options: Unpack[DetectOptions]) -> list[Detection]:
         """See :meth:`yolo_client.YoloClient.detect`."""
         return await self._detect_one(image, options)

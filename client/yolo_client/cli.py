@@ -5,6 +5,8 @@ Examples::
     yolo-client detect dog.jpg street.png --json
     yolo-client detect dog.jpg --draw dog.out.jpg --url triton-a:8001 --url triton-b:8001
     yolo-client health --url grpcs://triton:8001 --tls-ca ca.pem
+    yolo-client models                                    # the served model: classes, thresholds, batching
+    yolo-client models --admin-key-file admin.key         # and every model of the server's repository
     yolo-client bench --concurrency 16 --duration 30 --transport tensor
 
 Exit status: 0 success, 1 a request failed (or ``health`` found an endpoint not ready), 2 bad usage.
@@ -20,10 +22,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .contract import DEFAULT_URL, TARGET_FPS
+from .contract import DEFAULT_URL, GRPC_ADMIN_KEY_HEADER, TARGET_FPS
 from .errors import YoloClientError
 from .options import DEFAULT_MODEL, DEFAULT_TIMEOUT
 from .types import TlsConfig
+
+ADMIN_KEY_VARIABLE = "YOLO_CLIENT_ADMIN_KEY_FILE"
+KEY_NOTE = (
+    "Every model of the server's repository: the repository index is an admin API and needs the server's admin "
+    f"key (--admin-key-file FILE, or ${ADMIN_KEY_VARIABLE})."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true")
     health.set_defaults(run=_health)
 
-    models = sub.add_parser("models", parents=[common], help="the server's models, and this detector's info")
+    models = sub.add_parser(
+        "models",
+        parents=[common],
+        help="the served model's classes, thresholds and batching; with the admin key, "
+        "every model of the server's repository",
+    )
+    models.add_argument(
+        "--admin-key-file",
+        type=Path,
+        default=os.environ.get(ADMIN_KEY_VARIABLE) or None,
+        help=f"file holding the server's admin key (default ${ADMIN_KEY_VARIABLE}): the repository index is an "
+        "admin API",
+    )
     models.add_argument("--json", action="store_true")
     models.set_defaults(run=_models)
 
@@ -95,14 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _client(args: argparse.Namespace, **extra: Any) -> Any:
+def _client(args: argparse.Namespace, headers: dict[str, str] | None = None, **extra: Any) -> Any:
     from .client import YoloClient
 
     urls = args.url or [os.environ.get("YOLO_CLIENT_URL", DEFAULT_URL)]
     tls = None
     if args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
         tls = TlsConfig(args.tls_ca, args.tls_key, args.tls_cert, args.tls_server_name)
-    headers = {}
+    headers = dict(headers or {})
     for item in args.header:
         name, sep, value = item.partition("=")
         if not sep:
@@ -157,29 +177,70 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        index = client.models()
+    headers = {}
+    if args.admin_key_file is not None:
+        try:
+            headers[GRPC_ADMIN_KEY_HEADER] = args.admin_key_file.read_text().strip()
+        except OSError as err:
+            raise SystemExit(f"yolo-client: error: --admin-key-file: {err}") from err
+    with _client(args, headers) as client:
         info = client.model_info()
+        config = client.model_config()
+        index = client.models() if headers else None
+    batching = _batching(config)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "models": [vars(m) for m in index],
-                    "model_info": {**vars(info), "class_names": list(info.class_names)},
-                },
-                indent=2,
-            )
-        )
+        report = {
+            "model_info": {**vars(info), "class_names": list(info.class_names)},
+            "batching": batching,
+            "inputs": config.get("input", []),
+            "outputs": config.get("output", []),
+            "models": None if index is None else [vars(m) for m in index],
+        }
+        if index is None:
+            report["models_note"] = KEY_NOTE
+        print(json.dumps(report, indent=2))
         return 0
-    for m in index:
-        print(f"{m.name:<32} {m.version or '-':>3}  {m.state}{'  ' + m.reason if m.reason else ''}")
+    if index is not None:
+        for m in index:
+            print(f"{m.name:<32} {m.version or '-':>3}  {m.state}{'  ' + m.reason if m.reason else ''}")
+        print()
+    queue = f"{batching['max_queue_size']} requests" if batching["max_queue_size"] else "unbounded"
+    timeout = f"{batching['queue_timeout_us'] / 1e6:g} s" if batching["queue_timeout_us"] else "none"
     print(
-        f"\n{info.name}: {info.num_classes} classes, input {info.input_width}x{info.input_height}"
-        f"{' letterbox' if info.letterbox else ''}, score>={info.score_threshold:g}, nms {info.nms_threshold:g}, "
-        f"max {info.max_detections} detections, max batch {info.max_batch_size}, {info.target}/{info.precision}"
-        f"{'' if info.trained else ', UNTRAINED weights'}"
+        f"{info.name}: {info.target or '?'} target, precision {info.precision or '?'}, "
+        f"{'trained weights' if info.trained else 'UNTRAINED (random) weights'}\n"
+        f"  classes ({info.num_classes}): {', '.join(info.class_names)}\n"
+        f"  input {info.input_width}x{info.input_height}, {'letterboxed' if info.letterbox else 'stretched'}\n"
+        f"  score threshold {info.score_threshold:g}, NMS threshold {info.nms_threshold:g} (DIoU, beta "
+        f"{info.beta_nms:g}, {'across classes' if info.class_agnostic else 'per class'}), at most "
+        f"{info.max_detections} detections an image\n"
+        f"  batching: max batch {info.max_batch_size}, preferred "
+        f"{','.join(map(str, batching['preferred_batch_sizes'])) or 'none'}, queue delay "
+        f"{batching['max_queue_delay_us']} us, queue {queue}, queue timeout {timeout}, "
+        + (
+            f"{batching['instances']} instances"
+            if batching["instances"]
+            else f"an ensemble of {', '.join(batching['ensemble_steps'])}"
+        )
     )
+    if index is None:
+        print(f"\n{KEY_NOTE}")
     return 0
+
+
+def _batching(config: dict[str, Any]) -> dict[str, Any]:
+    """The batching fields of a Triton model config (``as_json``: int64 fields come as strings)."""
+    dynamic = config.get("dynamic_batching", {})
+    policy = dynamic.get("default_queue_policy", {})
+    return {
+        "max_batch_size": int(config.get("max_batch_size", 0)),
+        "preferred_batch_sizes": [int(n) for n in dynamic.get("preferred_batch_size", [])],
+        "max_queue_delay_us": int(dynamic.get("max_queue_delay_microseconds", 0)),
+        "max_queue_size": int(policy.get("max_queue_size", 0)),
+        "queue_timeout_us": int(policy.get("default_timeout_microseconds", 0)),
+        "instances": sum(int(group.get("count", 1)) for group in config.get("instance_group", [])),
+        "ensemble_steps": [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])],
+    }
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ class YoloClient(ClientBase):
 
     Args:
         url_or_urls: ``host:port`` (or ``grpc://``/``grpcs://`` URL), or several for round-robin with failover.
-        model: the detector's base name (the bytes ensemble; the tensor transport adds ``_tensor``).
+        model: the detector's base name, its image entry point (the tensor transport adds ``_tensor``).
         transport: ``"bytes"`` sends encoded images (the server decodes); ``"tensor"`` decodes and letterboxes
             here and sends float32 ``[3, H, W]`` (more bytes on the wire, less server CPU).
         timeout: deadline in seconds of each call, retries included (per image in ``detect_batch``).
@@ -94,6 +94,10 @@ class YoloClient(ClientBase):
         """Class names, input size, letterbox, thresholds and max batch, read once from the model config."""
         return run_blocking(self._fetch_model_info(refresh))
 
+    def model_config(self) -> dict[str, Any]:
+        """The served model's Triton config as JSON: inputs, outputs, batching, instances, parameters."""
+        return run_blocking(self._fetch_model_config())
+
     def detect(self, image: ImageInput, **options: Unpack[DetectOptions]) -> list[Detection]:
         """Detections in one image, sorted by score (highest first).
 
@@ -134,7 +138,12 @@ class YoloClient(ClientBase):
         return [run_blocking(self._check_health(url)) for url in self._core.urls]
 
     def models(self) -> list[RepositoryModel]:
-        """The server's model repository index (from the first endpoint that answers)."""
+        """The server's model repository index (from the first endpoint that answers).
+
+        The repository API is an admin API of ``yolo-server serve``: pass its key in ``headers``
+        (``{GRPC_ADMIN_KEY_HEADER: key}``, :mod:`yolo_client.contract`), else the server refuses with
+        :class:`~yolo_client.errors.ServerRejectedError`.
+        """
         return run_blocking(self._fetch_models())
 
     # -- I/O: blocking calls, so that the coroutines of ClientBase never suspend ----------------------------------

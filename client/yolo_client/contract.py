@@ -4,8 +4,9 @@ Tensor and output names, the model-name suffix of the tensor entry point, the
 stage names of a repository, the config ``parameters`` every yolo-server model
 publishes (their keys, encoding and parsing), and the defaults a user sees:
 thresholds, detection cap, ports and the YOLOv4 paper's 65 FPS. The server's
-generators and Python models, the client, ``bench/``, ``loadtest/`` and
-``docker/gen_monitoring.py`` all read these names from here (numpy-free, no I/O).
+generators and Python models, the client, ``bench/`` and ``loadtest/`` read
+these names from here, and ``docker/gen_monitoring.py`` its stage names and the
+65 FPS target (numpy-free, no I/O).
 
 Parameters are strings in ``config.pbtxt``: JSON scalars (``0.25``, ``true``,
 ``416``) and a JSON list for ``class_names``; a field annotated ``str`` is free
@@ -38,6 +39,10 @@ DETECTOR_INPUT, DETECTOR_PIXELS = f"{INPUT}__0", f"{PIXELS}__0"
 HEAD_PREFIX = "YOLO__"  # detector -> postprocess: FP32 [B, A*(5+C), h, w] per [yolo] head, cfg order
 # the ragged outputs, in this order: BOXES FP32 [B, K, 4], SCORES FP32 [B, K], CLASSES INT32 [B, K], COUNT INT32 [B, 1]
 BOXES, SCORES, CLASSES, COUNT = OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "COUNT")
+# the admin APIs' key (the model repository, shared memory, trace, logging): an HTTP header, and gRPC metadata
+# under the prefix Triton gives restricted protocols
+ADMIN_KEY_HEADER = "admin-key"
+GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
 
 # model names: NAME (image model), NAME_tensor (tensor ensemble), NAME_<stage> for each step
 TENSOR_SUFFIX = "_tensor"

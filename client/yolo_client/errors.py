@@ -6,7 +6,8 @@ Every error the clients raise is a :class:`YoloClientError`; tritonclient's
 
     YoloClientError
     ├── InvalidInputError        bad input or options, raised before any request (also a ValueError)
-    ├── ServerRejectedError      the server refused the request (INVALID_ARGUMENT, NOT_FOUND, ...)
+    ├── ServerRejectedError      the server refused the request (INVALID_ARGUMENT, NOT_FOUND, an admin API without
+    │                            its key, ...)
     ├── ServerError              the server failed (INTERNAL, UNKNOWN, DATA_LOSS)
     ├── UnavailableError         no server could be reached or all were overloaded (UNAVAILABLE, RESOURCE_EXHAUSTED)
     └── DeadlineExceededError    the call's deadline passed (also a TimeoutError)
@@ -36,12 +37,16 @@ __all__ = [
     "is_endpoint_fault",
     "is_dead_model",
     "is_too_large",
+    "is_restricted",
 ]
 
 # Triton's words for a request it shed while healthy: a full queue, or the queue policy's timeout (REJECT)
 OVERLOAD_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
 # Triton 2.51's answer once a Python-backend stub died: the model is broken on that server until it restarts
 STUB_UNHEALTHY_MESSAGE = re.compile(r"Stub process '[^']*' is not healthy")
+# an admin API (model repository, shared memory, trace, logging) called without the server's key: Triton answers
+# UNAVAILABLE although the endpoint is up
+RESTRICTED_MESSAGE = "This protocol is restricted"
 # a model that was loaded and is not now: Triton answers this while a stopping replica unloads it (a model that
 # never existed is "... is not found")
 UNLOADED_MODEL_MESSAGE = re.compile(r"Request for unknown model: '[^']*' has no available versions")
@@ -139,6 +144,8 @@ def from_exception(exc: BaseException, endpoint: str | None = None) -> YoloClien
             return DeadlineExceededError(message or "deadline exceeded", endpoint=endpoint)
         return YoloClientError(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, endpoint=endpoint)
     cls = _BY_STATUS.get(status, YoloClientError)
+    if status == "UNAVAILABLE" and RESTRICTED_MESSAGE in message:
+        cls, message = ServerRejectedError, f"{message} (an admin API: it needs the server's admin key)"
     if cls is UnavailableError and ("ssl" in message.lower() or "handshake" in message.lower()):
         message += " (TLS: check the root certificate and the server name)"
     return cls(message or status.lower(), status=status, endpoint=endpoint, debug_details=debug)
@@ -155,6 +162,11 @@ def is_too_large(error: YoloClientError) -> bool:
     return error.status == "RESOURCE_EXHAUSTED" and "larger than" in error.message
 
 
+def is_restricted(error: YoloClientError) -> bool:
+    """An admin API called without the server's admin key: the endpoint is fine, and no retry gets the key."""
+    return error.status == "UNAVAILABLE" and RESTRICTED_MESSAGE in error.message
+
+
 def is_dead_model(error: YoloClientError) -> bool:
     """A model's stub died on that endpoint; Triton still reports it ready, so probes cannot tell."""
     return error.status == "INTERNAL" and STUB_UNHEALTHY_MESSAGE.search(error.message) is not None
@@ -169,7 +181,9 @@ def is_endpoint_fault(error: YoloClientError) -> bool:
     """The endpoint cannot serve now: unreachable, stopping (its model unloading), or a model's stub is dead
     (fail over to another)."""
     return (
-        is_dead_model(error) or is_unloaded_model(error) or (error.status == "UNAVAILABLE" and not is_overloaded(error))
+        is_dead_model(error)
+        or is_unloaded_model(error)
+        or (error.status == "UNAVAILABLE" and not is_overloaded(error) and not is_restricted(error))
     )
 
 

@@ -1,8 +1,9 @@
 """Retry decisions shared by the sync and async clients: backoff math, the retry budget, one call's plan.
 
-The clients only run the loop (sleeping with ``time.sleep`` or ``asyncio.sleep``); every decision lives here.
+The clients only run the loop, written once for both in :meth:`yolo_client._base.ClientBase._call` (the sync
+client sleeps with ``time.sleep``, the async one with ``asyncio.sleep``); every decision lives here.
 
-Example (the sync client's loop, in full)::
+Example (that loop, less its retry metric)::
 
     plan = CallPlan(policy, budget, pool, timeout=10.0)
     while True:
@@ -28,7 +29,14 @@ import time
 from collections.abc import Callable
 
 from .endpoints import EndpointPool
-from .errors import DeadlineExceededError, YoloClientError, is_dead_model, is_endpoint_fault, is_too_large
+from .errors import (
+    DeadlineExceededError,
+    YoloClientError,
+    is_dead_model,
+    is_endpoint_fault,
+    is_restricted,
+    is_too_large,
+)
 from .types import RetryPolicy
 
 Clock = Callable[[], float]
@@ -152,14 +160,17 @@ class CallPlan:
         up; that INTERNAL is retried although INTERNAL is not in ``policy.retry_on``, since another replica
         can serve it. A shed request (queue full, queue timeout) keeps its endpoint in rotation: the server is
         busy, not broken, and the retry sleeps the full-jitter backoff. The call gives up on a status not in
-        ``policy.retry_on``, on a message over a size cap (RESOURCE_EXHAUSTED "... larger than ..."), after ``max_attempts``, when the budget is empty, or when the sleep would run past
+        ``policy.retry_on``, on a message over a size cap (RESOURCE_EXHAUSTED "... larger than ..."), on an admin
+        API without its key, after ``max_attempts``, when the budget is empty, or when the sleep would run past
         the deadline. ``error.attempts`` is set to the number of attempts made.
         """
         error.attempts = self.attempts
         fault = is_endpoint_fault(error)
         if fault:
             self.pool.mark_down(url, hold=is_dead_model(error))
-        retryable = fault or (error.status in self.policy.retry_on and not is_too_large(error))
+        retryable = fault or (
+            error.status in self.policy.retry_on and not is_too_large(error) and not is_restricted(error)
+        )
         if not retryable or self.attempts >= self.policy.max_attempts:
             return None
         if fault and any(u not in self.tried for u in self.pool.up()):

@@ -1,9 +1,11 @@
-"""``yolo-server build | serve``: argument parsing only; the work is in yolo_server.repository and yolo_server.triton.
+"""``yolo-server build | serve | probe``: argument parsing only; the work is in yolo_server.repository and
+yolo_server.triton.
 
 Example:
     $ yolo-server build --cfg models/darknet/yolov4-tiny.cfg --names models/darknet/coco.names --size 416 \\
         --target cpu --output model_repository
     $ yolo-server serve model_repository --grpc-port 8001
+    $ yolo-server probe --repository model_repository   # health check: exit 0 when a canary inference answers
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from yolo_client.contract import (
+    ADMIN_KEY_HEADER,
     DEFAULT_MAX_DETECTIONS,
     DEFAULT_NMS_THRESHOLD,
     DEFAULT_SCORE_THRESHOLD,
+    GRPC_ADMIN_KEY_HEADER,
     GRPC_PORT,
     HTTP_PORT,
     METRICS_PORT,
@@ -26,7 +30,6 @@ from yolo_client.contract import (
 from yolo_server.export.calibration import MIN_CALIBRATION_IMAGES
 from yolo_server.repository.int8 import GATE_FAILURE_CHOICES
 from yolo_server.repository.spec import FUSED_BY_DEFAULT, INSTANCE_KINDS, TARGET_BATCHING, Batching, Instances, Limits
-from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from yolo_server.triton.supervise import Supervision
 
 if TYPE_CHECKING:  # for the annotations only: build_options and serve_options import them when they run

@@ -12,6 +12,9 @@ import fnmatch
 import os
 import re
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,25 +27,85 @@ ENTRYPOINT = DOCKER / "entrypoint.sh"
 DOCKERFILES = sorted(DOCKER.glob("Dockerfile.*[!e]"))  # Dockerfile.builder|cpu|server, not *.dockerignore
 IMAGE_APP = "/opt/yolo"  # where the Dockerfiles COPY the repository's files (test_deploy_images checks it)
 
-# every variable compose passes to the builders (x-model-inputs), all optional
-BUILD_VARIABLES = (
-    "CFG",
-    "WEIGHTS",
-    "NAMES",
-    "SIZE",
-    "PRECISION",
-    "CALIBRATION_IMAGES",
-    "VALIDATION",
-    "INT8_GATE_FAILURE",
-    "MAX_BATCH_SIZE",
-    "OPT_BATCH_SIZE",
-    "PREFERRED_BATCH_SIZES",
-    "PREPROCESS_INSTANCES",
-    "DETECTOR_INSTANCES",
-    "POSTPROCESS_INSTANCES",
+
+@dataclass(frozen=True)
+class Knob:
+    """One variable of docker/entrypoint.sh: set to ``value``, it gives ``command``'s option ``dest`` the value
+    ``parsed`` (as the real CLI parses the argv the script prints)."""
+
+    variable: str
+    command: str  # build | serve
+    dest: str
+    value: str
+    parsed: Any
+
+
+MODELS = "/models"  # MODELS_DIR in the knobs' runs: relative file names land under it
+KNOBS = (
+    Knob("CFG", "build", "cfg", "my.cfg", Path(f"{MODELS}/my.cfg")),
+    Knob("WEIGHTS", "build", "weights", "my.weights", Path(f"{MODELS}/my.weights")),
+    Knob("NAMES", "build", "names", "my.names", Path(f"{MODELS}/my.names")),
+    Knob("SIZE", "build", "size", "512x320", (512, 320)),
+    Knob("TARGET", "build", "target", "tensorrt", "tensorrt"),
+    Knob("PRECISION", "build", "precision", "fp32", "fp32"),
+    Knob("CALIBRATION_IMAGES", "build", "calibration_images", "calibration", Path(f"{MODELS}/calibration")),
+    Knob("VALIDATION", "build", "validation", "val.json", Path(f"{MODELS}/val.json")),
+    Knob("INT8_GATE_FAILURE", "build", "int8_gate_failure", "stop", "stop"),
+    Knob("MAX_BATCH_SIZE", "build", "max_batch_size", "16", 16),
+    Knob("OPT_BATCH_SIZE", "build", "opt_batch_size", "8", 8),
+    Knob("PREFERRED_BATCH_SIZES", "build", "preferred_batch_sizes", "8,16", (8, 16)),
+    Knob("MAX_QUEUE_DELAY_US", "build", "max_queue_delay_us", "100", 100),
+    Knob("MAX_QUEUE_IMAGES", "build", "max_queue_images", "1024", 1024),
+    Knob("QUEUE_TIMEOUT_US", "build", "queue_timeout_us", "5000000", 5_000_000),
+    Knob("PREPROCESS_INSTANCES", "build", "instances", "3", [("preprocess", 3)]),
+    Knob("DETECTOR_INSTANCES", "build", "instances", "2", [("detector", 2)]),
+    Knob("POSTPROCESS_INSTANCES", "build", "instances", "3", [("postprocess", 3)]),
+    Knob("FUSED_INSTANCES", "build", "instances", "8", [("fused", 8)]),
+    Knob("DETECTOR_THREADS", "build", "detector_threads", "8", 8),
+    Knob("FUSED", "build", "fused", "0", False),
+    Knob("MODEL_NAME", "build", "name", "street", "street"),
+    Knob("SCORE_THRESHOLD", "build", "score_threshold", "0.4", 0.4),
+    Knob("NMS_THRESHOLD", "build", "nms_threshold", "0.5", 0.5),
+    Knob("MAX_DETECTIONS", "build", "max_detections", "100", 100),
+    Knob("CLASS_AGNOSTIC", "build", "class_agnostic", "1", True),
+    Knob("MAX_PIXELS", "build", "max_pixels", "4000000", 4_000_000),
+    Knob("MAX_BYTES", "build", "max_bytes", "1048576", 1 << 20),
+    Knob("REPOSITORY", "build", "output", "/srv/repository", Path("/srv/repository")),
+    Knob("REPOSITORY", "serve", "repository", "/srv/repository", Path("/srv/repository")),
+    Knob("EXIT_TIMEOUT", "serve", "exit_timeout", "20", 20),
+    Knob("READY_TIMEOUT", "serve", "ready_timeout", "120", 120.0),
+    Knob("SHM_BYTES", "serve", "shm_bytes", str(64 << 20), 64 << 20),
+    Knob("MAX_REQUEST_BYTES", "serve", "max_request_bytes", str(8 << 20), 8 << 20),
+    Knob("CHECK_INTERVAL", "serve", "check_interval", "0", 0.0),
+    Knob("CANARY_INTERVAL", "serve", "canary_interval", "10", 10.0),
+    Knob("CANARY_TIMEOUT", "serve", "canary_timeout", "20", 20.0),
+    Knob("LOG_VERBOSE", "serve", "log_verbose", "1", 1),
+    Knob(
+        "ADMIN_KEY_FILE", "serve", "admin_key_file", "/run/secrets/yolo/admin-key", Path("/run/secrets/yolo/admin-key")
+    ),
+    Knob("TLS_CERT", "serve", "tls_cert", "/run/secrets/yolo/tls.crt", Path("/run/secrets/yolo/tls.crt")),
+    Knob("TLS_KEY", "serve", "tls_key", "/run/secrets/yolo/tls.key", Path("/run/secrets/yolo/tls.key")),
+    Knob("TLS_CLIENT_CA", "serve", "tls_client_ca", "/run/secrets/yolo/ca.crt", Path("/run/secrets/yolo/ca.crt")),
+)
+# the options no variable sets, and why
+FIXED_OPTIONS = {
+    ("build", "preflight"): "the entrypoint's own check, run before it clears the repository volume",
+    ("serve", "host"): "0.0.0.0: the container's network is the boundary; compose publishes on PUBLISH_ADDRESS",
+    ("serve", "http_port"): "the image's ports, which compose and k8s map",
+    ("serve", "grpc_port"): "the image's ports, which compose and k8s map",
+    ("serve", "metrics_port"): "the image's ports, which compose and k8s map",
+    ("serve", "front"): "always on in a container: Triton itself has no request cap",
+}
+# where the container keeps its repository: a volume, the same in every service, not a setting compose passes
+CONTAINER_LAYOUT = ("REPOSITORY",)
+# every variable compose passes to the builders (x-model-inputs, all optional; TARGET per service)
+BUILD_VARIABLES = tuple(
+    dict.fromkeys(k.variable for k in KNOBS if k.command == "build" and k.variable not in CONTAINER_LAYOUT)
 )
 # every variable of the servers' access settings (docker/compose.yaml passes them all, empty by default)
 ACCESS_VARIABLES = ("ADMIN_KEY_FILE", "TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA")
+# every variable compose passes to the servers
+SERVE_VARIABLES = tuple(k.variable for k in KNOBS if k.command == "serve" and k.variable not in CONTAINER_LAYOUT)
 PROBE_TIMEOUT_S = 12.0  # `entrypoint.sh health`'s own deadline: the images', compose's and k8s' timeouts exceed it
 
 

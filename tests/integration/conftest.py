@@ -7,7 +7,7 @@ test (serving, client SDK, metrics):
     grpc_url           "127.0.0.1:PORT" (tritonclient.grpc / yolo_client)
     http_url           "127.0.0.1:PORT" (tritonclient.http, no scheme)
     metrics_url        "http://127.0.0.1:PORT/metrics" (Prometheus text)
-    model_name         the bytes ensemble (IMAGE in), e.g. "yolov4_tiny"
+    model_name         the image entry point (IMAGE in): the fused cpu model, "yolov4_tiny"
     tensor_model_name  the tensor ensemble (INPUT + RESIZE in)
     repository         Path of the built model repository
     cfg, weights, names  Paths of the darknet cfg, the .weights file served, the class names
@@ -45,7 +45,7 @@ from tests.helpers.serving import (
     wait_ready,
     write_random_weights,
 )
-from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+from yolo_client.contract import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 
 if TYPE_CHECKING:
     import tritonclient.grpc as grpcclient

@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from tritonclient.utils import InferenceServerException
 from tests.helpers.images import encode, scene
 from tests.helpers.serving import TritonTestServer
 from tests.helpers.triton_requests import bytes_inputs
-from yolo_server.triton.access import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+from yolo_client.contract import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +67,31 @@ def test_admin_apis_are_refused_without_the_key_and_allowed_with_it(triton_serve
     for path in ("/v2/health/ready", f"/v2/models/{triton_server.model_name}/config",
                  f"/v2/models/{triton_server.model_name}/stats"):  # fmt: skip
         assert http_status(base + path, "GET", {}) == 200, path
+
+
+def test_client_cli_lists_every_model_with_the_key_and_the_served_one_without(
+    triton_server: TritonTestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from yolo_client.cli import ADMIN_KEY_VARIABLE, KEY_NOTE
+    from yolo_client.cli import main as client_main
+
+    common = ["--url", triton_server.grpc_url, "--model", triton_server.model_name]
+    assert client_main(["models", *common]) == 0
+    without = capsys.readouterr().out
+    assert without.startswith(f"{triton_server.model_name}: ") and KEY_NOTE in without
+    assert triton_server.tensor_model_name not in without  # the index was not asked for
+
+    key_file = tmp_path / "admin-key"
+    key_file.write_text(triton_server.admin_headers[GRPC_ADMIN_KEY_HEADER] + "\n")
+    assert client_main(["models", *common, "--admin-key-file", str(key_file)]) == 0
+    listed = capsys.readouterr().out
+    assert KEY_NOTE not in listed
+    names = {line.split()[0] for line in listed.splitlines() if line.endswith("READY")}
+    assert {triton_server.model_name, triton_server.tensor_model_name} <= names
+
+    wrong = tmp_path / "wrong-key"
+    wrong.write_text("not-the-key-0123456789\n")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(ADMIN_KEY_VARIABLE, str(wrong))
+        assert client_main(["models", *common]) == 1
+    assert "needs the server's admin key" in capsys.readouterr().err

@@ -11,7 +11,13 @@ from tests.helpers.clients import KINDS, dead_url, open_client
 from tests.helpers.clock import FakeClock
 from yolo_client import ClientMetrics
 from yolo_client.endpoints import EndpointPool
-from yolo_client.errors import DeadlineExceededError, ServerError, ServerRejectedError, UnavailableError
+from yolo_client.errors import (
+    DeadlineExceededError,
+    ServerError,
+    ServerRejectedError,
+    UnavailableError,
+    from_exception,
+)
 from yolo_client.retry import CallPlan, RetryBudget, backoff_cap, backoff_delay
 from yolo_client.types import HealthCheckOptions, RetryPolicy
 
@@ -131,6 +137,24 @@ def test_a_message_over_a_size_cap_is_not_sent_again(message: str) -> None:
     url = plan.next_endpoint()
     assert plan.on_failure(url, UnavailableError(message, status="RESOURCE_EXHAUSTED")) is None
     assert plan.pool.is_up(url)
+
+
+def test_an_admin_api_without_its_key_is_refused_once_and_keeps_the_endpoint() -> None:
+    """Triton answers UNAVAILABLE to a restricted protocol without its key; the endpoint is fine."""
+
+    class Refused(Exception):  # tritonclient's InferenceServerException, duck-typed as errors.from_exception reads it
+        def status(self) -> str:
+            return "StatusCode.UNAVAILABLE"
+
+        def message(self) -> str:
+            return "This protocol is restricted, expecting header 'triton-grpc-protocol-admin-key'"
+
+    error = from_exception(Refused(), "a")
+    assert isinstance(error, ServerRejectedError) and "admin key" in str(error)
+    plan = _plan()
+    url = plan.next_endpoint()
+    assert plan.on_failure(url, error) is None
+    assert plan.pool.is_up(url) and error.attempts == 1
 
 
 def test_non_retryable_statuses_give_up_at_once() -> None:

@@ -23,6 +23,7 @@ from tests.helpers.deploy import (
     DOCKER,
     DOCKERFILES,
     PROBE_TIMEOUT_S,
+    SERVE_VARIABLES,
     default_model_name,
     entrypoint_argv,
     health_probe,
@@ -152,6 +153,7 @@ def test_servers_publish_the_served_ports_and_stop_after_the_drain(resolved: dic
     env = {k: v or "" for k, v in spec.get("environment", {}).items()}
     args = parse_yolo_server(entrypoint_argv(spec["command"][0], env))
     assert args.command == "serve"
+    assert set(SERVE_VARIABLES) <= set(env), "compose passes every serve setting of docker/entrypoint.sh"
     if service != "server-replica":  # replicas are reached through nginx and the `server` alias only
         assert sorted((published, target) for _, published, target in ports(spec)) == [
             (port, port) for port in (args.http_port, args.grpc_port, args.metrics_port)

@@ -114,6 +114,16 @@ def test_pod_runs_the_entrypoint_commands_with_matching_probes_and_drain(kustomi
         assert ("nvidia.com/gpu" in container["resources"]["limits"]) == gpu
 
 
+def test_the_cpu_pod_runs_one_fused_instance_and_one_lone_image_thread_per_requested_core() -> None:
+    """A bigger node gets used: the repository's instance count and threads follow the CPU request."""
+    spec = by_kind(render("overlays/cpu"), "Deployment")[0]["spec"]["template"]["spec"]
+    [init], [server] = spec["initContainers"], spec["containers"]
+    build = parse_yolo_server(entrypoint_argv(init["args"][0], {e["name"]: e["value"] for e in init["env"]}))
+    cores = int(server["resources"]["requests"]["cpu"])
+    assert dict(build.instances)["fused"] == build.detector_threads == cores
+    assert build.fused is None  # the cpu target's default: the fused model
+
+
 def test_services_select_the_pods_and_one_is_headless() -> None:
     documents = render("base")
     labels = by_kind(documents, "Deployment")[0]["spec"]["template"]["metadata"]["labels"]

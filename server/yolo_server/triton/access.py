@@ -1,8 +1,8 @@
 """Who may use what: the admin APIs behind a key header (tritonserver flags), and gRPC TLS (server or mutual).
 
 Inference, health, metadata, model config, statistics and metrics stay open; the repository, shared-memory,
-trace and logging APIs answer only requests that carry the key: in the HTTP header :data:`ADMIN_KEY_HEADER`,
-or the gRPC metadata :data:`GRPC_ADMIN_KEY_HEADER` (Triton prefixes restricted gRPC keys). Without a key
+trace and logging APIs answer only requests that carry the key: in the HTTP header :data:`yolo_client.contract.ADMIN_KEY_HEADER`,
+or the gRPC metadata :data:`~yolo_client.contract.GRPC_ADMIN_KEY_HEADER` (Triton prefixes restricted gRPC keys). Without a key
 file a random key is made for the run and never shown, so those APIs are off: locked by default.
 
 With TLS asked for, gRPC is the only endpoint off the host: HTTP has no TLS here, so it binds 127.0.0.1, where
@@ -25,8 +25,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-ADMIN_KEY_HEADER = "admin-key"  # the HTTP header; Triton wants it on gRPC under the name below
-GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
+from yolo_client.contract import ADMIN_KEY_HEADER
+
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 LOOPBACK = "127.0.0.1"
 _KEY = re.compile(r"[A-Za-z0-9._~+/\-]{16,256}")
