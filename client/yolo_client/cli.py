@@ -223,9 +223,18 @@ def _models(args: argparse.Namespace) -> int:
             else f"an ensemble of {', '.join(batching['ensemble_steps'])}"
         )
     )
+    print(f"  inputs {_tensors(config.get('input', []))}\n  outputs {_tensors(config.get('output', []))}")
     if index is None:
         print(f"\n{KEY_NOTE}")
     return 0
+
+
+def _tensors(specs: list[dict[str, Any]]) -> str:
+    """``NAME TYPE [dims]`` of each tensor of a model config, the batch dimension left out."""
+    return ", ".join(
+        f"{spec['name']} {spec.get('data_type', '').removeprefix('TYPE_')} [{', '.join(map(str, spec.get('dims', [])))}]"
+        for spec in specs
+    )
 
 
 def _batching(config: dict[str, Any]) -> dict[str, Any]:

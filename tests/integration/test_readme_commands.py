@@ -28,6 +28,7 @@ from tests.helpers.deploy import makefile_var
 from tests.helpers.paths import ROOT
 from tests.helpers.serving import start_serve, stop_process, wait_ready
 from yolo_client.cli import ADMIN_KEY_VARIABLE, KEY_NOTE
+from yolo_client.contract import IMAGE
 from yolo_server.repository.spec import model_base_name
 
 pytestmark = pytest.mark.integration
@@ -123,6 +124,7 @@ def check_output(line: str, out: str, cwd: Path, server: DefaultServer) -> None:
         assert out.startswith(f"{server.model}: ") and KEY_NOTE in out, out
         assert f"classes ({len(server.class_names)}): {', '.join(server.class_names)}" in out, out
         assert re.search(r"score threshold [\d.]+, NMS threshold [\d.]+", out) and "max batch " in out, out
+        assert f"inputs {IMAGE} STRING [1]" in out, out
     elif line.startswith("yolo-client detect") and "--json" in words:
         [report] = json.loads(out)
         labels = {detection["label"] for detection in report["detections"]}
