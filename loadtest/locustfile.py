@@ -49,7 +49,7 @@ _open_clients: set = set()
 def _arguments(parser) -> None:  # noqa: ANN001 - locust's configargparse parser
     # plain parser arguments: locust's include_in_web_ui works only there, not on argument groups
     group = shape = slo = parser
-    group.add_argument("--model", default="yolov4_tiny_shapes", help="base model name (the bytes ensemble)")
+    group.add_argument("--model", default="yolov4_tiny_shapes", help="base model name (the image entry point)")
     group.add_argument(
         "--transport",
         choices=("bytes", "tensor"),

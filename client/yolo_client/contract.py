@@ -146,7 +146,7 @@ class Parameters:
 
 @dataclass(frozen=True)
 class ModelInfo(Parameters):
-    """What a served detector publishes in its ``parameters`` (the ensembles and the postprocess model).
+    """What a served detector publishes in its ``parameters`` (the image and tensor entry points, the postprocess).
 
     Attributes:
         class_names: label of each class id.

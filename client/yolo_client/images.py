@@ -21,7 +21,7 @@ resized/letterboxed by :func:`yolo_client.geometry.letterbox` into float32 ``[3,
 Example:
     >>> data = to_bytes("photo.jpg")                       # the file's bytes, as they are
     >>> data = to_bytes(cv2.imread("photo.jpg"), color="bgr")  # PNG of the array
-    >>> tensor, params = to_tensor("photo.jpg", 416, 416, letterbox=True)
+    >>> tensor, params = to_tensor("photo.jpg", 416, 416, letterbox_input=True)
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ def cfg_text_at_size(name: str, width: int, height: int, opencv_raw_yolo: bool =
     """The official cfg text with [net] width/height replaced.
 
     ``opencv_raw_yolo`` adds ``thresh=0`` and ``nms_threshold=0`` to each [yolo]
-    so OpenCV DNN returns every candidate, undecimated (NOTES.md).
+    so OpenCV DNN returns every candidate, undecimated: its importer otherwise zeroes the class scores
+    under ``thresh`` (default 0.2) and runs NMS at ``nms_threshold`` (default 0.4).
     """
     text = cfg_path(name).read_text()
     text = re.sub(r"^width=\d+", f"width={width}", text, flags=re.M)

@@ -134,7 +134,7 @@ def parse_yolo_server(argv: list[str]) -> argparse.Namespace:
 
 
 def default_model_name() -> str:
-    """The base model name `yolo-server build` gives the default cfg (the bytes ensemble's name)."""
+    """The base model name `yolo-server build` gives the default cfg (the image entry point's name)."""
     return model_base_name(makefile_var("DEFAULT_CFG"))
 
 

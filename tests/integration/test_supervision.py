@@ -2,7 +2,7 @@
 
 Triton 2.51 itself keeps answering ready through both. ``yolo-server serve`` must notice (stub state, canary),
 SIGKILL tritonserver's process group, clean its shared memory and exit 3 within a bound; ``yolo-server probe``
-must be red from the fault on. The load counts what was sent, answered and failed (printed for the notes).
+must be red from the fault on. The load counts what was sent, answered and failed (printed: ``pytest -s`` shows it).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ detector for boxes moved by two pixels, which no mAP notices.
 Example:
     >>> report = coco_gate(fp32_detector, int8_detector, CocoDataset.load("val/annotations.json"))
     >>> report.passed, report.text
-    (True, 'passed: mAP@0.5 0.9507 (fp32 0.9508, -0.0001, limit -0.005); ...')
+    (True, 'passed: mAP@0.5 0.9507 (fp32 0.9508, -0.0001, limit -0.0050); ...')
 """
 
 from __future__ import annotations

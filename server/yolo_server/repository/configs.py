@@ -2,8 +2,9 @@
 
 Example:
     >>> configs = model_configs(spec, load_spec("models/darknet/yolov4-tiny.cfg", 416))
-    >>> sorted(configs)   # spec.fused: no preprocess, and yolov4_tiny is the fused Python model
-    ['yolov4_tiny', 'yolov4_tiny_detector', 'yolov4_tiny_postprocess', 'yolov4_tiny_preprocess', 'yolov4_tiny_tensor']
+    >>> sorted(configs)   # spec.fused (the cpu build's default): no preprocess, yolov4_tiny is the fused Python model
+    ['yolov4_tiny', 'yolov4_tiny_detector', 'yolov4_tiny_postprocess', 'yolov4_tiny_tensor']
+    >>> # not fused (--no-fused, tensorrt): yolov4_tiny is the bytes ensemble, and yolov4_tiny_preprocess is added
     >>> text_format.MessageToString(configs["yolov4_tiny_detector"])   # config.pbtxt
 """
 

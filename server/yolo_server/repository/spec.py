@@ -1,7 +1,8 @@
 """What a model repository holds, as frozen dataclasses (no Triton, no torch).
 
 Example:
-    >>> spec = RepositorySpec(info=info, batching=Batching(max_batch_size=8), instances=Instances(preprocess=2))
+    >>> spec = RepositorySpec("yolov4_tiny", info, batching=Batching(max_batch_size=8),
+    ...                       instances=Instances(preprocess=2))
     >>> spec.names.detector
     'yolov4_tiny_detector'
 """
@@ -62,7 +63,7 @@ class ModelNames:
 
     @property
     def images(self) -> str:
-        """The image entry point: the bytes ensemble, or the fused model."""
+        """The image entry point: the fused model (cpu default), or the bytes ensemble (tensorrt, ``--no-fused``)."""
         return self.base
 
     @property

@@ -2,7 +2,7 @@
 
 Modules, one concept each: :mod:`.scenes` (seeded scene generator, COCO json),
 :mod:`.anchors` (k-means on IoU), :mod:`.augment` (pool, mosaic, random shapes),
-:mod:`.boxes` (CIoU), :mod:`.targets` (anchor assignment), :mod:`.loss`,
+:mod:`.targets` (anchor assignment), :mod:`.loss` (CIoU from :mod:`yolo_server.ops.boxes`),
 :mod:`.schedule` (cosine with warm-up), :mod:`.network` (BN kept, export),
 :mod:`.train` (the loop), :mod:`.cli` (``yolo-train``).
 """
