@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# the default model: the shapes demo detector (README "Demo model"), trained by `make train-demo`
+# the default model: the shapes demo detector (README "The demo model"), trained by `make train-demo`
 DEFAULT_CFG := models/shapes/yolov4-tiny-shapes.cfg
 DEFAULT_WEIGHTS := models/shapes/yolov4-tiny-shapes.weights
 DEFAULT_NAMES := models/shapes/shapes.names
@@ -96,7 +96,7 @@ tensorrt-dryrun:
 test: install system-deps lint tensorrt-dryrun
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# retrain the demo detector from a seed (2 CPU cores: about 40 minutes), rewriting DEFAULT_WEIGHTS
+# retrain the demo detector from a seed (2 CPU cores: about 37 minutes), rewriting DEFAULT_WEIGHTS
 train-demo: install
 	$(BIN)/yolo-train train --cfg $(DEFAULT_CFG) --output $(DEFAULT_WEIGHTS) --seed $(TRAIN_SEED)
 

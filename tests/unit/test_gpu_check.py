@@ -1,6 +1,6 @@
 """tests/gpu/check.sh runs end to end without a GPU: its quick run on the CPU, FP16 against fp32, the real criteria.
 
-The GPU host runs the same script in full (tests/gpu/check.sh, README "GPU"); this keeps it from rotting between
+The GPU host runs the same script in full (tests/gpu/check.sh, docs/gpu.md); this keeps it from rotting between
 the runs that a GPU is lent for.
 """
 

@@ -3,7 +3,7 @@
 Chosen by measurement (``bench/bench_runtimes.py``): OpenVINO's CPU plugin in INT8 (AVX2 and up) or
 bf16 (AVX512-BF16, AMX) runs the network faster than torch eager, torch.compile and ONNX Runtime
 while keeping accuracy, and unlike torch.compile its artifact is written once by the build rather
-than compiled at every server start (README "CPU: OpenVINO, at the fastest precision the serving CPU runs").
+than compiled at every server start (docs/cpu-serving.md "OpenVINO, at the fastest precision the serving CPU runs").
 
 The IR comes from the same ``torch.export`` program the tensorrt target compiles
 (:mod:`yolo_server.export.program`), with the batch dimension dynamic and the
@@ -149,7 +149,7 @@ class LoadAwareRunner:
     For a model of which several instances share the cores (the fused cpu model): a batch means requests
     queued while this instance ran, so the other instances are busy too, and their threads would spin
     against each other's; a lone image means a light load, and its latency is that of all the cores.
-    Measured on 2 cores (README "CPU: one fused model"): concurrency 1 at the latency of two threads,
+    Measured on 2 cores (docs/cpu-serving.md "One fused model"): concurrency 1 at the latency of two threads,
     concurrency 16 at the throughput of one thread per instance.
 
     Args:

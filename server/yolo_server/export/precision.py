@@ -1,7 +1,6 @@
 """Which precision the cpu target serves: the fastest one built that this CPU runs natively.
 
-The order was measured, not assumed (README "CPU: OpenVINO, at the fastest precision the serving CPU
-runs"): on the demo network, OpenVINO's INT8 IR ran 1.8x its fp32 at batch 8 on AVX2 (no AVX-512, no
+The order was measured, not assumed (docs/benchmarks.md, "INT8, network images/s"): on the demo network, OpenVINO's INT8 IR ran 1.8x its fp32 at batch 8 on AVX2 (no AVX-512, no
 bf16), and 1.5x bf16 on AVX512-BF16; bf16 runs 2x fp32 where the CPU has bf16 math and no faster where
 it does not. So:
 

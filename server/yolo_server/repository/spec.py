@@ -30,7 +30,7 @@ UNSUPPORTED_PRECISIONS = {
 }
 DEFAULT_PRECISION = {"cpu": "auto", "tensorrt": "fp16"}
 # cpu: images go through one fused model, measured faster than the ensemble on every load
-# (README "CPU: one fused model"); tensorrt: the detector is Triton's libtorch backend, so steps stay models
+# (docs/cpu-serving.md "One fused model"); tensorrt: the detector is Triton's libtorch backend, so steps stay models
 FUSED_BY_DEFAULT = {"cpu": True, "tensorrt": False}
 # the detector file in NAME_detector/1/: OpenVINO IR (with its model.bin beside it) / TorchScript with TensorRT engines
 ARTIFACTS = {"cpu": "model.xml", "tensorrt": "model.pt"}
@@ -179,7 +179,7 @@ class Batching:
 
 # CPU: small batches keep latency near one image's, and no queue delay: each of the three steps would add
 # its delay to a lone request, while under load requests still batch, each execution taking whatever queued
-# while the model ran (measured: README "CPU: OpenVINO, at the fastest precision the serving CPU runs").
+# while the model ran (measured: docs/cpu-serving.md "OpenVINO, at the fastest precision the serving CPU runs").
 # GPU: batches large enough to fill the device at 416-608
 TARGET_BATCHING = {
     "cpu": Batching(max_queue_delay_us=0),
