@@ -186,7 +186,8 @@ def _models(args: argparse.Namespace) -> int:
     with _client(args, headers) as client:
         info = client.model_info()
         config = client.model_config()
-        index = client.models() if headers else None
+        keyed = bool(headers) or any(item.partition("=")[0].strip() == GRPC_ADMIN_KEY_HEADER for item in args.header)
+        index = client.models() if keyed else None
     batching = _batching(config)
     if args.json:
         report = {

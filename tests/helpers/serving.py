@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +112,20 @@ def start_serve(
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     return process, (http_port, grpc_port, metrics_port)
+
+
+@contextmanager
+def serving(repository: Path, workdir: Path, *extra: str) -> Iterator[str]:
+    """``yolo-server serve REPOSITORY`` (``start_serve``) until the block ends, stopped by pid; yields its gRPC
+    URL once ready. Its log is ``workdir/serve.log``."""
+    log = workdir / "serve.log"
+    process, (_, grpc_port, _) = start_serve(repository, log, *extra)
+    try:
+        grpc_url = f"127.0.0.1:{grpc_port}"
+        wait_ready(grpc_url, process, log, READY_TIMEOUT_S)
+        yield grpc_url
+    finally:
+        stop_process(process)
 
 
 def remove_crash_leftovers(launcher_pid: int) -> None:

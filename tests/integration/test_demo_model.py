@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.paths import ROOT
-from tests.helpers.serving import start_serve, stop_process, wait_ready
+from tests.helpers.serving import serving
 
 pytestmark = pytest.mark.integration
 
@@ -59,14 +59,8 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer
          "--calibration-images", str(calibration), "--int8-gate-failure", "stop"]
     )  # fmt: skip
     assert built == 0, "yolo-server build failed"
-    log = workdir / "serve.log"
-    process, (_, grpc_port, _) = start_serve(repository, log)
-    try:
-        grpc_url = f"127.0.0.1:{grpc_port}"
-        wait_ready(grpc_url, process, log, 240.0)
-        yield DemoServer(grpc_url, "127.0.0.1", grpc_port, repository)
-    finally:
-        stop_process(process)
+    with serving(repository, workdir) as grpc_url:
+        yield DemoServer(grpc_url, "127.0.0.1", int(grpc_url.rsplit(":", 1)[1]), repository)
 
 
 @pytest.fixture(scope="module")

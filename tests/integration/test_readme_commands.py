@@ -26,7 +26,7 @@ import pytest
 
 from tests.helpers.deploy import makefile_var
 from tests.helpers.paths import ROOT
-from tests.helpers.serving import start_serve, stop_process, wait_ready
+from tests.helpers.serving import serving
 from yolo_client.cli import ADMIN_KEY_VARIABLE, KEY_NOTE
 from yolo_client.contract import IMAGE
 from yolo_server.repository.spec import model_base_name
@@ -72,15 +72,9 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Default
          "--calibration-images", str(calibration)]
     )  # fmt: skip
     assert built == 0, "yolo-server build failed"
-    log = workdir / "serve.log"
-    process, (_, grpc_port, _) = start_serve(repository, log)
-    try:
-        grpc_url = f"127.0.0.1:{grpc_port}"
-        wait_ready(grpc_url, process, log, 240.0)
-        class_names = tuple(line.strip() for line in names.read_text().splitlines() if line.strip())
+    class_names = tuple(line.strip() for line in names.read_text().splitlines() if line.strip())
+    with serving(repository, workdir) as grpc_url:
         yield DefaultServer(grpc_url, model_base_name(cfg), class_names)
-    finally:
-        stop_process(process)
 
 
 def test_the_readme_shows_each_command_a_newcomer_needs() -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.helpers import triton_requests as req
 from tests.helpers.images import decode_rgb, encode, scene
-from tests.helpers.serving import READY_TIMEOUT_S, TritonTestServer, start_serve, stop_process, wait_ready
+from tests.helpers.serving import TritonTestServer, serving
 
 pytestmark = pytest.mark.integration
 
@@ -108,14 +108,8 @@ def ensemble_grpc_url(triton_server: TritonTestServer, tmp_path_factory: pytest.
     )  # fmt: skip
     assert built == 0
     assert (repository / f"{triton_server.model_name}_preprocess").is_dir()
-    log = workdir / "serve.log"
-    process, (_, grpc_port, _) = start_serve(repository, log, "--check-interval", "0")
-    try:
-        url = f"127.0.0.1:{grpc_port}"
-        wait_ready(url, process, log, READY_TIMEOUT_S)
+    with serving(repository, workdir, "--check-interval", "0") as url:
         yield url
-    finally:
-        stop_process(process)
 
 
 def test_the_ensemble_layout_gives_the_fused_models_detections(
