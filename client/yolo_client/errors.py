@@ -144,7 +144,7 @@ def from_exception(exc: BaseException, endpoint: str | None = None) -> YoloClien
             return DeadlineExceededError(message or "deadline exceeded", endpoint=endpoint)
         return YoloClientError(f"{type(exc).__name__}: {message}" if message else type(exc).__name__, endpoint=endpoint)
     cls = _BY_STATUS.get(status, YoloClientError)
-    if status == "UNAVAILABLE" and RESTRICTED_MESSAGE in message:
+    if _restricted(status, message):
         cls, message = ServerRejectedError, f"{message} (an admin API: it needs the server's admin key)"
     if cls is UnavailableError and ("ssl" in message.lower() or "handshake" in message.lower()):
         message += " (TLS: check the root certificate and the server name)"
@@ -164,7 +164,11 @@ def is_too_large(error: YoloClientError) -> bool:
 
 def is_restricted(error: YoloClientError) -> bool:
     """An admin API called without the server's admin key: the endpoint is fine, and no retry gets the key."""
-    return error.status == "UNAVAILABLE" and RESTRICTED_MESSAGE in error.message
+    return _restricted(error.status, error.message)
+
+
+def _restricted(status: str | None, message: str) -> bool:
+    return status == "UNAVAILABLE" and RESTRICTED_MESSAGE in message
 
 
 def is_dead_model(error: YoloClientError) -> bool:
