@@ -17,10 +17,10 @@ import torch
 from tests.helpers.paths import ROOT
 from yolo_server.darknet import load_darknet
 from yolo_server.evaluation.agreement import matched_share
+from yolo_server.export.extras import MissingExtra
 from yolo_server.export.openvino import (
     LoadAwareRunner,
     OpenVINORunner,
-    OpenVINOUnavailable,
     compile_options,
     export_openvino,
 )
@@ -119,5 +119,5 @@ def test_plugin_options_name_the_resolved_precision() -> None:
 
 def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` sees when it is not installed
-    with pytest.raises(OpenVINOUnavailable, match=r"pip install '\./server\[openvino\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install '\./server\[openvino\]'"):
         OpenVINORunner(tmp_path / "model.xml")

@@ -30,6 +30,7 @@ import numpy as np
 from torch import nn
 
 from yolo_server.darknet.cfg import DarknetSpec
+from yolo_server.export.extras import import_extra
 from yolo_server.export.precision import IR_PRECISIONS, CpuFeatures, resolve_cpu_precision
 
 # what the plugin calls our precisions (INFERENCE_PRECISION_HINT). An INT8 IR's layers left in float run in f32:
@@ -38,19 +39,8 @@ PLUGIN_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 WEIGHTS_SUFFIX = ".bin"
 
 
-class OpenVINOUnavailable(RuntimeError):
-    """The cpu target's runtime is not installed; the message says how to install it."""
-
-
 def import_openvino() -> ModuleType:
-    try:
-        import openvino
-    except ImportError as exc:
-        raise OpenVINOUnavailable(
-            f"openvino is not importable ({exc}): the cpu target runs the detector on OpenVINO; "
-            "install it with `pip install './server[openvino]'` (`make install` does)"
-        ) from None
-    return openvino
+    return import_extra("openvino", "openvino", "the cpu target runs the detector on OpenVINO")
 
 
 def artifact_files(path: str | Path) -> tuple[Path, Path]:

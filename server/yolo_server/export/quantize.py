@@ -20,22 +20,12 @@ from types import ModuleType
 
 import numpy as np
 
+from yolo_server.export.extras import import_extra
 from yolo_server.export.openvino import artifact_files, import_openvino
 
 
-class QuantizationUnavailable(RuntimeError):
-    """NNCF is not installed; the message says how to install it."""
-
-
 def import_nncf() -> ModuleType:
-    try:
-        import nncf
-    except ImportError as exc:
-        raise QuantizationUnavailable(
-            f"nncf is not importable ({exc}): INT8 builds quantize with NNCF; install it with "
-            "`pip install './server[int8]'` (`make install` does), or build without --calibration-images"
-        ) from None
-    return nncf
+    return import_extra("nncf", "int8", "INT8 builds (--calibration-images) quantize with NNCF")
 
 
 def quantize_ir(ir: Path, calibration: Sequence[np.ndarray], output: Path) -> list[Path]:

@@ -1,9 +1,10 @@
 """Who may use what: the admin APIs behind a key header (tritonserver flags), and gRPC TLS (server or mutual).
 
 Inference, health, metadata, model config, statistics and metrics stay open; the repository, shared-memory,
-trace and logging APIs answer only requests that carry the key: in the HTTP header :data:`yolo_client.contract.ADMIN_KEY_HEADER`,
-or the gRPC metadata :data:`~yolo_client.contract.GRPC_ADMIN_KEY_HEADER` (Triton prefixes restricted gRPC keys). Without a key
-file a random key is made for the run and never shown, so those APIs are off: locked by default.
+trace and logging APIs answer only requests that carry the key: in the HTTP header
+:data:`yolo_client.contract.ADMIN_KEY_HEADER`, or the gRPC metadata
+:data:`~yolo_client.contract.GRPC_ADMIN_KEY_HEADER` (Triton prefixes restricted gRPC keys). Without a key file a
+random key is made for the run and never shown, so those APIs are off: locked by default.
 
 With TLS asked for, gRPC is the only endpoint off the host: HTTP has no TLS here, so it binds 127.0.0.1, where
 the supervisor's canary and the container's health probe reach it. TLS ends at the front (:mod:`.front`), or at
