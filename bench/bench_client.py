@@ -96,9 +96,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
-    from yolo_server.triton.options import ServeOptions
-    from yolo_server.triton.ports import free_ports
-    from yolo_server.triton.process import TritonServer
+    from yolo_server.launcher.options import ServeOptions
+    from yolo_server.launcher.ports import free_ports
+    from yolo_server.launcher.process import TritonServer
 
     images = synthetic_jpegs(16)
     rows = []

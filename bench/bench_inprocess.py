@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.darknet_files import cfg_text_at_size, write_random_model
 from yolo_client.contract import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD
 from yolo_server.evaluation.agreement import matched_share
-from yolo_server.export.precision import cpu_has_native_bf16
 from yolo_server.pipeline import Detector
+from yolo_server.precision import cpu_has_native_bf16
 
 THREADS = 2
 SIZE = 416

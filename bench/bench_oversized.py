@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.oversized import MIB, Outcome, RawChannel, oversized_request, server_memory
-from yolo_server.triton.options import ServeOptions
-from yolo_server.triton.ports import free_ports
-from yolo_server.triton.process import TritonServer
-from yolo_server.triton.supervise import Supervision
+from yolo_server.launcher.options import ServeOptions
+from yolo_server.launcher.ports import free_ports
+from yolo_server.launcher.process import TritonServer
+from yolo_server.launcher.supervise import Supervision
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "yolov4_tiny_shapes"

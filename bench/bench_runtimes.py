@@ -48,13 +48,14 @@ from yolo_server.evaluation.agreement import matched_share
 from yolo_server.evaluation.coco import MAP_SCORE_THRESHOLD
 from yolo_server.evaluation.gate import AGREEMENT_IOU, MAX_MAP50_DROP, MAX_MAP_DROP, MIN_AGREEMENT
 from yolo_server.export.calibration import calibration_files, calibration_inputs
-from yolo_server.export.openvino import OpenVINORunner, export_openvino
-from yolo_server.export.precision import CPU_PRECISIONS, cpu_has_native_bf16, resolve_cpu_precision
+from yolo_server.export.openvino import export_openvino
 from yolo_server.export.program import BatchRange, export_program
 from yolo_server.export.quantize import quantize_ir
 from yolo_server.export.wrapper import InferenceWrapper
 from yolo_server.ops.config import postprocess_config_for
 from yolo_server.pipeline import Detector
+from yolo_server.precision import CPU_PRECISIONS, cpu_has_native_bf16, resolve_cpu_precision
+from yolo_server.triton.runtime import OpenVINORunner
 
 Network = Callable[[np.ndarray], Sequence[np.ndarray]]
 MATCH_SCENES, MATCH_SEED = 50, 99

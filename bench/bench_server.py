@@ -39,6 +39,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from yolo_client.contract import STAGES, TARGET_FPS
+from yolo_server.precision import DEFAULT_PRECISION, PRECISIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from isa import ISA_CAPS, cap_isa, isa_line
@@ -122,8 +123,8 @@ def in_process_rate(
 ) -> tuple[float, float]:
     """Images/s and p50 ms of decode + ``Detector.detect`` one image at a time, on the repository's artifact."""
     from yolo_server import Detector
-    from yolo_server.export.openvino import OpenVINORunner
     from yolo_server.triton.imaging import DecodeLimits, decode_image
+    from yolo_server.triton.runtime import OpenVINORunner
 
     path, precision = served(repository, model)
     detector = Detector(model.cfg, model.weights, model.names, input_size=size, network=OpenVINORunner(path, precision))
@@ -146,7 +147,7 @@ def served(repository: Path, model: BenchModel) -> tuple[Path, str]:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from yolo_server.export.openvino import served_ir
+    from yolo_server.triton.runtime import served_ir
     from yolo_server.triton.settings import DetectorSettings
 
     directory = repository / f"{model.name}_detector"
@@ -207,9 +208,9 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
 def serve_and_measure(
     repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float
 ) -> tuple[list[LoadResult], dict[str, int]]:
-    from yolo_server.triton.options import ServeOptions
-    from yolo_server.triton.ports import free_ports
-    from yolo_server.triton.process import TritonServer
+    from yolo_server.launcher.options import ServeOptions
+    from yolo_server.launcher.ports import free_ports
+    from yolo_server.launcher.process import TritonServer
 
     http, grpc, metrics = free_ports(3)
     options = ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
@@ -237,7 +238,7 @@ def main() -> None:
     parser.add_argument("--instances", action="append", default=[], metavar="KIND=N")
     parser.add_argument("--max-queue-delay-us", type=int, help="default: the cpu target's")
     parser.add_argument("--detector-threads", type=int, help="default: the cpu target's")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS["cpu"], default=DEFAULT_PRECISION["cpu"])
     parser.add_argument("--no-int8", action="store_true", help="build no INT8 IR (the repositories before INT8)")
     parser.add_argument("--isa", choices=ISA_CAPS, default="native", help="avx2: serve as an AVX2-only CPU would")
     args = parser.parse_args()

@@ -28,13 +28,14 @@ from yolo_client.contract import (
     METRICS_PORT,
 )
 from yolo_server.export.calibration import MIN_CALIBRATION_IMAGES
+from yolo_server.launcher.supervise import Supervision
+from yolo_server.precision import ALL_PRECISIONS
 from yolo_server.repository.int8 import GATE_FAILURE_CHOICES
 from yolo_server.repository.spec import FUSED_BY_DEFAULT, INSTANCE_KINDS, TARGET_BATCHING, Batching, Instances, Limits
-from yolo_server.triton.supervise import Supervision
 
 if TYPE_CHECKING:  # for the annotations only: build_options and serve_options import them when they run
+    from yolo_server.launcher.options import ServeOptions
     from yolo_server.repository.build import BuildOptions
-    from yolo_server.triton.options import ServeOptions
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--target", choices=("cpu", "tensorrt", "auto"), default="cpu")
     build.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        choices=ALL_PRECISIONS,
         help="cpu: auto|fp32|bf16|int8 (default auto: the fastest built on the serving CPU: int8 where it was "
         "built and the CPU has AVX2, bf16 where native, else fp32); tensorrt: fp16|fp32 (default fp16), int8 is "
         "refused with the reason",
@@ -276,9 +277,9 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
 
 
 def serve_options(args: argparse.Namespace) -> ServeOptions:
-    """Namespace of ``serve`` -> :class:`yolo_server.triton.options.ServeOptions`."""
-    from yolo_server.triton.access import Access, TlsFiles, read_admin_key
-    from yolo_server.triton.options import ServeOptions
+    """Namespace of ``serve`` -> :class:`yolo_server.launcher.options.ServeOptions`."""
+    from yolo_server.launcher.access import Access, TlsFiles, read_admin_key
+    from yolo_server.launcher.options import ServeOptions
 
     access = Access(
         read_admin_key(args.admin_key_file), TlsFiles.from_options(args.tls_cert, args.tls_key, args.tls_client_ca)
@@ -303,8 +304,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
 
 def run_probe(args: argparse.Namespace) -> int:
     """``probe``: 0 when the server is ready and answers a canary through every image model, else 1."""
-    from yolo_server.triton.canary import image_models
-    from yolo_server.triton.supervise import probe
+    from yolo_server.launcher.canary import image_models
+    from yolo_server.launcher.supervise import probe
 
     models = list(args.model) + (image_models(args.repository) if args.repository else [])
     if not models:
@@ -328,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "probe":
             return run_probe(args)
-        from yolo_server.triton.launch import serve
+        from yolo_server.launcher.launch import serve
 
         if not args.repository.is_dir():
             raise ValueError(f"{args.repository} is not a model repository directory")

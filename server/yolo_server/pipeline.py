@@ -19,10 +19,10 @@ import torch
 from yolo_client.geometry import ResizeParams, letterbox
 from yolo_server.darknet import InputSize, load_darknet
 from yolo_server.darknet.names import load_class_names
-from yolo_server.export.precision import resolve_cpu_precision, torch_dtype
-from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.export.wrapper import InferenceWrapper, torch_dtype
 from yolo_server.ops.config import PostprocessConfig, postprocess_config_for
 from yolo_server.ops.postprocess import Detections, postprocess
+from yolo_server.precision import resolve_cpu_precision
 
 
 @dataclass(frozen=True, eq=False)

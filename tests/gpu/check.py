@@ -39,9 +39,8 @@ from runtime_probe import probe
 from yolo_client.geometry import letterbox
 from yolo_server.darknet import DarknetSpec, load_darknet
 from yolo_server.evaluation.agreement import matched_share
-from yolo_server.export.precision import torch_dtype
 from yolo_server.export.program import BatchRange, export_program
-from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.export.wrapper import InferenceWrapper, torch_dtype
 from yolo_server.ops.config import postprocess_config_for
 from yolo_server.training.scenes import encode_jpeg, generate_scene
 from yolo_server.triton.imaging import DecodeLimits, decode_image

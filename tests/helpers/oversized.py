@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from yolo_server.triton.supervise import stub_processes
+from yolo_server.launcher.supervise import stub_processes
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MIB = 1 << 20

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.helpers.darknet_files import COCO_NAMES, cfg_path
-from yolo_server.triton.ports import free_ports
-from yolo_server.triton.process import shm_prefix, workdir_prefix
-from yolo_server.triton.supervise import STUB_NAME, stub_processes
+from yolo_server.launcher.ports import free_ports
+from yolo_server.launcher.process import shm_prefix, workdir_prefix
+from yolo_server.launcher.supervise import STUB_NAME, stub_processes
 
 if TYPE_CHECKING:
     from yolo_server.pipeline import Detector

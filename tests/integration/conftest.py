@@ -56,8 +56,8 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
     from yolo_server import Detector
     from yolo_server.cli import main as cli_main
     from yolo_server.darknet import load_spec
-    from yolo_server.export.openvino import OpenVINORunner
     from yolo_server.ops.config import postprocess_config_for
+    from yolo_server.triton.runtime import OpenVINORunner
 
     workdir = tmp_path_factory.mktemp("triton")
     weights = write_random_weights(workdir / "yolov4-tiny-random.weights")

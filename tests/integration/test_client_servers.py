@@ -38,7 +38,7 @@ from yolo_client import (
     UnavailableError,
     YoloClient,
 )
-from yolo_server.triton.ports import free_ports
+from yolo_server.launcher.ports import free_ports
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 180.0
@@ -147,7 +147,7 @@ def _success_count(url: str, model: str) -> int:
 def _start_tls(triton_server: TritonTestServer, tmp_path: Path, *tls_args: str) -> tuple[subprocess.Popen[bytes], str]:
     """``yolo-server serve --tls-...`` on the session's repository; returns the process and its gRPC URL once ready
     (HTTP is plaintext, so it listens on loopback only and serves the readiness check)."""
-    from yolo_server.triton.canary import server_ready
+    from yolo_server.launcher.canary import server_ready
 
     process, (http_port, grpc_port, _) = start_serve(triton_server.repository, tmp_path / "tls.log", *tls_args,
                                                      exit_timeout_s=5)  # fmt: skip

@@ -95,12 +95,12 @@ def test_served_int8_detections_are_the_detectors_on_the_same_ir(demo_server: De
     from tests.helpers.triton_requests import assert_same_detections, bytes_inputs, split_result
     from yolo_client import YoloClient
     from yolo_server.evaluation import CocoDataset
-    from yolo_server.export.openvino import OpenVINORunner, served_ir
-    from yolo_server.export.precision import CpuFeatures
     from yolo_server.ops.config import PostprocessConfig
     from yolo_server.pipeline import Detector
+    from yolo_server.precision import CpuFeatures
     from yolo_server.repository.spec import INT8_ARTIFACT
     from yolo_server.triton.imaging import DecodeLimits, decode_image
+    from yolo_server.triton.runtime import OpenVINORunner, served_ir
 
     artifact, precision = served_ir(demo_server.repository / MODEL / "1" / "model.xml", "auto", INT8_ARTIFACT)
     assert precision == ("int8" if CpuFeatures.of_this_machine().fast_int8 else "fp32")

@@ -25,7 +25,7 @@ import pytest
 from tests.helpers.images import encode, scene
 from tests.helpers.paths import ROOT
 from tests.helpers.serving import TritonTestServer, remove_crash_leftovers, start_serve, triton_pid
-from yolo_server.triton.ports import free_ports
+from yolo_server.launcher.ports import free_ports
 
 pytestmark = pytest.mark.integration
 

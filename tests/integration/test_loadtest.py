@@ -124,7 +124,7 @@ def test_bad_image_mix_is_refused_before_any_request(triton_server, tmp_path: Pa
 
 
 def test_distributed_master_and_worker_aggregate_and_check_the_slo(triton_server, tmp_path: Path) -> None:
-    from yolo_server.triton.ports import free_ports
+    from yolo_server.launcher.ports import free_ports
 
     [master_port] = free_ports(1)
     worker = subprocess.Popen(

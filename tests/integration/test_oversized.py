@@ -25,8 +25,8 @@ from tests.helpers.deploy import DOCKER, entrypoint_argv
 from tests.helpers.images import encode, scene
 from tests.helpers.oversized import MIB, RawChannel, image_request, oversized_request, server_memory
 from tests.helpers.serving import READY_TIMEOUT_S, TritonTestServer, start_serve, stop_process, triton_pid, wait_ready
-from yolo_server.triton.process import shm_prefix
-from yolo_server.triton.supervise import stub_processes
+from yolo_server.launcher.process import shm_prefix
+from yolo_server.launcher.supervise import stub_processes
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from tritonclient.utils import InferenceServerException
 from tests.helpers.images import encode, scene
 from tests.helpers.serving import TritonTestServer, model_stubs, start_serve, stop_process, triton_pid, wait_ready
 from tests.helpers.triton_requests import bytes_inputs
-from yolo_server.triton.process import shm_prefix
-from yolo_server.triton.supervise import FAULT_EXIT_CODE, probe
+from yolo_server.launcher.process import shm_prefix
+from yolo_server.launcher.supervise import FAULT_EXIT_CODE, probe
 
 pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 180.0

@@ -46,7 +46,8 @@ from yolo_server.export.tensorrt import (
     engine_precisions,
     save_detector,
 )
-from yolo_server.repository.spec import DEFAULT_PRECISION, TARGET_BATCHING
+from yolo_server.precision import DEFAULT_PRECISION
+from yolo_server.repository.spec import TARGET_BATCHING
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "shapes"

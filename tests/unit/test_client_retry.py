@@ -128,7 +128,7 @@ def test_a_model_unloading_on_a_stopping_replica_fails_over_an_unknown_model_doe
     "message",
     [
         "request larger than the 64 MiB cap of this load balancer",
-        "request larger than the 65 MiB cap of this server",  # yolo_server.triton.front
+        "request larger than the 65 MiB cap of this server",  # yolo_server.launcher.front
         "Sent message larger than max (70000000 vs. 67108864)",
     ],
 )

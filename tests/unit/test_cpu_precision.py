@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from yolo_server.export.openvino import served_ir
-from yolo_server.export.precision import CpuFeatures, resolve_cpu_precision
+from yolo_server.precision import CpuFeatures, resolve_cpu_precision
 from yolo_server.repository.spec import INT8_ARTIFACT
+from yolo_server.triton.runtime import served_ir
 
 ALL_BUILT = ("fp32", "bf16", "int8")
 ZEN3 = frozenset({"sse4_2", "avx", "avx2", "fma"})  # AVX2, no AVX-512, no bf16

@@ -10,9 +10,9 @@ import pytest
 
 from tests.helpers.certificates import write_certificates
 from tests.helpers.paths import ROOT
-from yolo_server.triton import front
-from yolo_server.triton.access import TlsFiles
-from yolo_server.triton.front import REQUEST_OVERHEAD_BYTES, FrontConfig, Ports, find_nginx, nginx_conf, request_cap
+from yolo_server.launcher import front
+from yolo_server.launcher.access import TlsFiles
+from yolo_server.launcher.front import REQUEST_OVERHEAD_BYTES, FrontConfig, Ports, find_nginx, nginx_conf, request_cap
 from yolo_server.triton.settings import PreprocessSettings
 
 PUBLIC = Ports("127.0.0.1", 8000, 8001, 8002)

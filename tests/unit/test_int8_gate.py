@@ -24,13 +24,14 @@ from yolo_server.evaluation.gate import (
 )
 from yolo_server.export import calibration
 from yolo_server.export.calibration import CalibrationInput, calibration_files, calibration_inputs
-from yolo_server.export.openvino import OpenVINORunner, export_openvino
+from yolo_server.export.openvino import export_openvino
 from yolo_server.export.quantize import quantize_ir
 from yolo_server.ops.config import postprocess_config_for
 from yolo_server.pipeline import Detector
 from yolo_server.repository.build import BuildOptions, build_repository
 from yolo_server.repository.int8 import Int8GateFailed, Int8Options
 from yolo_server.repository.spec import INT8_ARTIFACT, Limits
+from yolo_server.triton.runtime import OpenVINORunner
 from yolo_server.triton.settings import PreprocessSettings
 
 pytestmark = pytest.mark.timeout(600)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from yolo_server.triton import launch, process
-from yolo_server.triton.installation import TritonError, TritonInstallation
-from yolo_server.triton.options import ServeOptions
-from yolo_server.triton.process import TritonServer
+from yolo_server.launcher import launch, process
+from yolo_server.launcher.installation import TritonError, TritonInstallation
+from yolo_server.launcher.options import ServeOptions
+from yolo_server.launcher.process import TritonServer
 
 
 class NeverExits:

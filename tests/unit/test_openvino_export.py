@@ -17,16 +17,12 @@ import torch
 from tests.helpers.paths import ROOT
 from yolo_server.darknet import load_darknet
 from yolo_server.evaluation.agreement import matched_share
-from yolo_server.export.extras import MissingExtra
-from yolo_server.export.openvino import (
-    LoadAwareRunner,
-    OpenVINORunner,
-    compile_options,
-    export_openvino,
-)
-from yolo_server.export.precision import cpu_has_native_bf16
+from yolo_server.export.openvino import export_openvino
 from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.extras import MissingExtra
 from yolo_server.pipeline import Detector
+from yolo_server.precision import cpu_has_native_bf16
+from yolo_server.triton.runtime import LoadAwareRunner, OpenVINORunner, compile_options
 
 DEMO_CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 DEMO_WEIGHTS = DEMO_CFG.with_suffix(".weights")

@@ -8,12 +8,12 @@ import pytest
 
 from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser, serve_options
-from yolo_server.triton.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
-from yolo_server.triton.canary import CanaryKind, CanaryResult, image_models
-from yolo_server.triton.installation import TritonInstallation
-from yolo_server.triton.options import ServeOptions
-from yolo_server.triton.process import TritonServer
-from yolo_server.triton.supervise import STUB_NAME, Supervision, Supervisor, stub_fault, stub_processes
+from yolo_server.launcher.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
+from yolo_server.launcher.canary import CanaryKind, CanaryResult, image_models
+from yolo_server.launcher.installation import TritonInstallation
+from yolo_server.launcher.options import ServeOptions
+from yolo_server.launcher.process import TritonServer
+from yolo_server.launcher.supervise import STUB_NAME, Supervision, Supervisor, stub_fault, stub_processes
 
 TRITON = 4242
 

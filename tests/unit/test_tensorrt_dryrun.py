@@ -21,7 +21,8 @@ import torch
 
 from tests.helpers.paths import ROOT
 from yolo_server.export.tensorrt import ENABLED_PRECISIONS, TARGET
-from yolo_server.repository.spec import DEFAULT_PRECISION, TARGET_BATCHING
+from yolo_server.precision import DEFAULT_PRECISION
+from yolo_server.repository.spec import TARGET_BATCHING
 
 DRYRUN = ROOT / "tests" / "tensorrt_dryrun"
 MODELS = ("demo", "yolov4-tiny@416", "yolov4@608", "yolov4-csp@512", "yolov4x-mish@640")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from yolo_client.contract import DEFAULT_NMS_THRESHOLD
 from yolo_server.evaluation.coco import MAP_SCORE_THRESHOLD, CocoDataset, coco_evaluate, format_table
+from yolo_server.precision import EAGER_PRECISIONS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--weights", type=Path, help="darknet .weights")
     local.add_argument("--names", type=Path, help="class names")
     local.add_argument("--size", type=int, help="network input size (default: the cfg's)")
-    local.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"))
+    local.add_argument("--precision", default="fp32", choices=EAGER_PRECISIONS)
     local.add_argument("--score-threshold", type=float, default=MAP_SCORE_THRESHOLD)
     local.add_argument("--nms-threshold", type=float, default=DEFAULT_NMS_THRESHOLD)
     local.add_argument("--batch", type=int, default=8)

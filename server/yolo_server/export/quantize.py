@@ -20,8 +20,9 @@ from types import ModuleType
 
 import numpy as np
 
-from yolo_server.export.extras import import_extra
-from yolo_server.export.openvino import artifact_files, import_openvino
+from yolo_server.export.openvino import artifact_files
+from yolo_server.extras import import_extra
+from yolo_server.triton.runtime import import_openvino
 
 
 def import_nncf() -> ModuleType:

@@ -39,3 +39,8 @@ def example_input(spec: DarknetSpec, batch: int = 2, device: str | torch.device 
     """A float32 [batch, 3, H, W] tensor at the network size, for tracing and compiling."""
     generator = torch.Generator().manual_seed(0)
     return torch.rand(batch, 3, spec.net.height, spec.net.width, generator=generator).to(device)
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    """The compute dtype of a precision name (``fp32``, ``bf16``, ``fp16``)."""
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

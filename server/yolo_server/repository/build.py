@@ -33,9 +33,9 @@ from yolo_server.darknet import load_spec
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.darknet.names import load_class_names
 from yolo_server.darknet.weights import file_digest
+from yolo_server.precision import DEFAULT_PRECISION
 from yolo_server.repository.int8 import Int8GateFailed, Int8Options, build_int8, check_inputs
 from yolo_server.repository.spec import (
-    DEFAULT_PRECISION,
     FUSED_BY_DEFAULT,
     INT8_ARTIFACT,
     TARGET_BATCHING,
@@ -196,7 +196,7 @@ def export_detector(
     model, darknet = load_darknet(options.cfg, options.weights, options.size)
     if spec.info.target == "cpu":
         from yolo_server.export.openvino import export_openvino
-        from yolo_server.export.precision import resolve_cpu_precision
+        from yolo_server.precision import resolve_cpu_precision
 
         export_openvino(model, darknet, path)
         if options.int8 is None:

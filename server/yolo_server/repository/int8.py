@@ -78,9 +78,9 @@ def measure(
     """The gate: COCO mAP on the validation annotations where given, else agreement on the calibration ``inputs``."""
     from yolo_server.evaluation.coco import CocoDataset
     from yolo_server.evaluation.gate import agreement_gate, coco_gate
-    from yolo_server.export.openvino import OpenVINORunner
     from yolo_server.ops.config import PostprocessConfig
     from yolo_server.pipeline import Detector
+    from yolo_server.triton.runtime import OpenVINORunner
 
     info = plan.spec.info
     fp32, int8 = (

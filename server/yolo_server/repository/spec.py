@@ -15,20 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yolo_client.contract import ModelInfo, stage_model_name, tensor_model_name
+from yolo_server.precision import PRECISIONS, check_precision
 
-TARGETS = ("cpu", "tensorrt")
-# cpu "auto": the fastest built on the serving CPU (yolo_server.export.precision); the detector decides at load.
-# int8 needs calibration images, and is written only where it passes its accuracy gate
-PRECISIONS = {"cpu": ("auto", "fp32", "bf16", "int8"), "tensorrt": ("fp16", "fp32")}
-# asked for by name, refused with the reason (the CLI offers them so that the user reads it)
-UNSUPPORTED_PRECISIONS = {
-    "tensorrt": {
-        "int8": "not built: Torch-TensorRT's dynamo frontend has no INT8 calibrator (the TorchScript frontend's "
-        "torch_tensorrt.ptq cannot compile this cfg-driven model); its INT8 path is quantize-aware export through "
-        "NVIDIA ModelOpt, which this project does not do. Use fp16."
-    }
-}
-DEFAULT_PRECISION = {"cpu": "auto", "tensorrt": "fp16"}
+TARGETS = tuple(PRECISIONS)
 # cpu: images go through one fused model, measured faster than the ensemble on every load
 # (docs/cpu-serving.md "One fused model"); tensorrt: the detector is Triton's libtorch backend, so steps stay models
 FUSED_BY_DEFAULT = {"cpu": True, "tensorrt": False}
@@ -36,17 +25,6 @@ FUSED_BY_DEFAULT = {"cpu": True, "tensorrt": False}
 ARTIFACTS = {"cpu": "model.xml", "tensorrt": "model.pt"}
 INT8_ARTIFACT = "model-int8.xml"  # the cpu target's INT8 IR (with its model-int8.bin), beside model.xml
 CFG_COPY = "model.cfg"  # the cfg copy in NAME_postprocess/1/ (and the fused NAME/1/)
-
-
-def check_precision(target: str, precision: str) -> None:
-    """Refuse a precision that ``target`` does not build, saying why."""
-    refused = UNSUPPORTED_PRECISIONS.get(target, {})
-    if precision in refused:
-        raise ValueError(f"{target} precision {precision!r}: {refused[precision]}")
-    if precision not in PRECISIONS[target]:
-        raise ValueError(
-            f"precision {precision!r} is not available on {target} (choose from {', '.join(PRECISIONS[target])})"
-        )
 
 
 def model_base_name(cfg_path: str | Path) -> str:

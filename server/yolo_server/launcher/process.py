@@ -22,10 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Protocol
 
-from yolo_server.triton.access import LOOPBACK, Access, read_admin_key
-from yolo_server.triton.canary import server_ready
-from yolo_server.triton.front import FrontConfig, NginxFront, Ports, find_nginx, request_cap
-from yolo_server.triton.installation import (
+from yolo_server.launcher.access import LOOPBACK, Access, read_admin_key
+from yolo_server.launcher.canary import server_ready
+from yolo_server.launcher.front import FrontConfig, NginxFront, Ports, find_nginx, request_cap
+from yolo_server.launcher.installation import (
     TritonError,
     TritonInstallation,
     backend_directory,
@@ -33,8 +33,8 @@ from yolo_server.triton.installation import (
     die_with_parent,
     find_tritonserver,
 )
-from yolo_server.triton.options import Endpoints, ServeOptions, tritonserver_argv
-from yolo_server.triton.ports import free_ports
+from yolo_server.launcher.options import Endpoints, ServeOptions, tritonserver_argv
+from yolo_server.launcher.ports import free_ports
 
 
 class ServerProcess(Protocol):

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_client.contract import GRPC_PORT, HTTP_PORT, METRICS_PORT
-from yolo_server.triton.access import Access
-from yolo_server.triton.front import Ports
-from yolo_server.triton.supervise import Supervision
+from yolo_server.launcher.access import Access
+from yolo_server.launcher.front import Ports
+from yolo_server.launcher.supervise import Supervision
 
 # Triton keeps this many gRPC request objects for reuse, each holding the buffers of the largest request it
 # carried (protobuf keeps capacity): at its default of 8, requests near the cap left Triton ~400 MiB larger for
@@ -27,7 +27,7 @@ class ServeOptions:
     """How to run Triton on one model repository (ports 0 are not allowed: Triton needs them fixed).
 
     ``front``: nginx listens on ``host`` and the ports, capping each request at ``max_request_bytes`` (None: the
-    repository's largest request, :func:`~yolo_server.triton.front.request_cap`), and Triton on loopback only
+    repository's largest request, :func:`~yolo_server.launcher.front.request_cap`), and Triton on loopback only
     behind it. Without it Triton listens there itself, uncapped.
     """
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from yolo_server.triton.supervise import STUB_NAME
+from yolo_server.launcher.supervise import STUB_NAME
 
 WHEEL_PACKAGE = "pytriton"
 PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_server.triton.canary import CanaryResult, check_canary, server_ready
+from yolo_server.launcher.canary import CanaryResult, check_canary, server_ready
 
 FAULT_EXIT_CODE = 3
 STUB_NAME = "triton_python_backend_stub"

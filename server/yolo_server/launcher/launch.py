@@ -1,7 +1,7 @@
 """``yolo-server serve``: run tritonserver until SIGTERM/SIGINT, forwarding the signal for a graceful drain.
 
-Finding the binary is :mod:`~yolo_server.triton.installation`, the argv :mod:`~yolo_server.triton.options`,
-the processes :mod:`~yolo_server.triton.process` (tritonserver) and :mod:`~yolo_server.triton.front` (nginx);
+Finding the binary is :mod:`~yolo_server.launcher.installation`, the argv :mod:`~yolo_server.launcher.options`,
+the processes :mod:`~yolo_server.launcher.process` (tritonserver) and :mod:`~yolo_server.launcher.front` (nginx);
 this module is the glue: signals, readiness, supervision.
 
 Example:
@@ -14,11 +14,11 @@ import signal
 import subprocess
 import sys
 
-from yolo_server.triton.canary import image_models
-from yolo_server.triton.installation import TritonError
-from yolo_server.triton.options import ServeOptions
-from yolo_server.triton.process import TritonServer
-from yolo_server.triton.supervise import FAULT_EXIT_CODE, Supervision, Supervisor
+from yolo_server.launcher.canary import image_models
+from yolo_server.launcher.installation import TritonError
+from yolo_server.launcher.options import ServeOptions
+from yolo_server.launcher.process import TritonServer
+from yolo_server.launcher.supervise import FAULT_EXIT_CODE, Supervision, Supervisor
 
 
 def serve(options: ServeOptions) -> int:

@@ -1,4 +1,6 @@
-"""Which precision the cpu target serves: the fastest one built that this CPU runs natively.
+"""The precisions each target builds, and which one the cpu target serves: the fastest built that this CPU runs natively.
+
+No torch and no openvino here: the cpu detector's stub resolves ``auto`` with this module when it loads.
 
 The order was measured, not assumed (docs/benchmarks.md, "INT8, network images/s"): on the demo network, OpenVINO's INT8 IR ran 1.8x its fp32 at batch 8 on AVX2 (no AVX-512, no
 bf16), and 1.5x bf16 on AVX512-BF16; bf16 runs 2x fp32 where the CPU has bf16 math and no faster where
@@ -29,11 +31,31 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import torch
-
+AUTO = "auto"
 CPU_PRECISIONS = ("fp32", "bf16", "int8")
 # one fp32 IR serves both (the plugin's precision hint); INT8 is an IR of its own, built with calibration images
 IR_PRECISIONS = ("fp32", "bf16")
+TENSORRT_PRECISIONS = ("fp16", "fp32")
+# what `yolo-server build --precision` takes per target. cpu "auto": the fastest built on the serving CPU; the
+# detector decides at load. int8 needs calibration images, and is written only where it passes its accuracy gate
+PRECISIONS = {"cpu": (AUTO, *CPU_PRECISIONS), "tensorrt": TENSORRT_PRECISIONS}
+DEFAULT_PRECISION = {"cpu": AUTO, "tensorrt": "fp16"}
+# asked for by name, refused with the reason (the CLI offers them so that the user reads it)
+UNSUPPORTED_PRECISIONS = {
+    "tensorrt": {
+        "int8": "not built: Torch-TensorRT's dynamo frontend has no INT8 calibrator (the TorchScript frontend's "
+        "torch_tensorrt.ptq cannot compile this cfg-driven model); its INT8 path is quantize-aware export through "
+        "NVIDIA ModelOpt, which this project does not do. Use fp16."
+    }
+}
+# the in-process Detector's torch network (yolo_server.pipeline): the IR's precisions, or the fastest of them here
+EAGER_PRECISIONS = (AUTO, *IR_PRECISIONS)
+# every name the CLI offers, served or refused
+ALL_PRECISIONS = tuple(
+    dict.fromkeys(
+        [*(p for built in PRECISIONS.values() for p in built), *(p for r in UNSUPPORTED_PRECISIONS.values() for p in r)]
+    )
+)
 ISA_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 # flag prefixes a cap leaves out, from the widest cap down (the first whose name starts the cap's value)
 _CAPPED_FLAGS = (
@@ -96,7 +118,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_cpu_precision(precision: str, built: Sequence[str] = IR_PRECISIONS, cpu: CpuFeatures | None = None) -> str:
     """``auto`` -> the fastest of ``built`` on ``cpu`` (default: this machine's); explicit choices must be built."""
-    if precision == "auto":
+    if precision == AUTO:
         cpu = cpu or CpuFeatures.of_this_machine()
         return next((choice for choice in cpu.fastest_first() if choice in built), "fp32")
     if precision not in CPU_PRECISIONS:
@@ -106,5 +128,12 @@ def resolve_cpu_precision(precision: str, built: Sequence[str] = IR_PRECISIONS, 
     return precision
 
 
-def torch_dtype(precision: str) -> torch.dtype:
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+def check_precision(target: str, precision: str) -> None:
+    """Refuse a precision that ``target`` does not build, saying why."""
+    refused = UNSUPPORTED_PRECISIONS.get(target, {})
+    if precision in refused:
+        raise ValueError(f"{target} precision {precision!r}: {refused[precision]}")
+    if precision not in PRECISIONS[target]:
+        raise ValueError(
+            f"precision {precision!r} is not available on {target} (choose from {', '.join(PRECISIONS[target])})"
+        )

@@ -1,0 +1,8 @@
+"""The launcher: the ``yolo-server serve`` process that owns ``tritonserver``.
+
+It runs outside Triton: the options and argv (:mod:`.options`), the admin key and TLS (:mod:`.access`), the
+tritonserver installation and process (:mod:`.installation`, :mod:`.process`), the nginx front that caps
+requests (:mod:`.front`), and the supervision and canary that restart a server whose stubs died
+(:mod:`.supervise`, :mod:`.canary`). What runs inside Triton's Python-backend stubs is
+:mod:`yolo_server.triton`; the two never import each other.
+"""

@@ -1,0 +1,123 @@
+"""The cpu detector's runtime: an OpenVINO IR compiled for this CPU, run on numpy batches inside a Triton stub.
+
+No torch here (``tests/unit/test_import_rules.py``): the cpu ``NAME_detector`` stub imports this module and
+numpy only. The IR is written at build time by :mod:`yolo_server.export.openvino`. Precision is a compile-time
+choice of the plugin (``INFERENCE_PRECISION_HINT``), so one fp32 IR serves fp32 and bf16; an INT8 IR serves
+int8 only. ``auto`` is resolved here, on the machine that serves, among the IRs built (:func:`served_ir`).
+``openvino`` is imported only here and in the build's export.
+
+Example:
+    >>> path, precision = served_ir(Path("1/model.xml"), "auto", int8_artifact="model-int8.xml")
+    >>> runner = OpenVINORunner(path, precision, num_threads=2)
+    >>> heads = runner(batch)            # float32 [B, 3, H, W] -> list of float32 [B, A*(5+C), h, w]
+    >>> shared = LoadAwareRunner("model.xml", precision="auto", lone_threads=0)   # one model instance of several
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from yolo_server.extras import import_extra
+from yolo_server.precision import AUTO, IR_PRECISIONS, CpuFeatures, resolve_cpu_precision
+
+# what the plugin calls our precisions (INFERENCE_PRECISION_HINT). An INT8 IR's layers left in float run in f32:
+# measured faster than the bf16 hint on AVX512-BF16 too (demo, 2 threads: 421 against 352 images/s at batch 1)
+PLUGIN_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def import_openvino() -> ModuleType:
+    return import_extra("openvino", "openvino", "the cpu target runs the detector on OpenVINO")
+
+
+def served_ir(
+    artifact: Path, precision: str, int8_artifact: str = "", cpu: CpuFeatures | None = None
+) -> tuple[Path, str]:
+    """The IR to serve and its precision: ``precision`` (``auto`` on ``cpu``) among those built.
+
+    ``int8_artifact`` names the INT8 IR beside ``artifact`` ("" where the build made none, or its gate refused it).
+    """
+    built = (*IR_PRECISIONS, "int8") if int8_artifact else IR_PRECISIONS
+    chosen = resolve_cpu_precision(precision, built, cpu)
+    return (artifact.with_name(int8_artifact) if chosen == "int8" else artifact), chosen
+
+
+def is_quantized(model: Any) -> bool:
+    """Whether an ``openvino.Model`` holds NNCF's quantization (FakeQuantize) nodes."""
+    return any(node.get_type_name() == "FakeQuantize" for node in model.get_ops())
+
+
+def compile_options(precision: str, num_threads: int) -> dict[str, Any]:
+    """CPU plugin options: the resolved precision, latency mode (one stream: batches come from Triton), the threads.
+
+    Threads are not pinned to cores: the plugin pins each compiled model's threads from core 0 up, so two
+    model instances (two processes) with one thread each would share core 0 and leave core 1 idle
+    (measured: 81 against 137 images/s through the fused model at concurrency 16 on 2 cores).
+    """
+    if precision not in PLUGIN_PRECISION:
+        raise ValueError(f"CPU precision must be one of {', '.join(PLUGIN_PRECISION)}; got {precision!r}")
+    options: dict[str, Any] = {
+        "INFERENCE_PRECISION_HINT": PLUGIN_PRECISION[precision],
+        "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
+    }
+    if num_threads:
+        options["INFERENCE_NUM_THREADS"] = num_threads
+    return options
+
+
+class OpenVINORunner:
+    """Runs an IR on numpy batches; one instance per Triton model instance.
+
+    Args:
+        path: the ``.xml`` written by :func:`export_openvino`.
+        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where this CPU has native bf16) for an fp32 IR;
+            ``int8`` (or ``auto``) for an INT8 one, which serves nothing else.
+        num_threads: the plugin's threads; 0 for all cores.
+    """
+
+    def __init__(self, path: str | Path, precision: str = AUTO, num_threads: int = 0) -> None:
+        openvino = import_openvino()
+        core = openvino.Core()
+        model = core.read_model(str(path))
+        if is_quantized(model):
+            if precision not in (AUTO, "int8"):
+                raise ValueError(f"{path} is an INT8 IR: it serves int8, not {precision}")
+            self.precision = "int8"
+        else:
+            self.precision = resolve_cpu_precision(precision)
+        compiled = core.compile_model(model, "CPU", compile_options(self.precision, num_threads))
+        self.outputs = list(compiled.outputs)
+        self.request = compiled.create_infer_request()
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        """float32 [B, 3, H, W] -> list of float32 [B, A*(5+C), h, w], one per [yolo] head (copies, not views)."""
+        results = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)}, share_inputs=True)
+        return [results[output] for output in self.outputs]
+
+
+class LoadAwareRunner:
+    """An IR compiled twice: every core for a lone image, one thread for a batch.
+
+    For a model of which several instances share the cores (the fused cpu model): a batch means requests
+    queued while this instance ran, so the other instances are busy too, and their threads would spin
+    against each other's; a lone image means a light load, and its latency is that of all the cores.
+    Measured on 2 cores (docs/cpu-serving.md "One fused model"): concurrency 1 at the latency of two threads,
+    concurrency 16 at the throughput of one thread per instance.
+
+    Args:
+        path, precision: as :class:`OpenVINORunner`.
+        lone_threads: threads for a batch of one image; 0 for all cores.
+    """
+
+    def __init__(self, path: str | Path, precision: str = AUTO, lone_threads: int = 0) -> None:
+        self.lone = OpenVINORunner(path, precision, lone_threads)
+        self.batched = OpenVINORunner(path, precision, 1)
+        self.precision = self.lone.precision
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        """As :meth:`OpenVINORunner.__call__`."""
+        return (self.lone if len(batch) == 1 else self.batched)(batch)
