@@ -30,13 +30,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.oversized import MIB, Outcome, RawChannel, oversized_request, server_memory
+from yolo_client.contract import DEFAULT_MODEL
 from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.ports import free_ports
 from yolo_server.launcher.process import TritonServer
 from yolo_server.launcher.supervise import Supervision
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = "yolov4_tiny_shapes"
+MODEL = DEFAULT_MODEL
 TRITON_DEFAULT_REQUEST_POOL = ("--grpc-infer-allocation-pool-size=8",)
 SHAPES: dict[str, dict[str, Any]] = {"before": {"front": False, "extra_args": TRITON_DEFAULT_REQUEST_POOL}, "after": {}}
 

@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from yolo_client.contract import STAGES, TARGET_FPS
+from yolo_client.contract import STAGES, TARGET_FPS, model_name
 from yolo_server.precision import DEFAULT_PRECISION, PRECISIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -150,7 +150,7 @@ def served(repository: Path, model: BenchModel) -> tuple[Path, str]:
     from yolo_server.triton.runtime import served_ir
     from yolo_server.triton.settings import DetectorSettings
 
-    directory = repository / f"{model.name}_detector"
+    directory = repository / model_name(model.name, "detector")
     config = text_format.Parse((directory / "config.pbtxt").read_text(), pb.ModelConfig())
     settings = DetectorSettings.from_parameters({key: value.string_value for key, value in config.parameters.items()})
     return served_ir(directory / "1" / settings.artifact, settings.precision, settings.int8_artifact)
@@ -199,7 +199,7 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
             totals[step] = sum(
                 int(inference.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")
             )
-        stats = client.get_inference_statistics(model if fused else f"{model}_detector", as_json=True)
+        stats = client.get_inference_statistics(model if fused else model_name(model, "detector"), as_json=True)
         totals["images"] = int(stats["model_stats"][0].get("inference_count", 0))
         totals["executions"] = int(stats["model_stats"][0].get("execution_count", 0))
     return totals

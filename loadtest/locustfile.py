@@ -33,7 +33,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 from locust.shape import LoadTestShape
 
-from yolo_client.contract import DEFAULT_URL
+from yolo_client.contract import DEFAULT_MODEL, DEFAULT_URL
 from yolo_load.images import DEFAULT_MIX, ImageMix, parse_mix
 from yolo_load.shapes import SHAPES, schedule
 from yolo_load.slo import RunResult, Slo, check, report
@@ -46,10 +46,10 @@ _open_clients: set = set()
 
 
 @events.init_command_line_parser.add_listener
-def _arguments(parser) -> None:  # noqa: ANN001 - locust's configargparse parser
+def _arguments(parser) -> None:  # locust's configargparse parser
     # plain parser arguments: locust's include_in_web_ui works only there, not on argument groups
     group = shape = slo = parser
-    group.add_argument("--model", default="yolov4_tiny_shapes", help="base model name (the image entry point)")
+    group.add_argument("--model", default=DEFAULT_MODEL, help="base model name (the image entry point)")
     group.add_argument(
         "--transport",
         choices=("bytes", "tensor"),
@@ -148,7 +148,7 @@ class YoloGrpcUser(User):
         detections = 0
         try:
             detections = len(self.client.detect(data))
-        except Exception as exc:  # noqa: BLE001 - every failure is reported to locust, none escapes
+        except Exception as exc:  # every failure is reported to locust, none escapes
             error = exc
         self.environment.events.request.fire(
             request_type="grpc",

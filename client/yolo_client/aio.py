@@ -18,8 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, Unpack
 
-from ._base import ClientBase
-from ._core import Loaded
+from ._base import ClientBase, Loaded, check_batch
 from .endpoints import EndpointPool
 from .errors import YoloClientError
 from .images import ImageInput
@@ -78,11 +77,11 @@ class AsyncYoloClient(ClientBase):
         self, images: Iterable[ImageInput], **options: Unpack[DetectOptions]
     ) -> list[list[Detection]]:
         """See :meth:`yolo_client.YoloClient.detect_batch`."""
-        batch = self._core.check_batch(images, options)
+        batch = check_batch(images, options)
         loaded = await asyncio.gather(*(self._load(image, options.get("color")) for image in batch))
         info = await self._checked_info(options)
         if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self._core.max_in_flight)
+            self._semaphore = asyncio.Semaphore(self._max_in_flight)
         semaphore = self._semaphore
 
         async def one(item: Loaded) -> list[Detection]:
@@ -100,7 +99,7 @@ class AsyncYoloClient(ClientBase):
 
     async def health(self) -> list[EndpointHealth]:
         """See :meth:`yolo_client.YoloClient.health`."""
-        return list(await asyncio.gather(*(self._check_health(url) for url in self._core.urls)))
+        return list(await asyncio.gather(*(self._check_health(url) for url in self.urls)))
 
     async def models(self) -> list[RepositoryModel]:
         """See :meth:`yolo_client.YoloClient.models`."""
@@ -124,12 +123,12 @@ class AsyncYoloClient(ClientBase):
                 raise YoloClientError("the client is closed")
             from tritonclient.grpc.aio import InferenceServerClient
 
-            conn = self._conns[url] = InferenceServerClient(url, **self._core.connection_kwargs)
+            conn = self._conns[url] = InferenceServerClient(url, **self._connection_kwargs)
         return conn
 
     def _start(self) -> None:
-        if self._core.watch_endpoints and self._checker is None and not self._closed:
-            self._checker = asyncio.get_running_loop().create_task(_watch(weakref.ref(self), self._core.pool))
+        if self._watch_endpoints and self._checker is None and not self._closed:
+            self._checker = asyncio.get_running_loop().create_task(_watch(weakref.ref(self), self.pool))
 
 
 async def _watch(ref: weakref.ref[AsyncYoloClient], pool: EndpointPool) -> None:

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .contract import DEFAULT_URL, GRPC_ADMIN_KEY_HEADER, TARGET_FPS
+from .contract import DEFAULT_MODEL, DEFAULT_URL, GRPC_ADMIN_KEY_HEADER, TARGET_FPS
 from .errors import YoloClientError
-from .options import DEFAULT_MODEL, DEFAULT_TIMEOUT
+from .options import DEFAULT_TIMEOUT
 from .types import TlsConfig
 
 ADMIN_KEY_VARIABLE = "YOLO_CLIENT_ADMIN_KEY_FILE"

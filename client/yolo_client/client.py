@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, Unpack
 
-from ._base import ClientBase, run_blocking
-from ._core import Loaded
+from ._base import ClientBase, Loaded, check_batch, run_blocking
 from .endpoints import EndpointPool
 from .images import ImageInput
 from .options import ClientOptions
@@ -57,15 +56,15 @@ class YoloClient(ClientBase):
         super().__init__(ClientOptions.resolve(args, kwargs, options))
         from tritonclient.grpc import InferenceServerClient
 
-        self._conns = {url: InferenceServerClient(url, **self._core.connection_kwargs) for url in self._core.urls}
+        self._conns = {url: InferenceServerClient(url, **self._connection_kwargs) for url in self.urls}
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._stop = threading.Event()
         self._checker: threading.Thread | None = None
-        if self._core.watch_endpoints:
+        if self._watch_endpoints:
             self._checker = threading.Thread(
                 target=_watch,
-                args=(weakref.ref(self), self._stop, self._core.pool),
+                args=(weakref.ref(self), self._stop, self.pool),
                 name="yolo-client-health",
                 daemon=True,
             )
@@ -118,7 +117,7 @@ class YoloClient(ClientBase):
         is raised and the requests not yet started are cancelled. Client metrics time each image from the
         start of its own request. Images are read (decoded, PNG-encoded) in the same worker threads.
         """
-        batch = self._core.check_batch(images, options)
+        batch = check_batch(images, options)
         # reading, decoding and PNG-encoding run in the pool's threads, like the requests; the first error in
         # input order is raised
         loaded = list(self._pool().map(lambda image: run_blocking(self._load(image, options.get("color"))), batch))
@@ -135,7 +134,7 @@ class YoloClient(ClientBase):
 
     def health(self) -> list[EndpointHealth]:
         """Liveness, readiness and model readiness of every endpoint (also updates the rotation)."""
-        return [run_blocking(self._check_health(url)) for url in self._core.urls]
+        return [run_blocking(self._check_health(url)) for url in self.urls]
 
     def models(self) -> list[RepositoryModel]:
         """The server's model repository index (from the first endpoint that answers).
@@ -162,7 +161,7 @@ class YoloClient(ClientBase):
     def _pool(self) -> ThreadPoolExecutor:
         with self._executor_lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self._core.max_in_flight, thread_name_prefix="yolo-client")
+                self._executor = ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="yolo-client")
             return self._executor
 
 

@@ -16,7 +16,7 @@ Example:
     >>> info = ModelInfo(class_names=("cat",), input_width=416, input_height=416, letterbox=True)
     >>> ModelInfo.from_parameters(info.to_parameters()) == info
     True
-    >>> tensor_model_name("yolov4_tiny"), fallback_label(7)
+    >>> model_name("yolov4_tiny", TENSOR), fallback_label(7)
     ('yolov4_tiny_tensor', 'class_7')
 """
 
@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -44,9 +45,13 @@ BOXES, SCORES, CLASSES, COUNT = OUTPUT_NAMES = ("BOXES", "SCORES", "CLASSES", "C
 ADMIN_KEY_HEADER = "admin-key"
 GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
 
-# model names: NAME (image model), NAME_tensor (tensor ensemble), NAME_<stage> for each step
-TENSOR_SUFFIX = "_tensor"
+# model names, by role: NAME (the image entry point: the fused model or the bytes ensemble), NAME_tensor (the
+# tensor entry point), NAME_<stage> for each step (model_name, model_roles)
 STAGES = ("preprocess", "detector", "postprocess")
+IMAGES, TENSOR = "images", "tensor"
+ENTRY_POINTS = (IMAGES, TENSOR)
+ROLES = (*ENTRY_POINTS, *STAGES)
+_ROLE_SUFFIX = {IMAGES: "", TENSOR: "_tensor", **{stage: f"_{stage}" for stage in STAGES}}
 
 RANDOM_WEIGHTS = "RANDOM-CALIBRATED-NOT-TRAINED"  # the ``weights`` parameter of a model built without weights
 
@@ -56,23 +61,70 @@ DEFAULT_NMS_THRESHOLD = 0.45
 DEFAULT_BETA_NMS = 0.6
 DEFAULT_MAX_DETECTIONS = 300
 
+# the base name `make serve` serves (the demo: models/shapes/yolov4-tiny-shapes.cfg, named from its file name)
+DEFAULT_MODEL = "yolov4_tiny_shapes"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002  # Triton's own defaults
 DEFAULT_URL = f"localhost:{GRPC_PORT}"
 TARGET_FPS = 65.0  # YOLOv4 paper (Bochkovskiy et al. 2020): real time at 65 FPS on a V100
 
 P = TypeVar("P", bound="Parameters")
+S = TypeVar("S")
 
 
-def tensor_model_name(base: str) -> str:
-    """The tensor entry point of the detector served as ``base``."""
-    return f"{base}{TENSOR_SUFFIX}"
+def model_name(base: str, role: str) -> str:
+    """The model of ``role`` (one of :data:`ROLES`) of the detector served as ``base``: ``NAME``, ``NAME_tensor``,
+    ``NAME_preprocess``..."""
+    if role not in _ROLE_SUFFIX:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return f"{base}{_ROLE_SUFFIX[role]}"
 
 
-def stage_model_name(base: str, stage: str) -> str:
-    """``NAME_preprocess``, ``NAME_detector`` or ``NAME_postprocess``."""
-    if stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    return f"{base}_{stage}"
+def model_roles(names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each of a repository's model names -> ``(base, role)``.
+
+    ``NAME_<role>`` is that role of ``NAME`` only where ``NAME`` is among ``names`` too, since every detector has
+    its image entry point: so a detector served as ``cars_detector`` is an image entry point, and
+    ``cars_detector_detector`` its detector.
+
+    Example:
+        >>> model_roles(["cars_detector", "cars_detector_detector", "m", "m_tensor"])["cars_detector"]
+        ('cars_detector', 'images')
+    """
+    names = set(names)
+    roles = {}
+    for name in sorted(names):
+        role = next(
+            (
+                role
+                for role in ROLES[1:]
+                if name.endswith(_ROLE_SUFFIX[role]) and name.removesuffix(_ROLE_SUFFIX[role]) in names
+            ),
+            IMAGES,
+        )
+        roles[name] = (name.removesuffix(_ROLE_SUFFIX[role]), role)
+    return roles
+
+
+def role_pattern(roles: Iterable[str]) -> str:
+    """A regular expression (RE2, as Prometheus matches labels) for model names of these roles, on names alone.
+
+    Unlike :func:`model_roles` it cannot see the other names, so ``cars_detector`` matches the detector's
+    pattern; the image entry points are what matches none of the other roles' (``model!~``).
+    """
+    suffixes = [_ROLE_SUFFIX[role] for role in roles]
+    if not all(suffixes):
+        raise ValueError("the image entry point has no suffix: match it as none of the other roles")
+    return f".+({'|'.join(suffixes)})"
+
+
+def above_score_threshold(score: S, threshold: float) -> S:
+    """darknet's score cut, the one comparison of every score threshold, the server's and a call's: strictly above,
+    at float32 (the scores' precision in the server's ops and on the wire: a call's 0.3 cuts where the server's does).
+
+    Elementwise on numpy arrays and torch tensors, a bool on a float.
+    """
+    at_float32 = struct.unpack("<f", struct.pack("<f", threshold))[0]
+    return score > at_float32  # type: ignore[no-any-return]
 
 
 def head_name(index: int) -> str:

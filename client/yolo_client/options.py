@@ -16,13 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .contract import DEFAULT_URL
+from .contract import DEFAULT_MODEL, DEFAULT_URL
 from .types import ChannelOptions, HealthCheckOptions, ModelInfo, RetryPolicy, TlsConfig, Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .metrics import ClientMetrics
 
-DEFAULT_MODEL = "yolov4_tiny_shapes"  # what `make serve` serves by default
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_IN_FLIGHT = 16
 POSITIONAL = ("url_or_urls", "model")  # the constructors' positional parameters; every other one is keyword-only

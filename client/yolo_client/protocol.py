@@ -15,13 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .contract import IMAGE, INPUT, OUTPUT_NAMES, RESIZE, ModelInfo, fallback_label, tensor_model_name
+from .contract import (
+    IMAGE,
+    INPUT,
+    OUTPUT_NAMES,
+    RESIZE,
+    TENSOR,
+    ModelInfo,
+    above_score_threshold,
+    fallback_label,
+    model_name,
+)
 from .errors import InvalidInputError, ServerError
 from .geometry import ResizeParams
-from .types import Detection, Transport
+from .types import Detection, RepositoryModel, Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from tritonclient.grpc import InferInput, InferResult
+
+Prepared = bytes | tuple[np.ndarray, ResizeParams]  # one image as sent: encoded, or letterboxed with its params
 
 
 def model_for(base: str, transport: Transport) -> str:
@@ -29,7 +41,7 @@ def model_for(base: str, transport: Transport) -> str:
     if transport == "bytes":
         return base
     if transport == "tensor":
-        return tensor_model_name(base)
+        return model_name(base, TENSOR)
     raise InvalidInputError(f"transport must be 'bytes' or 'tensor', got {transport!r}")
 
 
@@ -55,6 +67,14 @@ def tensor_inputs(tensors: Sequence[np.ndarray], params: Sequence[ResizeParams])
     inputs[0].set_data_from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
     inputs[1].set_data_from_numpy(resize)
     return inputs
+
+
+def image_inputs(prepared: Prepared) -> list[InferInput]:
+    """One image's request inputs, on whichever entry point its form goes to (a batch of one)."""
+    if isinstance(prepared, bytes):
+        return bytes_inputs([prepared])
+    tensor, params = prepared
+    return tensor_inputs([tensor], [params])
 
 
 def parse_result(result: InferResult, info: ModelInfo) -> list[list[Detection]]:
@@ -127,13 +147,15 @@ def check_limits(info: ModelInfo, score_threshold: float | None, max_detections:
 def apply_limits(
     detections: list[Detection], score_threshold: float | None, max_detections: int | None
 ) -> list[Detection]:
-    """Client-side cut of score-sorted detections: ``score >= score_threshold``, then the first ``max_detections``.
+    """Client-side cut of score-sorted detections: scores above ``score_threshold``, then the first ``max_detections``.
 
-    Filtering after the server's NMS gives the same result as thresholding before it: a box suppressed by a
-    higher-scoring one stays suppressed, since that one also passes the higher threshold.
+    The score cut is :func:`~yolo_client.contract.above_score_threshold`, the server's own comparison (strictly
+    above, as darknet), so a detection at the threshold is dropped whichever side applies it. Filtering after the
+    server's NMS gives the same result as thresholding before it: a box suppressed by a higher-scoring one stays
+    suppressed, since that one also passes the higher threshold.
     """
     if score_threshold is not None:
-        detections = [d for d in detections if d.score >= score_threshold]
+        detections = [d for d in detections if above_score_threshold(d.score, score_threshold)]
     if max_detections is not None:
         detections = detections[:max_detections]
     return detections
@@ -149,3 +171,16 @@ def parse_model_info(name: str, config: Mapping[str, Any]) -> ModelInfo:
         return ModelInfo.from_config(name, config)
     except (ValueError, TypeError) as err:
         raise ServerError(f"model {name!r} is not a yolo-server model, or a malformed one: {err}") from None
+
+
+def repository_models(index: Mapping[str, Any]) -> list[RepositoryModel]:
+    """Entries of ``get_model_repository_index(as_json=True)`` (fields Triton leaves out are empty)."""
+    return [
+        RepositoryModel(
+            name=str(m.get("name", "")),
+            version=str(m.get("version", "")),
+            state=str(m.get("state", "")),
+            reason=str(m.get("reason", "")),
+        )
+        for m in index.get("models", [])
+    ]

@@ -170,8 +170,9 @@ class DetectOptions(TypedDict, total=False):
 
     Attributes:
         color: channel order of an array, ``"rgb"`` or ``"bgr"`` (required for arrays).
-        score_threshold: keep detections scoring at least this; may only raise the server's threshold
-            (applied by the client, after the server's NMS, which gives the same result as applying it before).
+        score_threshold: keep detections scoring above this (strictly, as the server cuts at its own); may only
+            raise the server's threshold (applied by the client, after the server's NMS, which gives the same
+            result as applying it before).
         max_detections: keep at most this many (applied by the client; the server's own cap still holds).
         timeout: this call's deadline in seconds, instead of the client's.
     """

@@ -23,18 +23,16 @@ from yolo_client.contract import (
     DEFAULT_NMS_THRESHOLD,
     DEFAULT_SCORE_THRESHOLD,
     GRPC_ADMIN_KEY_HEADER,
-    GRPC_PORT,
     HTTP_PORT,
-    METRICS_PORT,
 )
 from yolo_server.export.calibration import MIN_CALIBRATION_IMAGES
+from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.supervise import Supervision
-from yolo_server.precision import ALL_PRECISIONS
+from yolo_server.precision import ALL_PRECISIONS, DEFAULT_PRECISION, PRECISIONS, UNSUPPORTED_PRECISIONS
 from yolo_server.repository.int8 import GATE_FAILURE_CHOICES
 from yolo_server.repository.spec import FUSED_BY_DEFAULT, INSTANCE_KINDS, TARGET_BATCHING, Batching, Instances, Limits
 
 if TYPE_CHECKING:  # for the annotations only: build_options and serve_options import them when they run
-    from yolo_server.launcher.options import ServeOptions
     from yolo_server.repository.build import BuildOptions
 
 
@@ -81,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument(
         "--precision",
         choices=ALL_PRECISIONS,
-        help="cpu: auto|fp32|bf16|int8 (default auto: the fastest built on the serving CPU: int8 where it was "
-        "built and the CPU has AVX2, bf16 where native, else fp32); tensorrt: fp16|fp32 (default fp16), int8 is "
-        "refused with the reason",
+        help=f"cpu: {'|'.join(PRECISIONS['cpu'])} (default {DEFAULT_PRECISION['cpu']}: the fastest built on the "
+        "serving CPU: int8 where it was built and the CPU has AVX2, bf16 where native, else fp32); tensorrt: "
+        f"{'|'.join(PRECISIONS['tensorrt'])} (default {DEFAULT_PRECISION['tensorrt']}), "
+        f"{'|'.join(UNSUPPORTED_PRECISIONS['tensorrt'])} is refused with the reason",
     )
     build.add_argument(
         "--calibration-images",
@@ -173,18 +172,28 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--max-bytes", type=int, default=limits.max_bytes, help="per encoded image")
 
     serve = commands.add_parser("serve", help="run tritonserver on a model repository")
+    served = ServeOptions(Path())  # the defaults, written once there
     serve.add_argument("repository", type=Path)
-    serve.add_argument("--host", default="127.0.0.1", help="bind address of all endpoints")
-    serve.add_argument("--http-port", type=int, default=HTTP_PORT)
-    serve.add_argument("--grpc-port", type=int, default=GRPC_PORT)
-    serve.add_argument("--metrics-port", type=int, default=METRICS_PORT)
-    serve.add_argument("--exit-timeout", type=int, default=30, help="seconds to drain in-flight requests on SIGTERM")
-    serve.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for every model")
-    serve.add_argument("--shm-bytes", type=int, default=32 << 20, help="Python-backend shared memory per instance")
+    serve.add_argument("--host", default=served.host, help="bind address of all endpoints")
+    serve.add_argument("--http-port", type=int, default=served.http_port)
+    serve.add_argument("--grpc-port", type=int, default=served.grpc_port)
+    serve.add_argument("--metrics-port", type=int, default=served.metrics_port)
+    serve.add_argument(
+        "--exit-timeout", type=int, default=served.exit_timeout_s, help="seconds to drain in-flight requests on SIGTERM"
+    )
+    serve.add_argument(
+        "--ready-timeout", type=float, default=served.ready_timeout_s, help="seconds to wait for every model"
+    )
+    serve.add_argument(
+        "--shm-bytes",
+        type=int,
+        default=served.shm_default_bytes,
+        help="Python-backend shared memory per instance (and its growth step)",
+    )
     serve.add_argument(
         "--front",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=served.front,
         help="nginx on the ports clients reach, capping request sizes, with tritonserver on loopback behind it "
         "(--no-front: tritonserver's own ports, uncapped: put a capping proxy in front yourself)",
     )
@@ -193,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="the front's cap on one request (default: the largest request the repository's models accept)",
     )
-    serve.add_argument("--log-verbose", type=int, default=0)
+    serve.add_argument("--log-verbose", type=int, default=served.log_verbose)
     serve.add_argument(
         "--admin-key-file",
         type=Path,
@@ -279,7 +288,6 @@ def build_options(args: argparse.Namespace) -> BuildOptions:
 def serve_options(args: argparse.Namespace) -> ServeOptions:
     """Namespace of ``serve`` -> :class:`yolo_server.launcher.options.ServeOptions`."""
     from yolo_server.launcher.access import Access, TlsFiles, read_admin_key
-    from yolo_server.launcher.options import ServeOptions
 
     access = Access(
         read_admin_key(args.admin_key_file), TlsFiles.from_options(args.tls_cert, args.tls_key, args.tls_client_ca)

@@ -40,7 +40,7 @@ from yolo_client.geometry import letterbox
 from yolo_server.darknet import DarknetSpec, load_darknet
 from yolo_server.evaluation.agreement import matched_share
 from yolo_server.export.program import BatchRange, export_program
-from yolo_server.export.wrapper import InferenceWrapper, torch_dtype
+from yolo_server.export.wrapper import TORCH_DTYPES, InferenceWrapper, torch_dtype
 from yolo_server.ops.config import postprocess_config_for
 from yolo_server.training.scenes import encode_jpeg, generate_scene
 from yolo_server.triton.imaging import DecodeLimits, decode_image
@@ -203,7 +203,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the demo model only, small batches: a smoke run")
     parser.add_argument(
         "--dtype",
-        choices=("fp16", "bf16", "fp32"),
+        choices=tuple(TORCH_DTYPES),
         default="fp16",
         help="what the exported program computes in (torch mode; TensorRT builds FP16)",
     )

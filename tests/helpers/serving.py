@@ -2,7 +2,8 @@
 
 The session's shared server (``tests/integration/conftest.py``, fixture ``triton_server``) is built from the
 constants here and described by :class:`TritonTestServer`; tests that start servers of their own use
-:func:`start_serve`, :func:`wait_ready` and :func:`stop_process`.
+:func:`build_repository`, :func:`start_serve`, :func:`wait_ready` and :func:`stop_process` (:func:`kill_server`
+for a crash). Every wait here is bounded (:func:`wait_until`), and every process is stopped by its pid.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +71,52 @@ def write_random_weights(path: Path) -> Path:
     return path
 
 
+def build_repository(weights: Path, output: Path, *options: str) -> Path:
+    """``yolo-server build`` of the test cfg (:data:`CFG`, :data:`NAMES`) on ``weights`` into ``output``, with
+    ``options`` (``--size``, ``--instances``, queue settings...); returns ``output``."""
+    from yolo_server.cli import main as cli_main
+
+    argv = ["build", "--cfg", str(CFG), "--weights", str(weights), "--names", str(NAMES), "--output", str(output)]
+    assert cli_main([*argv, *options]) == 0, f"yolo-server build {' '.join(options)} failed"
+    return output
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout_s: float,
+    what: str,
+    process: subprocess.Popen | None = None,
+    log: Path | None = None,
+    interval_s: float = 0.25,
+) -> None:
+    """Poll ``condition`` until it is true; AssertionError naming ``what`` after ``timeout_s``, or at once when
+    ``process`` (the server the condition waits on) has exited. ``log``: its output, quoted in the error."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode} while waiting for {what}{_tail(log)}")
+        if condition():
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{_tail(log)}")
+        time.sleep(interval_s)
+
+
+def _tail(log: Path | None) -> str:
+    return f":\n{log.read_text()[-4000:]}" if log is not None and log.exists() else ""
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """``GET url`` answered 200 (False while nothing listens or it answers otherwise)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status == 200
+    except OSError:  # refused, reset, timed out, or an HTTP error status
+        return False
+
+
 def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
     """Until gRPC answers ready and the launcher has said so too.
 
@@ -79,18 +126,14 @@ def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: f
     """
     import tritonclient.grpc as grpcclient
 
-    deadline = time.monotonic() + timeout_s
+    def ready() -> bool:
+        try:
+            return client.is_server_ready() and printed_triton_pid(log) is not None
+        except Exception:  # not listening yet
+            return False
+
     with grpcclient.InferenceServerClient(grpc_url) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"yolo-server serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                if client.is_server_ready() and printed_triton_pid(log) is not None:
-                    return
-            except Exception:  # noqa: BLE001 - not listening yet
-                pass
-            time.sleep(0.5)
-    raise RuntimeError(f"server not ready after {timeout_s}s:\n{log.read_text()[-4000:]}")
+        wait_until(ready, timeout_s, f"yolo-server serve ready at {grpc_url}", process, log, interval_s=0.5)
 
 
 def start_serve(
@@ -137,14 +180,53 @@ def remove_crash_leftovers(launcher_pid: int) -> None:
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """SIGTERM by pid (yolo-server forwards it to Triton, which drains), SIGKILL its group if it hangs."""
+    """SIGTERM by pid (yolo-server forwards it to Triton, which drains; nginx and locust stop too), SIGKILL if it
+    hangs: its process group where it leads one (``start_new_session=True``), else the process."""
     if process.poll() is None:
         os.kill(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            if os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
             process.wait(30)
+
+
+def kill_server(process: subprocess.Popen, log: Path) -> None:
+    """Crash a :func:`start_serve` server: SIGKILL tritonserver's process group (with its Python stubs), then the
+    launcher's, by pid; then remove what the launcher could not (:func:`remove_crash_leftovers`). Idempotent.
+
+    Triton runs in a process group of its own; killing only the launcher's would let Triton, SIGTERMed by
+    PR_SET_PDEATHSIG, shut down gracefully, unloading models under requests in flight: a drain, not a crash.
+    """
+    groups = [process.pid]
+    triton = printed_triton_pid(log)
+    if triton is not None:
+        with suppress(ProcessLookupError):
+            groups.insert(0, os.getpgid(triton))
+    for group in groups:
+        with suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    process.wait(30)
+    remove_crash_leftovers(process.pid)
+
+
+def metric_value(metrics_url: str, name: str, model: str) -> float:
+    """The sum of the samples ``name`` labelled ``model`` on a server's Prometheus endpoint (``metrics_url``)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and sample.labels.get("model") == model
+    )
 
 
 # -- processes of a running server ---------------------------------------------------------------------------
@@ -169,8 +251,8 @@ def printed_triton_pid(log: Path) -> int | None:
 def triton_pid(log: Path, timeout_s: float = 30.0) -> int:
     """tritonserver's pid from the launcher's log, waiting for the line: the launcher's readiness poll may see
     the server ready a moment after a test's own wait saw it."""
-    deadline = time.monotonic() + timeout_s
-    while (pid := printed_triton_pid(log)) is None:
-        assert time.monotonic() < deadline, f"the launcher did not print tritonserver's pid within {timeout_s} s"
-        time.sleep(0.1)
+    wait_until(lambda: printed_triton_pid(log) is not None, timeout_s, "the launcher to print tritonserver's pid",
+               interval_s=0.1)  # fmt: skip
+    pid = printed_triton_pid(log)
+    assert pid is not None
     return pid

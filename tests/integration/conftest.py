@@ -40,6 +40,7 @@ from tests.helpers.serving import (
     NAMES,
     READY_TIMEOUT_S,
     TritonTestServer,
+    build_repository,
     start_serve,
     stop_process,
     wait_ready,
@@ -54,21 +55,15 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTestServer]:
     from yolo_server import Detector
-    from yolo_server.cli import main as cli_main
     from yolo_server.darknet import load_spec
     from yolo_server.ops.config import postprocess_config_for
     from yolo_server.triton.runtime import OpenVINORunner
 
     workdir = tmp_path_factory.mktemp("triton")
     weights = write_random_weights(workdir / "yolov4-tiny-random.weights")
-    repository = workdir / "model_repository"
-    size = f"{INPUT_WIDTH}x{INPUT_HEIGHT}"
-    built = cli_main(
-        ["build", "--cfg", str(CFG), "--weights", str(weights), "--names", str(NAMES), "--size", size,
-         "--target", "cpu", "--max-batch-size", str(MAX_BATCH_SIZE), "--max-pixels", str(MAX_PIXELS),
-         "--output", str(repository)]
-    )  # fmt: skip
-    assert built == 0, "yolo-server build failed"
+    repository = build_repository(weights, workdir / "model_repository", "--size", f"{INPUT_WIDTH}x{INPUT_HEIGHT}",
+                                  "--target", "cpu", "--max-batch-size", str(MAX_BATCH_SIZE),
+                                  "--max-pixels", str(MAX_PIXELS))  # fmt: skip
     admin_key = secrets.token_hex(24)
     (workdir / "admin-key").write_text(admin_key + "\n")
     # no supervision: its canary inferences would add to the counts and metrics that tests compare

@@ -28,6 +28,7 @@ from yolo_client import (
     UnavailableError,
     YoloClient,
 )
+from yolo_client.contract import above_score_threshold
 
 if TYPE_CHECKING:
     from yolo_server.pipeline import LabeledDetections
@@ -126,7 +127,7 @@ def test_per_call_limits_cut_the_servers_answer(triton_server, encoded_images) -
         cut = client.detect(encoded_images[0], score_threshold=threshold, max_detections=3)
         with pytest.raises(InvalidInputError, match="below the server's"):
             client.detect(encoded_images[0], score_threshold=0.01)
-    assert cut == [d for d in full if d.score >= threshold][:3]
+    assert cut == [d for d in full if above_score_threshold(d.score, threshold)][:3]
 
 
 def test_a_damaged_image_is_rejected_by_the_server_with_its_message(triton_server, encoded_images) -> None:

@@ -5,13 +5,11 @@ Each extra tritonserver costs CPU, so each is started once, on the session's mod
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,12 +19,14 @@ from tests.helpers.certificates import write_certificates
 from tests.helpers.images import encode, scene
 from tests.helpers.serving import (
     TritonTestServer,
+    http_ok,
+    kill_server,
     model_stubs,
-    printed_triton_pid,
     remove_crash_leftovers,
     start_serve,
     stop_process,
     triton_pid,
+    wait_until,
 )
 from tests.helpers.triton_requests import as_found, assert_same_detections
 from yolo_client import (
@@ -44,39 +44,9 @@ pytestmark = pytest.mark.integration
 READY_TIMEOUT_S = 180.0
 
 
-def _wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] = lambda: True
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        assert alive(), f"the server died while waiting for: {what}"
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for: {what}")
-
-
 def _images(count: int) -> list[bytes]:
     """``count`` PNGs, each of another size and content."""
     return [encode(".png", scene(120 + 10 * i, 160 + 20 * i, seed=i)) for i in range(count)]
-
-
-def _kill_group(process: subprocess.Popen, log: Path) -> None:
-    """SIGKILL the server: tritonserver's process group (with its Python stubs), then the launcher's, by pid.
-
-    Triton runs in a process group of its own; killing only the launcher's would let Triton, SIGTERMed by
-    PR_SET_PDEATHSIG, shut down gracefully, unloading models under requests in flight: a drain, not a crash.
-    """
-    groups = [process.pid]
-    triton = printed_triton_pid(log)
-    if triton is not None:
-        with contextlib.suppress(ProcessLookupError):
-            groups.insert(0, os.getpgid(triton))
-    for group in groups:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-    process.wait(30)
-    remove_crash_leftovers(process.pid)
 
 
 def test_failover_readmission_and_a_crash_mid_run(triton_server: TritonTestServer, tmp_path: Path) -> None:
@@ -92,15 +62,15 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server: TritonTestServe
     with YoloClient(urls, triton_server.model_name, timeout=60, health_check=checks, max_in_flight=8,
                     metrics=ClientMetrics.shared(registry)) as client:  # fmt: skip
         expected = [client.detect(data) for data in images]  # served by the first: the second is not up
-        _wait_until(lambda: not client.pool.is_up(second), 10, "the checker takes the missing endpoint out")
+        wait_until(lambda: not client.pool.is_up(second), 10, "the checker takes the missing endpoint out")
 
         log = tmp_path / "second.log"
         process, _ = start_serve(
             triton_server.repository, log, ports=(http_port, grpc_port, metrics_port), exit_timeout_s=5
         )
         try:
-            alive = lambda: process.poll() is None  # noqa: E731
-            _wait_until(lambda: client.pool.is_up(second), READY_TIMEOUT_S, "the second server to be readmitted", alive)
+            wait_until(lambda: client.pool.is_up(second), READY_TIMEOUT_S, "the second server to be readmitted",
+                       process, log)  # fmt: skip
 
             done = []
             lock = threading.Lock()
@@ -113,12 +83,12 @@ def test_failover_readmission_and_a_crash_mid_run(triton_server: TritonTestServe
 
             with ThreadPoolExecutor(8) as pool:
                 futures = [pool.submit(one, i) for i in range(200)]
-                _wait_until(lambda: len(done) >= 50, 120, "50 requests done", alive)
+                wait_until(lambda: len(done) >= 50, 120, "50 requests done", process, log)
                 served_by_second = _success_count(second, triton_server.model_name)
-                _kill_group(process, log)
+                kill_server(process, log)
                 results = [f.result() for f in futures]  # raises if any request was lost
         finally:
-            _kill_group(process, log)
+            kill_server(process, log)
         assert served_by_second > 0, "round-robin should have sent requests to the second server"
         assert not client.pool.is_up(second)
     assert len(results) == 200
@@ -147,12 +117,10 @@ def _success_count(url: str, model: str) -> int:
 def _start_tls(triton_server: TritonTestServer, tmp_path: Path, *tls_args: str) -> tuple[subprocess.Popen[bytes], str]:
     """``yolo-server serve --tls-...`` on the session's repository; returns the process and its gRPC URL once ready
     (HTTP is plaintext, so it listens on loopback only and serves the readiness check)."""
-    from yolo_server.launcher.canary import server_ready
-
-    process, (http_port, grpc_port, _) = start_serve(triton_server.repository, tmp_path / "tls.log", *tls_args,
-                                                     exit_timeout_s=5)  # fmt: skip
-    _wait_until(lambda: server_ready(f"127.0.0.1:{http_port}", 2.0), READY_TIMEOUT_S, "the TLS server",
-                lambda: process.poll() is None)  # fmt: skip
+    log = tmp_path / "tls.log"
+    process, (http_port, grpc_port, _) = start_serve(triton_server.repository, log, *tls_args, exit_timeout_s=5)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready"), READY_TIMEOUT_S, "the TLS server",
+               process, log)  # fmt: skip
     return process, f"127.0.0.1:{grpc_port}"
 
 
@@ -232,8 +200,8 @@ def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestSe
     try:
         with YoloClient(urls, triton_server.model_name, timeout=30, health_check=checks, max_in_flight=16) as client:
             for url, process in zip(urls, processes, strict=True):
-                _wait_until(lambda u=url: client.pool.is_up(u) and client.health()[urls.index(u)].ok, READY_TIMEOUT_S,
-                            f"{url} ready", lambda p=process: p.poll() is None)  # fmt: skip
+                wait_until(lambda u=url: client.pool.is_up(u) and client.health()[urls.index(u)].ok, READY_TIMEOUT_S,
+                           f"{url} ready", process)  # fmt: skip
 
             def run(worker: int) -> None:
                 i = worker
@@ -242,7 +210,7 @@ def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestSe
                         counts["sent"] += 1
                     try:
                         client.detect(images[i % len(images)])
-                    except Exception as exc:  # noqa: BLE001 - a lost request, reported below
+                    except Exception as exc:  # a lost request, reported below
                         with lock:
                             failures.append(f"{type(exc).__name__}: {exc}")
                     else:
@@ -253,21 +221,20 @@ def test_rolling_restart_under_load_loses_no_request(triton_server: TritonTestSe
             with ThreadPoolExecutor(16) as pool:
                 workers = [pool.submit(run, w) for w in range(16)]
                 try:  # workers run until stop is set: set it however this ends, or the pool waits forever
-                    _wait_until(lambda: counts["answered"] >= 50, 120, "steady load")
+                    wait_until(lambda: counts["answered"] >= 50, 120, "steady load")
                     for index in range(2):
                         stop_process(processes[index])  # SIGTERM: Triton drains, then exits
                         assert processes[index].returncode == 0, (tmp_path / f"replica{index}.log").read_text()[-3000:]
                         processes[index] = start_serve(triton_server.repository, tmp_path / f"replica{index}b.log",
                                                        *unsupervised, ports=ports[index], exit_timeout_s=10)[0]  # fmt: skip
                         before = counts["answered"]
-                        _wait_until(lambda u=urls[index]: client.pool.is_up(u) and _success_count(u, triton_server.model_name) > 0,
-                                    READY_TIMEOUT_S, f"{urls[index]} back in rotation",
-                                    lambda p=processes[index]: p.poll() is None)  # fmt: skip
+                        wait_until(lambda u=urls[index]: client.pool.is_up(u) and _success_count(u, triton_server.model_name) > 0,
+                                   READY_TIMEOUT_S, f"{urls[index]} back in rotation", processes[index])  # fmt: skip
                         assert counts["answered"] > before
                     restarted = dict(counts)
                     for stub in model_stubs(triton_pid(tmp_path / "replica0b.log"), triton_server.model_name):
                         os.kill(stub, signal.SIGKILL)
-                    _wait_until(lambda: counts["answered"] >= restarted["answered"] + 150, 180, "150 more answers")
+                    wait_until(lambda: counts["answered"] >= restarted["answered"] + 150, 180, "150 more answers")
                     assert not client.pool.is_up(urls[0]) and client.health()[0].ready  # held out although "ready"
                 finally:
                     stop.set()

@@ -21,13 +21,14 @@ import pytest
 
 from tests.helpers.paths import ROOT
 from tests.helpers.serving import serving
+from yolo_client.contract import DEFAULT_MODEL
 
 pytestmark = pytest.mark.integration
 
 CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 WEIGHTS = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.weights"
 NAMES = ROOT / "models" / "shapes" / "shapes.names"
-MODEL = "yolov4_tiny_shapes"
+MODEL = DEFAULT_MODEL
 SIZE = 416
 EVAL_SEED, EVAL_COUNT = 2027, 40
 DEMO_SEED = 4267

@@ -10,10 +10,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +22,16 @@ import pytest
 
 from tests.helpers.images import encode, scene
 from tests.helpers.paths import ROOT
-from tests.helpers.serving import TritonTestServer, remove_crash_leftovers, start_serve, triton_pid
+from tests.helpers.serving import (
+    READY_TIMEOUT_S,
+    TritonTestServer,
+    http_ok,
+    kill_server,
+    start_serve,
+    stop_process,
+    wait_ready,
+    wait_until,
+)
 from yolo_server.launcher.ports import free_ports
 
 pytestmark = pytest.mark.integration
@@ -38,14 +45,6 @@ class Replica:
     http: str
     grpc: str
     log: Path
-
-    def crash(self) -> None:
-        """SIGKILL the launcher and tritonserver with its backend stubs (Triton runs in a process group of its own,
-        so killing the launcher's group alone would let Triton, told by PR_SET_PDEATHSIG, shut down gracefully)."""
-        os.killpg(os.getpgid(triton_pid(self.log)), signal.SIGKILL)
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
-        remove_crash_leftovers(self.process.pid)
 
     def inference_count(self, model: str) -> int:
         with urllib.request.urlopen(f"http://{self.http}/v2/models/{model}/stats", timeout=10) as response:
@@ -72,31 +71,6 @@ def render_nginx_conf(text: str, grpc: list[str], http: list[str], grpc_listen: 
     return text
 
 
-def wait_http_ok(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"{url} not ready after {timeout_s}s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-
-
-def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop a process started in its own session: ``sig`` to its pid, SIGKILL to its group if it hangs."""
-    if process.poll() is None:
-        os.kill(process.pid, sig)
-        try:
-            process.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(20)
-
-
 @pytest.fixture(scope="module")
 def replicas(triton_server: TritonTestServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Replica]]:
     workdir = tmp_path_factory.mktemp("replicas")
@@ -108,11 +82,11 @@ def replicas(triton_server: TritonTestServer, tmp_path_factory: pytest.TempPathF
             process, (http, grpc, _) = start_serve(triton_server.repository, log, "--check-interval", "0")
             started.append(Replica(process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", log))
         for replica in started:
-            wait_http_ok(f"http://{replica.http}/v2/health/ready", replica.process, replica.log, 240)
+            wait_ready(replica.grpc, replica.process, replica.log, READY_TIMEOUT_S)
         yield started
     finally:
         for replica in started:
-            stop_group(replica.process)
+            stop_process(replica.process)
 
 
 @dataclass
@@ -155,11 +129,13 @@ def balancer(replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) 
             start_new_session=True,
         )
     try:
-        wait_http_ok(f"http://127.0.0.1:{http_port}/lb/health", process, error_log, 30)
-        wait_http_ok(f"http://127.0.0.1:{http_port}/v2/health/ready", process, error_log, 30)
+        for path in ("/lb/health", "/v2/health/ready"):
+            wait_until(
+                lambda p=path: http_ok(f"http://127.0.0.1:{http_port}{p}"), 30, f"nginx {path}", process, error_log
+            )
         yield Balancer(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}", access_log)
     finally:
-        stop_group(process)
+        stop_process(process)
 
 
 def frames() -> list[bytes]:
@@ -179,13 +155,13 @@ def test_requests_through_nginx_reach_both_replicas(
     with YoloClient(balancer.grpc, model=model) as client, ThreadPoolExecutor(4) as pool:
         results = list(pool.map(client.detect, images))
     assert len(results) == len(images)
-    # Triton counts an ensemble's inference just after its response left: poll briefly for the last ones
-    deadline = time.monotonic() + 10
-    while True:
-        served = [r.inference_count(model) - b for r, b in zip(replicas, before, strict=True)]
-        if sum(served) >= len(images) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+
+    def counted() -> list[int]:
+        return [r.inference_count(model) - b for r, b in zip(replicas, before, strict=True)]
+
+    # Triton counts an inference just after its response left: poll briefly for the last ones
+    wait_until(lambda: sum(counted()) >= len(images), 10, f"{len(images)} inferences counted", interval_s=0.2)
+    served = counted()
     assert all(count > 0 for count in served), served
     assert sum(served) == len(images)
 
@@ -251,18 +227,17 @@ def test_a_replica_killed_mid_run_loses_no_request(
 
     def one(index: int) -> str:
         if index == kill_at:
-            victim.crash()
+            kill_server(victim.process, victim.log)
             killed.set()
         try:
             client.detect(images[index % len(images)])
             return "ok"
-        except Exception as exc:  # noqa: BLE001 - every loss is counted, none hidden
+        except Exception as exc:  # every loss is counted, none hidden
             return f"{type(exc).__name__}: {exc}"
 
     with YoloClient(balancer.grpc, model=model) as client, ThreadPoolExecutor(4) as pool:
         outcomes = list(pool.map(one, range(total)))
     assert killed.is_set()
-    victim.process.wait(30)
     lost = [o for o in outcomes if o != "ok"]
     assert lost == [], f"{len(lost)} of {total} lost: {lost[:5]}"
     assert survivor.inference_count(model) - before >= total - kill_at

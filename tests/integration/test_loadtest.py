@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.paths import ROOT
+from tests.helpers.serving import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +131,7 @@ def test_distributed_master_and_worker_aggregate_and_check_the_slo(triton_server
     worker = subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
          "--master-port", str(master_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
     )  # fmt: skip
     try:
         code, output, report = run_locust(
@@ -156,9 +157,7 @@ def test_distributed_master_and_worker_aggregate_and_check_the_slo(triton_server
         )
         worker_output, _ = worker.communicate(timeout=60)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
+        stop_process(worker, timeout_s=10)
     assert code == 0, output[-3000:]
     assert report["passed"] and report["measured"]["requests"] >= 4, report
     assert worker.returncode == 0, worker_output[-3000:]

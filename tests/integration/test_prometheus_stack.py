@@ -8,10 +8,7 @@ absolute rule-file paths. Traffic comes from the SDK; the recorded series are re
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,27 +22,13 @@ import pytest
 import yaml
 
 from tests.helpers.paths import ROOT
+from tests.helpers.serving import http_ok, stop_process, wait_until
+from yolo_server.launcher.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
 PROM_DIR = ROOT / "docker" / "prometheus"
 sys.path.insert(0, str(ROOT / "loadtest"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def write_test_config(metrics_target: str, client_target: str, workdir: Path) -> dict:
@@ -79,15 +62,14 @@ class PrometheusApi:
 
     def wait_value(self, expr: str, timeout_s: float = 45.0) -> float:
         """The first positive value of ``expr`` (a single series), polling until it has one."""
-        deadline = time.monotonic() + timeout_s
-        last: list[dict] = []
-        while time.monotonic() < deadline:
-            last = self.query(expr)
-            values = [float(r["value"][1]) for r in last]
-            if values and values[0] > 0:
-                return values[0]
-            time.sleep(1)
-        raise AssertionError(f"{expr} never became positive; last answer {last}")
+        values: list[float] = []
+
+        def positive() -> bool:
+            values[:] = [float(r["value"][1]) for r in self.query(expr)]
+            return bool(values) and values[0] > 0
+
+        wait_until(positive, timeout_s, f"{expr} to become positive", interval_s=1.0)
+        return values[0]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +77,7 @@ def exporter() -> Iterator[int]:
     """The SDK's metrics in this process, exposed as an application would (prometheus_client)."""
     import prometheus_client
 
-    port = free_port()
+    [port] = free_ports(1)
     server, thread = prometheus_client.start_http_server(port, addr="127.0.0.1")
     yield port
     server.shutdown()
@@ -110,8 +92,9 @@ def prometheus(triton_server, exporter: int, tmp_path_factory: pytest.TempPathFa
     workdir = tmp_path_factory.mktemp("prometheus")
     metrics = urllib.parse.urlparse(triton_server.metrics_url)
     write_test_config(metrics.netloc, f"127.0.0.1:{exporter}", workdir)
-    port = free_port()
-    with open(workdir / "prometheus.log", "wb") as log:
+    [port] = free_ports(1)
+    log_path = workdir / "prometheus.log"
+    with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
                 binary,
@@ -126,19 +109,10 @@ def prometheus(triton_server, exporter: int, tmp_path_factory: pytest.TempPathFa
         )
     api = PrometheusApi(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (workdir / "prometheus.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{api.url}/-/ready", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        wait_until(lambda: http_ok(f"{api.url}/-/ready"), 60, "prometheus to be ready", process, log_path)
         yield api
     finally:
-        stop(process)
+        stop_process(process, 20)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ def test_sixteen_concurrent_clients_share_network_executions(triton_server: Trit
                 for _ in range(REQUESTS_PER_CLIENT):
                     [found] = split_result(own.infer(triton_server.model_name, bytes_inputs([image])))
                     assert len(found) > 0
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             failures.append(exc)
 
     threads = [threading.Thread(target=one_client) for _ in range(CLIENTS)]

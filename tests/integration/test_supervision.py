@@ -19,7 +19,15 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.images import encode, scene
-from tests.helpers.serving import TritonTestServer, model_stubs, start_serve, stop_process, triton_pid, wait_ready
+from tests.helpers.serving import (
+    TritonTestServer,
+    model_stubs,
+    start_serve,
+    stop_process,
+    triton_pid,
+    wait_ready,
+    wait_until,
+)
 from tests.helpers.triton_requests import bytes_inputs
 from yolo_server.launcher.process import shm_prefix
 from yolo_server.launcher.supervise import FAULT_EXIT_CODE, probe
@@ -57,7 +65,7 @@ class Load:
                     self.sent += 1
                 try:
                     client.infer(self.model, bytes_inputs([self.image]), client_timeout=10)
-                except Exception as exc:  # noqa: BLE001 - counted by status
+                except Exception as exc:  # counted by status
                     status = str(exc.status()) if isinstance(exc, InferenceServerException) else type(exc).__name__
                     with self._lock:
                         self.failed[status] = self.failed.get(status, 0) + 1
@@ -92,10 +100,7 @@ def test_a_dead_or_stopped_stub_turns_the_probe_red_and_the_server_exits(
         triton = triton_pid(log)
         stubs = model_stubs(triton, model)  # every instance of the fused image model, so that no canary gets through
         load.start()
-        deadline = time.monotonic() + 60
-        while load.answered < 20:
-            assert time.monotonic() < deadline and process.poll() is None, f"no steady load: {load}"
-            time.sleep(0.1)
+        wait_until(lambda: load.answered >= 20, 60, "a steady load: 20 answers", process, log, interval_s=0.1)
         for stub in stubs:
             os.kill(stub, fault)
         faulted = time.monotonic()

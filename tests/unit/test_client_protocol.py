@@ -11,9 +11,16 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from yolo_client import errors
-from yolo_client.contract import ModelInfo
-from yolo_client.protocol import apply_limits, check_limits, model_for, parse_arrays, parse_model_info
-from yolo_client.types import Detection
+from yolo_client.contract import ModelInfo, above_score_threshold
+from yolo_client.protocol import (
+    apply_limits,
+    check_limits,
+    model_for,
+    parse_arrays,
+    parse_model_info,
+    repository_models,
+)
+from yolo_client.types import Detection, RepositoryModel
 
 NAMES = ("person", "dog")
 
@@ -62,9 +69,35 @@ def test_limits_only_tighten() -> None:
 
 def test_apply_limits() -> None:
     dets = [Detection((0, 0, 1, 1), s, 0, "person") for s in (0.9, 0.7, 0.5, 0.3)]
-    assert [d.score for d in apply_limits(dets, 0.5, None)] == [0.9, 0.7, 0.5]
-    assert [d.score for d in apply_limits(dets, 0.5, 2)] == [0.9, 0.7]
+    assert [d.score for d in apply_limits(dets, 0.4, None)] == [0.9, 0.7, 0.5]
+    assert [d.score for d in apply_limits(dets, 0.4, 2)] == [0.9, 0.7]
     assert apply_limits(dets, None, 0) == []
+    assert apply_limits(dets, None, None) == dets
+
+
+def test_a_detection_at_the_per_call_threshold_is_dropped_as_the_server_drops_one_at_its_own() -> None:
+    scores = [float(np.float32(s)) for s in (0.9, 0.5, 0.3)]  # as they come off the wire
+    dets = [Detection((0, 0, 1, 1), s, 0, "person") for s in scores]
+    assert [d.score for d in apply_limits(dets, 0.5, None)] == scores[:1]
+    assert [d.score for d in apply_limits(dets, 0.3, None)] == scores[:2]
+    assert apply_limits(dets, 0.9, None) == []
+
+
+def test_the_cut_compares_at_float32_as_the_servers_ops_do() -> None:
+    """A score comes off the wire as float32; the server's ops compare it with a float32 threshold."""
+    at, above = np.float32(0.3), np.nextafter(np.float32(0.3), np.float32(1))
+    assert above_score_threshold(np.array([at, above]), 0.3).tolist() == [False, True]  # the server's arrays
+    assert [above_score_threshold(float(score), 0.3) for score in (at, above)] == [False, True]  # the client's floats
+    assert [d.score for d in apply_limits([Detection((0, 0, 1, 1), float(at), 0, "x")], 0.3, None)] == []
+
+
+def test_repository_models_fill_what_triton_leaves_out() -> None:
+    index = {"models": [{"name": "m", "version": "1", "state": "READY"}, {"name": "m_tensor", "reason": "x"}]}
+    assert repository_models(index) == [
+        RepositoryModel("m", "1", "READY", ""),
+        RepositoryModel("m_tensor", "", "", "x"),
+    ]
+    assert repository_models({}) == []
 
 
 def test_model_info_from_config_json() -> None:

@@ -7,40 +7,11 @@ import re
 import pytest
 import yaml
 
+from tests.helpers import python_backend as pb_utils
 from tests.helpers.paths import ROOT
 from yolo_server.triton import metrics as m
 
 RULES = ROOT / "docker" / "prometheus" / "rules"
-
-
-class FakeMetric:
-    def __init__(self, labels: dict[str, str], buckets: list[float] | None = None) -> None:
-        self.labels, self.buckets, self.values = labels, buckets, []
-
-    def observe(self, value: float) -> None:
-        self.values.append(value)
-
-    def increment(self, value: float) -> None:
-        self.values.append(value)
-
-
-class FakeFamily:
-    """Stands in for ``pb_utils.MetricFamily``, which exists only inside the Triton stub."""
-
-    COUNTER, HISTOGRAM = "COUNTER", "HISTOGRAM"
-    created: list[FakeFamily] = []
-
-    def __init__(self, name: str, description: str, kind: str) -> None:
-        self.name, self.description, self.kind, self.series = name, description, kind, []
-        FakeFamily.created.append(self)
-
-    def Metric(self, labels: dict[str, str], buckets: list[float] | None = None) -> FakeMetric:  # noqa: N802
-        self.series.append(FakeMetric(labels, buckets))
-        return self.series[-1]
-
-
-class FakePbUtils:
-    MetricFamily = FakeFamily
 
 
 def documented_families() -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -91,14 +62,14 @@ def test_call_sites_use_handles_not_name_strings() -> None:
 
 
 def test_series_are_labelled_and_created_once() -> None:
-    FakeFamily.created = []
-    metrics = m.ModelMetrics(FakePbUtils, "net_pre", (m.PREPROCESS_DURATION, m.IMAGES_DECODED))
-    assert [(f.name, f.kind) for f in FakeFamily.created] == [
+    pb_utils.MetricFamily.created = []
+    metrics = m.ModelMetrics(pb_utils, "net_pre", (m.PREPROCESS_DURATION, m.IMAGES_DECODED))
+    assert [(f.name, f.kind) for f in pb_utils.MetricFamily.created] == [
         ("yolo_preprocess_duration_seconds", "HISTOGRAM"),
         ("yolo_images_decoded_total", "COUNTER"),
         ("yolo_rejected_inputs_total", "COUNTER"),  # always there: every model rejects inputs
     ]
-    preprocess, decoded, rejected = FakeFamily.created
+    preprocess, decoded, rejected = pb_utils.MetricFamily.created
     metrics.observe(m.PREPROCESS_DURATION, 0.5)
     with metrics.timer(m.PREPROCESS_DURATION):
         pass
@@ -113,7 +84,7 @@ def test_series_are_labelled_and_created_once() -> None:
 
 
 def test_misuse_of_a_handle_fails_loudly() -> None:
-    metrics = m.ModelMetrics(FakePbUtils, "net_post", (m.DETECTIONS_PER_IMAGE,))
+    metrics = m.ModelMetrics(pb_utils, "net_post", (m.DETECTIONS_PER_IMAGE,))
     with pytest.raises(TypeError, match="histogram, not a counter"):
         metrics.increment(m.DETECTIONS_PER_IMAGE)
     with pytest.raises(ValueError, match="not among this model's families"):

@@ -65,7 +65,7 @@ def test_runner_outputs_are_copies_not_views_of_the_next_inference(demo_ir: Path
 
 
 def test_load_aware_runner_gives_a_lone_image_every_thread_and_a_batch_one(demo_ir: Path) -> None:
-    runner = LoadAwareRunner(demo_ir, precision="fp32", lone_threads=2)
+    runner = LoadAwareRunner(demo_ir, precision="fp32", lone_threads=2, batch_threads=1)
     compiled = {name: getattr(runner, name).request.get_compiled_model() for name in ("lone", "batched")}
     assert {name: model.get_property("INFERENCE_NUM_THREADS") for name, model in compiled.items()} == {
         "lone": 2,
@@ -83,6 +83,8 @@ def test_load_aware_runner_gives_a_lone_image_every_thread_and_a_batch_one(demo_
         for got, want in zip(runner(inputs), reference(inputs), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert calls == [("lone", 1), ("batched", 3), ("lone", 1)]
+    same = LoadAwareRunner(demo_ir, precision="fp32", lone_threads=2, batch_threads=2)
+    assert same.batched is same.lone  # NAME_detector's: one compiled model for every batch
 
 
 @pytest.mark.skipif(

@@ -132,10 +132,21 @@ def test_default_thresholds_are_the_project_slo() -> None:
     gen = load_generator()
     t = gen.Thresholds()
     assert t.target_fps == 65
-    assert t.latency_budget_ms == pytest.approx(1000 / t.target_fps, abs=0.05)  # one frame at the target rate
+    assert t.latency_budget_ms == pytest.approx(1000 / t.target_fps)  # one frame at the target rate
     recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"] for r in g["rules"]}
     assert recording["yolo:slo_target_fps"] == "vector(65)"
-    assert recording["yolo:slo_latency_budget_us"] == "vector(15400)"
+    assert recording["yolo:slo_latency_budget_us"] == "vector(15385)"  # 15.385 ms, in whole microseconds
+    assert "over the 15.4 ms frame budget" in ALERTS.read_text()
+
+
+def test_latency_budget_follows_the_target_fps(tmp_path: Path) -> None:
+    """Without --latency-budget-ms the budget is one frame at --target-fps, not the default rate's."""
+    gen = load_generator()
+    assert gen.main(["--out", str(tmp_path), "--target-fps", "30"]) == 0
+    recording = (tmp_path / "prometheus/rules/yolo_recording.rules.yml").read_text()
+    alerts = (tmp_path / "prometheus/rules/yolo_alerts.rules.yml").read_text()
+    assert "vector(33333)" in recording
+    assert "> 33333" in alerts and "over the 33.3 ms frame budget" in alerts
 
 
 def test_rules_use_triton_2_51_metric_names() -> None:

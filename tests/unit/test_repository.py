@@ -21,7 +21,7 @@ from yolo_server.cli import build_options, build_parser
 from yolo_server.darknet import load_spec
 from yolo_server.darknet.model import DarknetModel
 from yolo_server.repository.build import BuildOptions, RepositoryPlan, plan_repository
-from yolo_server.repository.configs import head_shapes, model_configs
+from yolo_server.repository.configs import FUSED_BATCH_THREADS, head_shapes, model_configs
 from yolo_server.repository.int8 import Int8Options
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import artifact_directories, link_or_copy, repository_files, write_repository
@@ -107,7 +107,8 @@ def test_configs_round_trip_through_the_protobuf(target: str, fused: bool) -> No
         assert [g.kind for g in detector.instance_group] == [pb.ModelInstanceGroup.KIND_CPU]
         assert not detector.dynamic_batching.preferred_batch_size
     assert [(t.name, list(t.dims)) for t in detector.output] == [("YOLO__0", [255, 10, 16]), ("YOLO__1", [255, 20, 32])]
-    assert [w.batch_size for w in detector.model_warmup] == [1, 8]
+    # the libtorch backend warms up from the config; the cpu detector's runner in Python (test_python_models)
+    assert [w.batch_size for w in detector.model_warmup] == ([1, 8] if gpu else [])
     kinds = {
         # decoding images is CPU work on both targets
         names.images if fused else names.preprocess: pb.ModelInstanceGroup.KIND_CPU,
@@ -187,7 +188,11 @@ def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> 
         64 << 20,
         True,  # uint8 rows until the batch is written
     )
-    assert DetectorSettings.from_parameters(parameters) == DetectorSettings(512, 320, "auto", "model.xml", 0, "", "")
+    assert DetectorSettings.from_parameters(parameters) == DetectorSettings(
+        512, 320, "auto", "model.xml", 0, FUSED_BATCH_THREADS, "", ""
+    )
+    detector = model_configs(spec, repository_plan.darknet)[names.detector].parameters
+    assert DetectorSettings.from_parameters({k: v.string_value for k, v in detector.items()}).batch_threads == 0
     assert PostprocessSettings.from_parameters(parameters) == PostprocessSettings("model.cfg", 5000, 1)
     files = repository_files(spec, repository_plan.darknet, repository_plan.cfg_bytes)
     assert files[f"{names.images}/1/model.py"] == adapter_source("fused").encode()

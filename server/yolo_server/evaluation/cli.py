@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from yolo_client.contract import DEFAULT_NMS_THRESHOLD
+from yolo_client.contract import DEFAULT_MODEL, DEFAULT_NMS_THRESHOLD
 from yolo_server.evaluation.coco import MAP_SCORE_THRESHOLD, CocoDataset, coco_evaluate, format_table
 from yolo_server.precision import EAGER_PRECISIONS
 
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--batch", type=int, default=8)
     remote = parser.add_argument_group("through the server")
     remote.add_argument("--server", metavar="HOST:PORT", help="gRPC endpoint of a running yolo-server")
-    remote.add_argument("--model", default="yolov4_tiny_shapes", help="detector base name on the server")
+    remote.add_argument("--model", default=DEFAULT_MODEL, help="detector base name on the server")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--no-progress", action="store_true")
     return parser

@@ -15,6 +15,8 @@ from torch import nn
 
 from yolo_server.darknet.cfg import DarknetSpec
 
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 class InferenceWrapper(nn.Module):
     """Float32 NCHW in, float32 heads out (a tuple, as Triton's libtorch backend wants); computes in ``dtype``."""
@@ -42,5 +44,5 @@ def example_input(spec: DarknetSpec, batch: int = 2, device: str | torch.device 
 
 
 def torch_dtype(precision: str) -> torch.dtype:
-    """The compute dtype of a precision name (``fp32``, ``bf16``, ``fp16``)."""
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    """The compute dtype of a precision name (one of :data:`TORCH_DTYPES`)."""
+    return TORCH_DTYPES[precision]

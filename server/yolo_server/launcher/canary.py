@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from yolo_client.contract import COUNT, IMAGE
+from yolo_client.contract import COUNT, IMAGE, IMAGES, model_roles
 
 CANARY_SIZE = (64, 48)  # width, height: small enough to cost nothing, any model letterboxes it
 CanaryKind = Literal["ok", "busy", "failed"]
@@ -56,17 +56,10 @@ def canary_png() -> bytes:
 
 
 def image_models(repository: Path) -> list[str]:
-    """Names of a model repository's image entry points (the canary's targets): the models that take encoded
-    images and answer detections, the fused cpu model or the bytes ensemble, not a preprocess step."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
-
-    names = []
-    for path in sorted(Path(repository).glob("*/config.pbtxt")):
-        config = text_format.Parse(path.read_text(), pb.ModelConfig())
-        if [i.name for i in config.input] == [IMAGE] and COUNT in [o.name for o in config.output]:
-            names.append(config.name or path.parent.name)
-    return names
+    """Names of a model repository's image entry points (the canary's targets): the fused cpu model or the bytes
+    ensemble, which take encoded images and answer detections, not a step or the tensor entry point."""
+    names = [path.parent.name for path in Path(repository).glob("*/config.pbtxt")]
+    return sorted(name for name, (_, role) in model_roles(names).items() if role == IMAGES)
 
 
 def _request_body(image: bytes) -> tuple[bytes, int]:

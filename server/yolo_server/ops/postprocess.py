@@ -10,7 +10,9 @@ Example:
 
 Darknet semantics: a (box, class) pair is a candidate when
 ``objectness > score_threshold`` and ``objectness * class_prob > score_threshold``
-(both strict, compared in float32 like darknet's ``float`` thresholds); its
+(both strict, compared in float32 like darknet's ``float`` thresholds, through
+:func:`yolo_client.contract.above_score_threshold`, the comparison a client's
+per-call ``score_threshold`` makes too, so both cuts agree on a score at the threshold); its
 score is ``objectness * class_prob``, and one box may yield several classes.
 NMS runs per (image, class), or per image with ``class_agnostic``, in a single
 batched pass; ties in score go to the lower candidate index, i.e. the earlier
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolo_client.contract import above_score_threshold
 from yolo_client.geometry import ResizeParams
 
 from ..darknet.cfg import YoloSpec
@@ -68,9 +71,9 @@ def select_candidates(
         (``objectness * class_prob``, dtype of the inputs), each ``Tensor[K]``,
         in (image, box, class) order.
     """
-    image_idx, box_idx = (objectness > score_threshold).nonzero(as_tuple=True)
+    image_idx, box_idx = above_score_threshold(objectness, score_threshold).nonzero(as_tuple=True)
     scores = objectness[image_idx, box_idx, None] * class_probs[image_idx, box_idx]  # [M, C]
-    row, class_id = (scores > score_threshold).nonzero(as_tuple=True)
+    row, class_id = above_score_threshold(scores, score_threshold).nonzero(as_tuple=True)
     return image_idx[row], box_idx[row], class_id, scores[row, class_id]
 
 

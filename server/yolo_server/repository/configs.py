@@ -32,7 +32,7 @@ from yolo_client.contract import (
 from yolo_server.darknet.cfg import ConvSpec, DarknetSpec, MaxPoolSpec, RouteSpec, UpsampleSpec, YoloSpec
 from yolo_server.darknet.weights import output_channels
 from yolo_server.repository.spec import CFG_COPY, RepositorySpec
-from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
+from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings, warmup_batches
 
 Dims = Sequence[int]
 # an ensemble: its name, its inputs (name, data type, dims) and its steps
@@ -137,7 +137,7 @@ def preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSetting
     )
 
 
-def _detector_settings(spec: RepositorySpec) -> DetectorSettings:
+def _detector_settings(spec: RepositorySpec, batch_threads: int) -> DetectorSettings:
     info = spec.info
     return DetectorSettings(
         info.input_width,
@@ -145,6 +145,7 @@ def _detector_settings(spec: RepositorySpec) -> DetectorSettings:
         info.precision,
         spec.artifact,
         spec.detector_threads,
+        batch_threads,
         spec.int8_artifact,
         spec.int8_gate,
     )
@@ -160,6 +161,11 @@ def _merged(*parameters: Mapping[str, str]) -> dict[str, str]:
     return merged
 
 
+# a fused instance batches only while the others are busy too: one thread each beats threads spinning against
+# each other's (triton.runtime.LoadAwareRunner; docs/cpu-serving.md "One fused model")
+FUSED_BATCH_THREADS = 1
+
+
 def fused_config(spec: RepositorySpec) -> pb.ModelConfig:
     """``NAME`` (cpu, fused): IMAGE bytes [1] -> BOXES, SCORES, CLASSES, COUNT, in one Python model.
 
@@ -172,7 +178,7 @@ def fused_config(spec: RepositorySpec) -> pb.ModelConfig:
     parameters = _merged(
         spec.info.to_parameters(),
         preprocess_settings(spec, pixels=True).to_parameters(),
-        _detector_settings(spec).to_parameters(),
+        _detector_settings(spec, FUSED_BATCH_THREADS).to_parameters(),
         _postprocess_settings(spec).to_parameters(),
     )
     _parameters(config, parameters)
@@ -191,7 +197,7 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
         config = _python_model(
             spec, spec.names.detector, spec.instances.detector, preferred=batching.preferred_batch_sizes
         )
-        _parameters(config, _detector_settings(spec).to_parameters())
+        _parameters(config, _detector_settings(spec, spec.detector_threads).to_parameters())
     else:
         config = pb.ModelConfig(
             name=spec.names.detector,
@@ -210,11 +216,12 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
         config.input.append(_tensor(pb.ModelInput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,), **optional))
     for index, dims in enumerate(heads):
         config.output.append(_tensor(pb.ModelOutput, head_name(index), pb.TYPE_FP32, dims))
-    for batch in sorted({1, batching.max_batch_size}):  # first calls at a batch size are slow (OpenVINO, TRT setup)
-        warmup = config.model_warmup.add(name=f"zeros_batch_{batch}", batch_size=batch, count=2)
-        warmup.inputs[DETECTOR_INPUT].CopyFrom(
-            pb.ModelWarmup.Input(data_type=pb.TYPE_FP32, dims=list(input_dims), zero_data=True)
-        )
+    if info.target == "tensorrt":  # the cpu detector's runner warms up in Python (triton.runtime.load_runner)
+        for batch in warmup_batches(batching.max_batch_size):
+            warmup = config.model_warmup.add(name=f"zeros_batch_{batch}", batch_size=batch, count=2)
+            warmup.inputs[DETECTOR_INPUT].CopyFrom(
+                pb.ModelWarmup.Input(data_type=pb.TYPE_FP32, dims=list(input_dims), zero_data=True)
+            )
     return config
 
 

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yolo_client.contract import ModelInfo, stage_model_name, tensor_model_name
+from yolo_client.contract import IMAGES, ROLES, TENSOR, ModelInfo, model_name
+from yolo_server.ops.config import DEFAULT_PRE_NMS_TOP_K
 from yolo_server.precision import PRECISIONS, check_precision
 
 TARGETS = tuple(PRECISIONS)
@@ -35,33 +36,33 @@ def model_base_name(cfg_path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class ModelNames:
-    """The five Triton model names derived from the base name (docs/triton-interface.md)."""
+    """The Triton model names derived from the base name, one per role (docs/triton-interface.md)."""
 
     base: str
 
     @property
     def images(self) -> str:
         """The image entry point: the fused model (cpu default), or the bytes ensemble (tensorrt, ``--no-fused``)."""
-        return self.base
+        return model_name(self.base, IMAGES)
 
     @property
     def tensor_ensemble(self) -> str:
-        return tensor_model_name(self.base)
+        return model_name(self.base, TENSOR)
 
     @property
     def preprocess(self) -> str:
-        return stage_model_name(self.base, "preprocess")
+        return model_name(self.base, "preprocess")
 
     @property
     def detector(self) -> str:
-        return stage_model_name(self.base, "detector")
+        return model_name(self.base, "detector")
 
     @property
     def postprocess(self) -> str:
-        return stage_model_name(self.base, "postprocess")
+        return model_name(self.base, "postprocess")
 
     def all(self) -> tuple[str, ...]:
-        return (self.preprocess, self.detector, self.postprocess, self.images, self.tensor_ensemble)
+        return tuple(model_name(self.base, role) for role in ROLES)
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ class RepositorySpec:
     limits: Limits = field(default_factory=Limits)
     detector_threads: int = 0
     postprocess_threads: int = 1
-    pre_nms_top_k: int = 5000
+    pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K
     fused: bool = False
     int8_gate: str = ""
 

@@ -63,14 +63,14 @@ def execute_batched(
         except InvalidInput as exc:
             on_reject(exc)
             responses[index] = error_response(pb_utils, str(exc), pb_utils.TritonError.INVALID_ARG)
-        except Exception as exc:  # noqa: BLE001 - a bug reading one request must not fail the batch
+        except Exception as exc:  # a bug reading one request must not fail the batch
             responses[index] = error_response(pb_utils, _describe(pb_utils, exc), pb_utils.TritonError.INTERNAL)
     if payloads:
         try:
             outputs = run(payloads)
             for index, tensors in zip(accepted, outputs, strict=True):
                 responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
-        except Exception as exc:  # noqa: BLE001 - answered on each response instead of raised
+        except Exception as exc:  # answered on each response instead of raised
             message = _describe(pb_utils, exc)
             for index in accepted:
                 responses[index] = error_response(pb_utils, message, pb_utils.TritonError.INTERNAL)

@@ -107,7 +107,7 @@ def container_name(data: bytes) -> str:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return str(image.format or "unknown")
-    except Exception:  # noqa: BLE001 - only a name for the message
+    except Exception:  # only a name for the message
         return "unknown"
 
 

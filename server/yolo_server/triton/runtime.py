@@ -10,11 +10,13 @@ Example:
     >>> path, precision = served_ir(Path("1/model.xml"), "auto", int8_artifact="model-int8.xml")
     >>> runner = OpenVINORunner(path, precision, num_threads=2)
     >>> heads = runner(batch)            # float32 [B, 3, H, W] -> list of float32 [B, A*(5+C), h, w]
-    >>> shared = LoadAwareRunner("model.xml", precision="auto", lone_threads=0)   # one model instance of several
+    >>> shared = LoadAwareRunner("model.xml", "auto", lone_threads=0, batch_threads=1)   # one instance of several
+    >>> detector = load_runner(settings, version_dir, max_batch_size=8)     # a model's, from its parameters, warm
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +25,7 @@ import numpy as np
 
 from yolo_server.extras import import_extra
 from yolo_server.precision import AUTO, IR_PRECISIONS, CpuFeatures, resolve_cpu_precision
+from yolo_server.triton.settings import DetectorSettings, warmup_batches
 
 # what the plugin calls our precisions (INFERENCE_PRECISION_HINT). An INT8 IR's layers left in float run in f32:
 # measured faster than the bf16 hint on AVX512-BF16 too (demo, 2 threads: 421 against 352 images/s at batch 1)
@@ -100,24 +103,44 @@ class OpenVINORunner:
 
 
 class LoadAwareRunner:
-    """An IR compiled twice: every core for a lone image, one thread for a batch.
+    """An IR compiled for the load it meets: ``lone_threads`` for a lone image, ``batch_threads`` for a batch.
 
-    For a model of which several instances share the cores (the fused cpu model): a batch means requests
-    queued while this instance ran, so the other instances are busy too, and their threads would spin
+    The fused cpu model, of which several instances share the cores, gives a batch one thread: a batch means
+    requests queued while this instance ran, so the other instances are busy too, and their threads would spin
     against each other's; a lone image means a light load, and its latency is that of all the cores.
     Measured on 2 cores (docs/cpu-serving.md "One fused model"): concurrency 1 at the latency of two threads,
-    concurrency 16 at the throughput of one thread per instance.
+    concurrency 16 at the throughput of one thread per instance. Where both counts are equal (``NAME_detector``)
+    the IR is compiled once.
 
     Args:
         path, precision: as :class:`OpenVINORunner`.
-        lone_threads: threads for a batch of one image; 0 for all cores.
+        lone_threads, batch_threads: the plugin's threads for a batch of one image and of several; 0 for all cores.
     """
 
-    def __init__(self, path: str | Path, precision: str = AUTO, lone_threads: int = 0) -> None:
+    def __init__(self, path: str | Path, precision: str = AUTO, lone_threads: int = 0, batch_threads: int = 0) -> None:
         self.lone = OpenVINORunner(path, precision, lone_threads)
-        self.batched = OpenVINORunner(path, precision, 1)
+        self.batched = self.lone if batch_threads == lone_threads else OpenVINORunner(path, precision, batch_threads)
         self.precision = self.lone.precision
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         """As :meth:`OpenVINORunner.__call__`."""
         return (self.lone if len(batch) == 1 else self.batched)(batch)
+
+    def warm_up(self, batches: Iterable[int], height: int, width: int) -> None:
+        """Run each batch size once: the plugin plans a batch size at its first call, slowly."""
+        for batch in batches:
+            self(np.zeros((batch, 3, height, width), dtype=np.float32))
+
+
+def load_runner(settings: DetectorSettings, version_dir: Path, max_batch_size: int) -> LoadAwareRunner:
+    """The runner of a cpu detector model (``NAME_detector`` or the fused ``NAME``), warmed up.
+
+    Args:
+        settings: the model's parameters.
+        version_dir: its version directory, which holds the IRs.
+        max_batch_size: its config's; the warm-up runs :func:`~yolo_server.triton.settings.warmup_batches`.
+    """
+    artifact, precision = served_ir(version_dir / settings.artifact, settings.precision, settings.int8_artifact)
+    runner = LoadAwareRunner(artifact, precision, settings.lone_threads, settings.batch_threads)
+    runner.warm_up(warmup_batches(max_batch_size), settings.input_height, settings.input_width)
+    return runner

@@ -37,7 +37,7 @@ class PreprocessSettings(Parameters):
 @dataclass(frozen=True)
 class DetectorSettings(Parameters):
     """``NAME_detector`` and the fused ``NAME`` (cpu target): the OpenVINO IRs in the version directory, the
-    precision asked for and threads.
+    precision asked for and the threads (:class:`yolo_server.triton.runtime.LoadAwareRunner`).
 
     ``int8_artifact`` is the INT8 IR ("" where none was built or its accuracy gate refused it) and
     ``int8_gate`` what the build checked before writing it, with the figures.
@@ -47,9 +47,16 @@ class DetectorSettings(Parameters):
     input_height: int
     precision: str
     artifact: str
-    inference_threads: int  # OpenVINO threads (the fused model's: for a lone image); 0: one per core
+    lone_threads: int  # OpenVINO threads for a batch of one image; 0: one per core
+    batch_threads: int  # OpenVINO threads for a batch of several; 0: one per core
     int8_artifact: str
     int8_gate: str
+
+
+def warmup_batches(max_batch_size: int) -> tuple[int, ...]:
+    """The batch sizes a detector runs at load, so that no request waits while a runtime plans one: a lone image
+    and a full batch (OpenVINO plans each batch size at its first call, TensorRT sets up at its first call)."""
+    return tuple(sorted({1, max_batch_size}))
 
 
 def served_line(settings: DetectorSettings, served: str) -> str:

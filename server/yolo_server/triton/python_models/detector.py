@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 from yolo_client.contract import DETECTOR_INPUT, DETECTOR_PIXELS, RESIZE, read_parameters
 from yolo_server.triton.execution import execute_batched, split_rows
 from yolo_server.triton.metrics import DETECTOR_DURATION, ModelMetrics
-from yolo_server.triton.runtime import OpenVINORunner, served_ir
+from yolo_server.triton.runtime import load_runner
 from yolo_server.triton.settings import DetectorSettings, served_line
 from yolo_server.triton.validation import NetworkRows, network_batch, network_input
 
@@ -25,10 +25,10 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.settings = DetectorSettings.from_parameters(read_parameters(config))
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        settings = self.settings
-        artifact, precision = served_ir(version_dir / settings.artifact, settings.precision, settings.int8_artifact)
-        self.runner = OpenVINORunner(artifact, precision, settings.inference_threads)
-        pb_utils.Logger.log_info(f"{args['model_name']}: OpenVINO CPU, {served_line(settings, precision)}")
+        self.runner = load_runner(self.settings, version_dir, int(config["max_batch_size"]))
+        pb_utils.Logger.log_info(
+            f"{args['model_name']}: OpenVINO CPU, {served_line(self.settings, self.runner.precision)}"
+        )
         self.output_names = [output["name"] for output in config["output"]]
         self.metrics = ModelMetrics(pb_utils, args["model_name"], (DETECTOR_DURATION,))
 

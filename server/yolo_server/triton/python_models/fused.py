@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from yolo_client.contract import IMAGE, read_parameters
@@ -27,7 +26,7 @@ from yolo_server.triton.metrics import (
 )
 from yolo_server.triton.postprocess import Postprocessor, pack_per_request
 from yolo_server.triton.preprocess import PreprocessedRequest, Preprocessor
-from yolo_server.triton.runtime import LoadAwareRunner, served_ir
+from yolo_server.triton.runtime import load_runner
 from yolo_server.triton.settings import DetectorSettings, PreprocessSettings, served_line
 from yolo_server.triton.validation import NetworkRows, network_batch
 
@@ -40,12 +39,10 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.preprocess = Preprocessor(PreprocessSettings.from_parameters(parameters))
         detector = DetectorSettings.from_parameters(parameters)
-        artifact, precision = served_ir(version_dir / detector.artifact, detector.precision, detector.int8_artifact)
-        self.network = LoadAwareRunner(artifact, precision, detector.inference_threads)
+        self.network = load_runner(detector, version_dir, int(config["max_batch_size"]))
         self.post = Postprocessor.from_parameters(parameters, version_dir)
-        for batch in sorted({1, int(config["max_batch_size"])}):  # each runner plans its first batch slowly
-            self.network(np.zeros((batch, 3, detector.input_height, detector.input_width), dtype=np.float32))
-        pb_utils.Logger.log_info(f"{args['model_name']}: fused, OpenVINO CPU, {served_line(detector, precision)}")
+        served = served_line(detector, self.network.precision)
+        pb_utils.Logger.log_info(f"{args['model_name']}: fused, OpenVINO CPU, {served}")
         families = (*PREPROCESS_FAMILIES, DETECTOR_DURATION, *POSTPROCESS_FAMILIES)
         self.metrics = ModelMetrics(pb_utils, args["model_name"], families)
 

@@ -1,0 +1,151 @@
+"""Each module runs in one kind of process, and imports only what that process needs.
+
+- A stub's ``model.py`` (inside Triton) imports neither the launcher nor build-time code, and the cpu
+  ``NAME_detector`` and ``NAME_preprocess`` import no torch: checked in a fresh interpreter that loads the stub on the stand-in
+  ``pb_utils`` and answers a request, so that lazy imports count too.
+- By package, on every import statement (function-level ones too): ``export/`` imports nothing of
+  ``repository/`` (the build calls export, never the other way); ``triton/`` nothing of the launcher or the
+  build; the launcher nothing of the build, of torch, or of the stubs' steps beyond the settings it reads
+  from configs (the front's request cap).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import python_backend
+from tests.helpers.images import encode, scene
+from tests.helpers.paths import ROOT
+from tests.helpers.small_repository import SMALL_NAME, SMALL_SIZE
+from yolo_client.contract import DETECTOR_INPUT, HEAD_PREFIX, IMAGE, RESIZE, model_name
+from yolo_client.geometry import resize_params
+
+PACKAGE = ROOT / "server" / "yolo_server"
+BUILD = ("yolo_server.export", "yolo_server.repository", "yolo_server.training", "yolo_server.evaluation")
+LAUNCHER = ("yolo_server.launcher", "yolo_server.cli")
+IN_PROCESS = ("yolo_server.pipeline",)  # the oracle: torch eager on the darknet module
+STUB_FORBIDDEN = (*BUILD, *LAUNCHER, *IN_PROCESS)
+TORCH = ("torch",)
+# the cpu detector runs OpenVINO on numpy and the preprocess decodes with cv2/PIL: torch would only cost memory and
+# start-up time in every instance
+TORCH_FREE = ("preprocess", "detector")
+
+STUB_SCRIPT = """
+import json, pickle, sys
+sys.path[:0] = [sys.argv[1]]
+from tests.helpers import python_backend as pb_utils
+args, inputs = pickle.load(sys.stdin.buffer)
+[response] = pb_utils.load_model(args).execute([pb_utils.InferenceRequest(inputs)])
+assert not response.has_error(), response.error().message()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def stub_imports(repository: Path, model: str, inputs: dict[str, np.ndarray]) -> set[str]:
+    """The modules a fresh interpreter holds once ``model``'s stub has loaded and answered ``inputs``."""
+    payload = pickle.dumps((python_backend.model_args(repository, model), inputs))
+    done = subprocess.run(
+        [sys.executable, "-c", STUB_SCRIPT, str(ROOT)], input=payload, capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    return set(json.loads(done.stdout.decode().splitlines()[-1]))
+
+
+def under(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(f"{p}.") for p in packages))
+
+
+def stub_requests(repository: Path) -> dict[str, dict[str, np.ndarray]]:
+    """One valid request per stub of a repository, by role."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    detector = model_name(SMALL_NAME, "detector")
+    config = text_format.Parse((repository / detector / "config.pbtxt").read_text(), pb.ModelConfig())
+    heads = {o.name: np.zeros((1, *o.dims), np.float32) for o in config.output if o.name.startswith(HEAD_PREFIX)}
+    params = resize_params(64, 48, SMALL_SIZE, SMALL_SIZE, letterbox=True)
+    image = np.array([[encode(".png", scene(48, 64))]], dtype=object)
+    return {
+        "images": {IMAGE: image},
+        "preprocess": {IMAGE: image},
+        "detector": {DETECTOR_INPUT: np.zeros((1, 3, SMALL_SIZE, SMALL_SIZE), np.float32)},
+        "postprocess": {**heads, RESIZE: params.pack()[None]},
+    }
+
+
+@pytest.mark.parametrize(("layout", "role"), [("fused", "images"), ("ensemble", "preprocess"), ("fused", "detector"),
+                                              ("fused", "postprocess")])  # fmt: skip
+def test_a_stub_imports_neither_the_launcher_nor_build_code(
+    small_repositories: dict[str, Path], layout: str, role: str
+) -> None:
+    repository = small_repositories[layout]
+    modules = stub_imports(repository, model_name(SMALL_NAME, role), stub_requests(repository)[role])
+    assert "yolo_server.triton.execution" in modules, "the stub ran through the shared execute"
+    assert under(modules, STUB_FORBIDDEN) == []
+    if role in TORCH_FREE:
+        assert under(modules, TORCH) == []
+    else:  # decode + NMS are torch ops: the check sees torch where it is loaded
+        assert "torch" in modules
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any level of its code (absolute names)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return found
+
+
+def package_imports(package: str) -> dict[str, set[str]]:
+    directory = PACKAGE.joinpath(*package.split(".")[1:])
+    files = sorted(directory.rglob("*.py")) if directory.is_dir() else [directory.with_suffix(".py")]
+    assert files, package
+    return {str(path.relative_to(PACKAGE)): imports_of(path) for path in files}
+
+
+RULES = {
+    "yolo_server.export": BUILD[1:] + LAUNCHER,
+    "yolo_server.triton": STUB_FORBIDDEN,
+    "yolo_server.launcher": (*BUILD, *IN_PROCESS, *TORCH, "yolo_server.darknet", "yolo_server.ops", "openvino"),
+    "yolo_server.precision": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton"),
+    "yolo_server.extras": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_a_package_imports_nothing_of_the_processes_it_does_not_run_in(package: str) -> None:
+    broken = {
+        path: under(modules, RULES[package])
+        for path, modules in package_imports(package).items()
+        if under(modules, RULES[package])
+    }
+    assert broken == {}
+
+
+def test_the_launcher_reads_only_the_settings_of_the_stubs_steps() -> None:
+    used = {
+        m
+        for modules in package_imports("yolo_server.launcher").values()
+        for m in under(modules, ("yolo_server.triton",))
+    }
+    assert {m.rsplit(".", 1)[0] if m.count(".") > 2 else m for m in used} == {"yolo_server.triton.settings"}
+
+
+def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def later():\n    from yolo_server.repository.spec import RepositorySpec\n")
+    assert under(imports_of(module), RULES["yolo_server.export"]) == [
+        "yolo_server.repository.spec",
+        "yolo_server.repository.spec.RepositorySpec",
+    ]
