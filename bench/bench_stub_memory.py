@@ -1,0 +1,91 @@
+"""The resident memory of each Python-backend stub of a served repository, and the libraries it has mapped.
+
+Serves the repository (default: the committed one, built by ``make build``) on free loopback ports, sends images
+through the image entry point and tensors through the tensor entry point, so that every stub has loaded and run,
+then reads each stub's ``VmRSS`` from ``/proc`` and whether it maps libtorch and OpenVINO. The ratio printed is
+the cpu detector's stub against the postprocess's, which runs torch: side by side, in one run.
+
+Usage::
+
+    python bench/bench_stub_memory.py                         # model_repository/, the default model
+    python bench/bench_stub_memory.py build/model_repository --model yolov4_tiny --requests 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from isa import isa_line  # noqa: E402
+
+from yolo_client import YoloClient  # noqa: E402
+from yolo_client.contract import DEFAULT_MODEL, ROLES, model_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARIES = {"torch": "libtorch", "openvino": "libopenvino"}
+
+
+def stub_memory(pid: int) -> tuple[int, dict[str, bool]]:
+    """A stub's resident KiB, and which of :data:`LIBRARIES` it maps."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return rss_kib, {name: marker in maps for name, marker in LIBRARIES.items()}
+
+
+def stub_models(triton_pid: int) -> dict[int, str]:
+    """Each stub under tritonserver -> the model whose ``model.py`` it runs."""
+    from yolo_server.launcher.supervise import stub_processes
+
+    models = {}
+    for pid in stub_processes(triton_pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        script = next((Path(arg.decode()) for arg in argv if arg.endswith(b"/model.py")), None)
+        if script is not None:
+            models[pid] = script.parent.parent.name
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("repository", type=Path, nargs="?", default=ROOT / "model_repository")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the detector's base name")
+    parser.add_argument("--requests", type=int, default=20, help="per entry point")
+    args = parser.parse_args()
+
+    from yolo_server.launcher.options import ServeOptions
+    from yolo_server.launcher.ports import free_ports
+    from yolo_server.launcher.process import TritonServer
+
+    http, grpc, metrics = free_ports(3)
+    options = ServeOptions(args.repository, http_port=http, grpc_port=grpc, metrics_port=metrics, front=False)
+    server = TritonServer(options)
+    server.start(stream=None)
+    try:
+        server.wait_ready(300)
+        image = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+        for transport in ("bytes", "tensor"):
+            with YoloClient(server.endpoints.grpc, args.model, transport=transport) as client:
+                for _ in range(args.requests):
+                    client.detect(image, color="rgb")
+        assert server.pid is not None
+        rows = sorted((model, pid, *stub_memory(pid)) for pid, model in stub_models(server.pid).items())
+    finally:
+        server.stop()
+
+    print(isa_line())
+    print(f"{'model':40} {'pid':>8} {'RSS MiB':>8}  maps")
+    for model, pid, rss_kib, mapped in rows:
+        print(f"{model:40} {pid:>8} {rss_kib / 1024:8.1f}  {', '.join(n for n, on in mapped.items() if on) or '-'}")
+    by_role = {role: [rss for m, _, rss, _ in rows if m == model_name(args.model, role)] for role in ROLES}
+    if by_role["detector"] and by_role["postprocess"]:
+        ratio = max(by_role["detector"]) / max(by_role["postprocess"])
+        print(f"detector stub / postprocess stub (torch) RSS: {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
