@@ -1,12 +1,13 @@
 """The wire contract of ``docs/triton-interface.md``, written once for the server, the client and the tools.
 
-Tensor and output names, the model-name suffix of the tensor entry point, the
-stage names of a repository, the config ``parameters`` every yolo-server model
-publishes (their keys, encoding and parsing), and the defaults a user sees:
-thresholds, detection cap, ports and the YOLOv4 paper's 65 FPS. The server's
-generators and Python models, the client, ``bench/`` and ``loadtest/`` read
-these names from here, and ``docker/gen_monitoring.py`` its stage names and the
-65 FPS target (numpy-free, no I/O).
+Tensor and output names, the models of a repository by role (the entry points and the
+steps: :func:`model_name`, :func:`model_roles`, :func:`role_pattern`), the config
+``parameters`` every yolo-server model publishes (their keys, encoding and parsing),
+the score cut (:func:`above_score_threshold`), and the defaults a user sees:
+thresholds, detection cap, the default model, ports and the YOLOv4 paper's 65 FPS.
+The server's generators, Python models and canary, the client, ``bench/`` and
+``loadtest/`` read these from here, and ``docker/monitoring/`` its role patterns,
+stage names and the 65 FPS target (numpy-free, no I/O).
 
 Parameters are strings in ``config.pbtxt``: JSON scalars (``0.25``, ``true``,
 ``416``) and a JSON list for ``class_names``; a field annotated ``str`` is free
