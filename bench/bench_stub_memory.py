@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
 from isa import isa_line  # noqa: E402
 
+from tests.helpers.serving import stub_models  # noqa: E402
 from yolo_client import YoloClient  # noqa: E402
 from yolo_client.contract import DEFAULT_MODEL, ROLES, model_name  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = {"torch": "libtorch", "openvino": "libopenvino"}
 
 
@@ -35,19 +36,6 @@ def stub_memory(pid: int) -> tuple[int, dict[str, bool]]:
     rss_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
     maps = Path(f"/proc/{pid}/maps").read_text()
     return rss_kib, {name: marker in maps for name, marker in LIBRARIES.items()}
-
-
-def stub_models(triton_pid: int) -> dict[int, str]:
-    """Each stub under tritonserver -> the model whose ``model.py`` it runs."""
-    from yolo_server.launcher.supervise import stub_processes
-
-    models = {}
-    for pid in stub_processes(triton_pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        script = next((Path(arg.decode()) for arg in argv if arg.endswith(b"/model.py")), None)
-        if script is not None:
-            models[pid] = script.parent.parent.name
-    return models
 
 
 def main() -> None:

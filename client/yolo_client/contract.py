@@ -97,8 +97,10 @@ def model_roles(names: Iterable[str]) -> dict[str, tuple[str, str]]:
         role = next(
             (
                 role
-                for role in ROLES[1:]
-                if name.endswith(_ROLE_SUFFIX[role]) and name.removesuffix(_ROLE_SUFFIX[role]) in names
+                for role in ROLES
+                if role != IMAGES
+                and name.endswith(_ROLE_SUFFIX[role])
+                and name.removesuffix(_ROLE_SUFFIX[role]) in names
             ),
             IMAGES,
         )

@@ -155,7 +155,8 @@ def apply_limits(
     suppressed, since that one also passes the higher threshold.
     """
     if score_threshold is not None:
-        detections = [d for d in detections if above_score_threshold(d.score, score_threshold)]
+        above = above_score_threshold(np.array([d.score for d in detections], np.float32), score_threshold)
+        detections = [d for d, keep in zip(detections, above, strict=True) if keep]
     if max_detections is not None:
         detections = detections[:max_detections]
     return detections

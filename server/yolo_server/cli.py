@@ -30,7 +30,15 @@ from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.supervise import Supervision
 from yolo_server.precision import ALL_PRECISIONS, DEFAULT_PRECISION, PRECISIONS, UNSUPPORTED_PRECISIONS
 from yolo_server.repository.int8 import GATE_FAILURE_CHOICES
-from yolo_server.repository.spec import FUSED_BY_DEFAULT, INSTANCE_KINDS, TARGET_BATCHING, Batching, Instances, Limits
+from yolo_server.repository.spec import (
+    FUSED_BY_DEFAULT,
+    INSTANCE_KINDS,
+    TARGET_BATCHING,
+    TARGETS,
+    Batching,
+    Instances,
+    Limits,
+)
 
 if TYPE_CHECKING:  # for the annotations only: build_options and serve_options import them when they run
     from yolo_server.repository.build import BuildOptions
@@ -75,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--names", type=Path, help="class names, one per line (default: class ids)")
     build.add_argument("--size", type=_size, help="network input, N or WxH, multiples of 32 (default: the cfg's)")
-    build.add_argument("--target", choices=("cpu", "tensorrt", "auto"), default="cpu")
+    build.add_argument("--target", choices=(*TARGETS, "auto"), default="cpu")
     build.add_argument(
         "--precision",
         choices=ALL_PRECISIONS,

@@ -50,11 +50,9 @@ UNSUPPORTED_PRECISIONS = {
 }
 # the in-process Detector's torch network (yolo_server.pipeline): the IR's precisions, or the fastest of them here
 EAGER_PRECISIONS = (AUTO, *IR_PRECISIONS)
-# every name the CLI offers, served or refused
+# every name the CLI offers, served or refused, each once
 ALL_PRECISIONS = tuple(
-    dict.fromkeys(
-        [*(p for built in PRECISIONS.values() for p in built), *(p for r in UNSUPPORTED_PRECISIONS.values() for p in r)]
-    )
+    dict.fromkeys(p for table in (*PRECISIONS.values(), *UNSUPPORTED_PRECISIONS.values()) for p in table)
 )
 ISA_CAP_VARIABLE = "ONEDNN_MAX_CPU_ISA"
 # flag prefixes a cap leaves out, from the widest cap down (the first whose name starts the cap's value)

@@ -1,4 +1,4 @@
-"""Shared test helpers: cfg copies at other sizes, and calibrated weights written with the project's writer."""
+"""Shared test helpers: the official cfgs and the demo model's files, cfg copies at other sizes, and calibrated weights written with the project's writer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from yolo_server.darknet.random_weights import calibrated_random_weights
 
 CFG_DIR = ROOT / "models" / "darknet"
 COCO_NAMES = CFG_DIR / "coco.names"
+# the shipped demo detector (models/shapes), trained by yolo_server.training
+DEMO_DIR = ROOT / "models" / "shapes"
+DEMO_CFG, DEMO_WEIGHTS, DEMO_NAMES = (
+    DEMO_DIR / name for name in ("yolov4-tiny-shapes.cfg", "yolov4-tiny-shapes.weights", "shapes.names")
+)
 
 
 def cfg_path(name: str) -> Path:

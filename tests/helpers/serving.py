@@ -230,14 +230,20 @@ def metric_value(metrics_url: str, name: str, model: str) -> float:
 
 
 # -- processes of a running server ---------------------------------------------------------------------------
+def stub_models(triton_pid: int) -> dict[int, str]:
+    """Each Python-backend stub under tritonserver -> the model whose ``MODEL/VERSION/model.py`` it runs."""
+    models = {}
+    for pid in stub_processes(triton_pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        script = next((arg for arg in argv if arg.endswith(b"/model.py")), None)
+        if script is not None:  # a zombie has no argv left
+            models[pid] = Path(script.decode()).parent.parent.name
+    return models
+
+
 def model_stubs(triton_pid: int, model: str) -> list[int]:
     """The stub processes of every instance of ``model`` (the fused image model has one per instance)."""
-    suffix = f"/{model}/1/model.py".encode()
-    stubs = [
-        pid
-        for pid in stub_processes(triton_pid)
-        if any(arg.endswith(suffix) for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
-    ]
+    stubs = [pid for pid, name in stub_models(triton_pid).items() if name == model]
     assert stubs, f"no stub ({STUB_NAME}) of {model} under tritonserver {triton_pid}"
     return stubs
 

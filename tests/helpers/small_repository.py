@@ -7,12 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG, DEMO_NAMES, DEMO_WEIGHTS
 
-DEMO = ROOT / "models" / "shapes"
-DEMO_CFG, DEMO_WEIGHTS, DEMO_NAMES = (
-    DEMO / f for f in ("yolov4-tiny-shapes.cfg", "yolov4-tiny-shapes.weights", "shapes.names")
-)
 SMALL_SIZE = 128
 SMALL_NAME = "small"
 LAYOUTS = {"fused": True, "ensemble": False}  # the cpu default, and --no-fused (a preprocess model too)

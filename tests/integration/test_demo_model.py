@@ -19,15 +19,14 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers.darknet_files import DEMO_CFG, DEMO_NAMES, DEMO_WEIGHTS
 from tests.helpers.paths import ROOT
 from tests.helpers.serving import serving
 from yolo_client.contract import DEFAULT_MODEL
 
 pytestmark = pytest.mark.integration
 
-CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
-WEIGHTS = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.weights"
-NAMES = ROOT / "models" / "shapes" / "shapes.names"
+CFG, WEIGHTS, NAMES = DEMO_CFG, DEMO_WEIGHTS, DEMO_NAMES
 MODEL = DEFAULT_MODEL
 SIZE = 416
 EVAL_SEED, EVAL_COUNT = 2027, 40

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.helpers.darknet_files import DEMO_CFG
 from yolo_server.export.calibration import (
     MIN_CALIBRATION_IMAGES,
     CalibrationError,
@@ -22,7 +23,6 @@ from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.settings import PreprocessSettings
 
 SETTINGS = PreprocessSettings(320, 256, True, Limits().max_pixels, Limits().max_bytes, pixels=True)
-DEMO_CFG = Path(__file__).resolve().parents[2] / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
 
 
 def write_images(directory: Path, sizes: list[tuple[int, int]], suffix: str = ".jpg") -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, cast
 
 import grpc
@@ -11,7 +12,7 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from yolo_client import errors
-from yolo_client.contract import ModelInfo, above_score_threshold
+from yolo_client.contract import ROLES, STAGES, ModelInfo, above_score_threshold, model_name, model_roles, role_pattern
 from yolo_client.protocol import (
     apply_limits,
     check_limits,
@@ -193,3 +194,24 @@ def test_error_hierarchy() -> None:
     ):
         assert issubclass(cls, errors.YoloClientError)
     assert str(errors.UnavailableError("x", status="UNAVAILABLE", endpoint="h:1")) == "[UNAVAILABLE at h:1] x"
+
+
+def test_a_model_is_a_step_of_another_only_where_that_one_is_served() -> None:
+    names = ["cars_detector", "cars_detector_detector", "cars_detector_tensor", "m", "m_preprocess", "x_postprocess"]
+    assert model_roles(names) == {
+        "cars_detector": ("cars_detector", "images"),
+        "cars_detector_detector": ("cars_detector", "detector"),
+        "cars_detector_tensor": ("cars_detector", "tensor"),
+        "m": ("m", "images"),
+        "m_preprocess": ("m", "preprocess"),
+        "x_postprocess": ("x_postprocess", "images"),  # no model x: an image model of its own
+    }
+    assert [model_name("m", role) for role in ROLES] == [name for name, _ in ROLE_NAMES]
+    steps = re.compile(role_pattern(STAGES))
+    assert [bool(steps.fullmatch(name)) for name, _ in ROLE_NAMES] == [role in STAGES for _, role in ROLE_NAMES]
+    with pytest.raises(ValueError, match="no suffix"):
+        role_pattern(["images"])
+
+
+ROLE_NAMES = [("m", "images"), ("m_tensor", "tensor"), ("m_preprocess", "preprocess"), ("m_detector", "detector"),
+              ("m_postprocess", "postprocess")]  # fmt: skip

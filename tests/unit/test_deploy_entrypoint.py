@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.darknet_files import DEMO_CFG
 from tests.helpers.deploy import (
     ACCESS_VARIABLES,
     BUILD_VARIABLES,
@@ -222,7 +223,7 @@ def test_a_tensorrt_build_without_a_gpu_says_so_and_leaves_the_volume(tmp_path: 
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "TARGET": "tensorrt",
-        "CFG": str(ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"),
+        "CFG": str(DEMO_CFG),
         "REPOSITORY": str(repository),
     }
     result = subprocess.run(["sh", str(ENTRYPOINT), "build"], env=env, capture_output=True, text=True, timeout=120)

@@ -12,17 +12,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.helpers.darknet_files import cfg_path
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG, DEMO_WEIGHTS, cfg_path
 from yolo_server.darknet import load_darknet
 from yolo_server.export.program import BatchRange, export_program
 from yolo_server.repository.spec import TARGET_BATCHING
 
 GPU_MAX = TARGET_BATCHING["tensorrt"].max_batch_size
-DEMO = ROOT / "models" / "shapes"
 LARGE_SIZE = 320
 MODELS = {  # cfg, weights, max batch, input size (None: the cfg's)
-    "demo": (DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights", GPU_MAX, None),
+    "demo": (DEMO_CFG, DEMO_WEIGHTS, GPU_MAX, None),
     "yolov4-tiny": (cfg_path("yolov4-tiny"), None, GPU_MAX, None),
     "yolov4": (cfg_path("yolov4"), None, 4, LARGE_SIZE),
     "yolov4-csp": (cfg_path("yolov4-csp"), None, 4, LARGE_SIZE),

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG, DEMO_NAMES, DEMO_WEIGHTS
 from yolo_server.darknet import load_darknet
 from yolo_server.evaluation.coco import CocoDataset
 from yolo_server.evaluation.gate import (
@@ -36,8 +36,7 @@ from yolo_server.triton.settings import PreprocessSettings
 
 pytestmark = pytest.mark.timeout(600)
 
-DEMO = ROOT / "models" / "shapes"
-CFG, WEIGHTS, NAMES = DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights", DEMO / "shapes.names"
+CFG, WEIGHTS, NAMES = DEMO_CFG, DEMO_WEIGHTS, DEMO_NAMES
 SIZE = 416
 CALIBRATION_SEED, CALIBRATION_COUNT = 0, 64  # the training distribution, as `make build` calibrates the demo
 VALIDATION_SEED, VALIDATION_COUNT = 3000, 40

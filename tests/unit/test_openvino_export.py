@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG, DEMO_WEIGHTS
 from yolo_server.darknet import load_darknet
 from yolo_server.evaluation.agreement import matched_share
 from yolo_server.export.openvino import export_openvino
@@ -24,8 +24,6 @@ from yolo_server.pipeline import Detector
 from yolo_server.precision import cpu_has_native_bf16
 from yolo_server.triton.runtime import LoadAwareRunner, OpenVINORunner, compile_options
 
-DEMO_CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
-DEMO_WEIGHTS = DEMO_CFG.with_suffix(".weights")
 SCENE_SEED, SCENES = 99, 50
 MIN_MATCHED = 0.99
 

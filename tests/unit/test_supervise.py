@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.darknet_files import DEMO_CFG
 from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser, serve_options
 from yolo_server.launcher.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
@@ -62,9 +63,8 @@ def test_the_canary_targets_the_image_entry_points_of_either_layout(tmp_path: Pa
     from yolo_server.repository.writer import write_repository
 
     assert image_models(ROOT / "model_repository") == ["yolov4_tiny_shapes"]  # the committed, fused repository
-    cfg = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
     for fused, name in ((True, "fused"), (False, "ensemble")):
-        plan = plan_repository(BuildOptions(cfg=cfg, fused=fused, name=name))
+        plan = plan_repository(BuildOptions(cfg=DEMO_CFG, fused=fused, name=name))
         write_repository(plan.spec, plan.darknet, plan.cfg_bytes, tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "ensemble", "ensemble_detector", "ensemble_postprocess", "ensemble_preprocess", "ensemble_tensor",

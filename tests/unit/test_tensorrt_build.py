@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import torch
 
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG, DEMO_WEIGHTS
 from yolo_server import cli
 from yolo_server.darknet import load_darknet
 from yolo_server.export.program import BatchRange
 from yolo_server.export.tensorrt import (
+    ENABLED_PRECISIONS,
     ENGINE_PREFIX,
     TensorRTUnavailable,
     check_engine_precisions,
@@ -30,10 +31,8 @@ from yolo_server.export.tensorrt import (
     tensorrt_available,
 )
 from yolo_server.export.wrapper import InferenceWrapper
+from yolo_server.precision import TENSORRT_PRECISIONS
 from yolo_server.repository.spec import Batching
-
-DEMO = ROOT / "models" / "shapes"
-DEMO_CFG, DEMO_WEIGHTS = DEMO / "yolov4-tiny-shapes.cfg", DEMO / "yolov4-tiny-shapes.weights"
 
 
 def test_int8_is_refused_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,6 +118,10 @@ def _engines(*recorded: object) -> torch.nn.Module:
         engine.settings = settings  # type: ignore[assignment]
         compiled.add_module(f"{ENGINE_PREFIX}_{index}", engine)
     return compiled
+
+
+def test_every_tensorrt_precision_has_its_engine_dtypes() -> None:
+    assert tuple(ENABLED_PRECISIONS) == TENSORRT_PRECISIONS
 
 
 def test_engines_that_ignored_the_precision_fail_the_build() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG
 from tests.helpers.reference_boxes import reference_iou
 from yolo_server.darknet import load_darknet, load_spec, write_weights
 from yolo_server.training.anchors import format_anchors, kmeans_anchors, mean_best_iou
@@ -18,7 +18,7 @@ from yolo_server.training.augment import Pool, flip, mosaic, paste, place_boxes,
 from yolo_server.training.network import build_trainable, export_weights
 from yolo_server.training.scenes import CLASS_NAMES, MAX_IOU, generate_scene, write_dataset
 
-CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
+CFG = DEMO_CFG
 
 
 def test_scenes_are_deterministic_and_follow_the_rules() -> None:

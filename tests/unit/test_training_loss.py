@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tests.helpers.paths import ROOT
+from tests.helpers.darknet_files import DEMO_CFG
 from yolo_server.darknet import load_spec
 from yolo_server.ops.boxes import box_iou, paired_box_ciou, size_iou
 from yolo_server.ops.decode import MAX_LOG_SIZE, TRAINING_MAX_LOG_SIZE, decode_yolo, yolo_boxes
@@ -15,7 +15,7 @@ from yolo_server.training.loss import YoloLoss, anchors_and_masks, smooth_labels
 from yolo_server.training.schedule import cosine_lr
 from yolo_server.training.targets import assign_targets
 
-CFG = ROOT / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
+CFG = DEMO_CFG
 
 
 def test_ciou_of_identical_boxes_is_one() -> None:

@@ -30,10 +30,11 @@ from torch import nn
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.export.program import BatchRange, export_program
 from yolo_server.export.wrapper import example_input
-from yolo_server.precision import TENSORRT_PRECISIONS, check_precision
+from yolo_server.precision import check_precision
 
 TARGET = "tensorrt"
-ENABLED_PRECISIONS = dict(zip(TENSORRT_PRECISIONS, [(torch.float16, torch.float32), (torch.float32,)], strict=True))
+# the dtypes TensorRT may pick kernels in, for each of the target's precisions (test_tensorrt_build: the same names)
+ENABLED_PRECISIONS = {"fp16": (torch.float16, torch.float32), "fp32": (torch.float32,)}
 # the prefix the dynamo partitioner gives the TensorRT submodules of the compiled GraphModule
 ENGINE_PREFIX = "_run_on_acc"
 NO_GPU = (

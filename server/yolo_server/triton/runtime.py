@@ -76,7 +76,7 @@ class OpenVINORunner:
     """Runs an IR on numpy batches; one instance per Triton model instance.
 
     Args:
-        path: the ``.xml`` written by :func:`export_openvino`.
+        path: the ``.xml`` written by :func:`yolo_server.export.openvino.export_openvino` (or its INT8 sibling).
         precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where this CPU has native bf16) for an fp32 IR;
             ``int8`` (or ``auto``) for an INT8 one, which serves nothing else.
         num_threads: the plugin's threads; 0 for all cores.
