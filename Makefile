@@ -42,7 +42,7 @@ DEMO_VALIDATION := build/validation/seed$(VALIDATION_SEED)-n$(VALIDATION_COUNT)
 CALIBRATION ?= $(if $(IS_DEFAULT),$(DEMO_CALIBRATION)/images)
 VALIDATION ?= $(if $(IS_DEFAULT),$(DEMO_VALIDATION)/annotations.json)
 
-.PHONY: install system-deps front-deps demo-scenes build serve lint tensorrt-dryrun test clean demo train-demo evaluate
+.PHONY: install system-deps front-deps perf-tools demo-scenes build serve lint tensorrt-dryrun test clean demo train-demo evaluate
 
 install: $(VENV)/.installed
 
@@ -51,7 +51,7 @@ $(VENV)/.installed: server/pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of torch (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ./client -e './server[serve,openvino,int8,test]'
+	$(BIN)/python -m pip install -q -e ./client -e './server[serve,openvino,int8,tune,test]'
 	touch $@
 
 # Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: validates docker/compose.yaml)
@@ -63,6 +63,17 @@ system-deps:
 front-deps:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
 	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null )
+
+# perf_analyzer (yolo_server.tuning, its test): the binary in the tritonclient 2.50.0 wheel (later ones dropped it;
+# the perf-analyzer wheel needs glibc 2.38), with the libcudart it links and Debian's libb64, beside the venv so
+# the venv keeps its newer tritonclient
+PERF_TOOLS := $(VENV)/perf-tools
+perf-tools: install
+	@dpkg -s libb64-0d >/dev/null 2>&1 || \
+	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libb64-0d >/dev/null )
+	@test -x $(PERF_TOOLS)/bin/perf_analyzer && test -f $(PERF_TOOLS)/nvidia/cuda_runtime/lib/libcudart.so.12 || \
+	  $(BIN)/python -m pip install -q --upgrade --no-deps --target $(PERF_TOOLS) tritonclient==2.50.0 \
+	    nvidia-cuda-runtime-cu12==12.9.79
 
 # the demo's calibration and validation scenes, generated once (seconds)
 demo-scenes: install
@@ -93,7 +104,7 @@ lint: install
 tensorrt-dryrun:
 	bash tests/tensorrt_dryrun/venv.sh >/dev/null
 
-test: install system-deps lint tensorrt-dryrun
+test: install system-deps perf-tools lint tensorrt-dryrun
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # retrain the demo detector from a seed (2 CPU cores: about 37 minutes), rewriting DEFAULT_WEIGHTS

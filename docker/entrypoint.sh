@@ -33,11 +33,13 @@
 #   MAX_QUEUE_DELAY_US, MAX_QUEUE_IMAGES, QUEUE_TIMEOUT_US  each model's dynamic-batching queue
 #                                                                              default: yolo-server's per target
 #   PREPROCESS_INSTANCES, DETECTOR_INSTANCES, POSTPROCESS_INSTANCES  model instances (GPU ones per GPU)
-#                                                                              default: yolo-server's
-#   FUSED_INSTANCES  cpu: instances of the fused model, each taking a dynamic batch on one core: one per core
-#               the container may use                                          default: yolo-server's (2)
+#                                                                              default: sized by serve
+#   FUSED_INSTANCES  cpu: instances of the fused model, each taking a dynamic batch on one thread
+#                                                                              default: sized by serve
 #   DETECTOR_THREADS  cpu: OpenVINO threads of a detector instance, the fused model's for a lone image
-#                                                                              default 0: one per core it sees
+#               (0: one per core it sees)                                      default: sized by serve
+#               (sized by serve: to the CPUs the container may use, the smaller of its affinity and its cgroup
+#               CPU quota, when the server starts: docs/cpu-serving.md "Sized to the machine")
 #   FUSED       cpu: 1 the fused model, 0 the preprocess -> detector -> postprocess ensemble   default: fused
 #   MODEL_NAME  the served base name                                           default: from the cfg file name
 #   SCORE_THRESHOLD, NMS_THRESHOLD, MAX_DETECTIONS  the served thresholds and detection cap
@@ -51,6 +53,9 @@
 #   CHECK_INTERVAL, CANARY_INTERVAL, CANARY_TIMEOUT  supervision: seconds between stub checks (0: none), between
 #               canary inferences, and a canary's deadline                     default: yolo-server's
 #   LOG_VERBOSE  Triton's log verbosity                                        default 0
+#   TUNING      settings `yolo-server tune` chose (serve --tuning; relative to MODELS_DIR or absolute)
+#                                                                              default: $REPOSITORY/tuning.json
+#                                                                              where measured on this machine
 #   MAX_REQUEST_BYTES  the front's cap on one request (serve --max-request-bytes)   default: the largest request
 #                                                                              the repository's models accept
 #   ADMIN_KEY_FILE  file with the key the `admin-key` header (gRPC: triton-grpc-protocol-admin-key) must carry
@@ -179,6 +184,7 @@ build() {
 
 serve() {  # the options go before the caller's arguments, which come last and so win
     [ -z "${MAX_REQUEST_BYTES:-}" ] || set -- --max-request-bytes "$MAX_REQUEST_BYTES" "$@"
+    [ -z "${TUNING:-}" ] || set -- --tuning "$(in_models "$TUNING")" "$@"
     [ -z "${READY_TIMEOUT:-}" ] || set -- --ready-timeout "$READY_TIMEOUT" "$@"
     [ -z "${SHM_BYTES:-}" ] || set -- --shm-bytes "$SHM_BYTES" "$@"
     [ -z "${CHECK_INTERVAL:-}" ] || set -- --check-interval "$CHECK_INTERVAL" "$@"

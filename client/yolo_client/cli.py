@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .contract import DEFAULT_MODEL, DEFAULT_URL, GRPC_ADMIN_KEY_HEADER, TARGET_FPS
+from .contract import DEFAULT_MODEL, DEFAULT_URL, GRPC_ADMIN_KEY_HEADER, SERVING_PARAMETER, TARGET_FPS, read_parameters
 from .errors import YoloClientError
 from .options import DEFAULT_TIMEOUT
 from .types import TlsConfig
@@ -193,6 +193,7 @@ def _models(args: argparse.Namespace) -> int:
         report = {
             "model_info": {**vars(info), "class_names": list(info.class_names)},
             "batching": batching,
+            "serving": _serving(config),
             "inputs": config.get("input", []),
             "outputs": config.get("output", []),
             "models": None if index is None else [vars(m) for m in index],
@@ -224,6 +225,12 @@ def _models(args: argparse.Namespace) -> int:
             else f"an ensemble of {', '.join(batching['ensemble_steps'])}"
         )
     )
+    serving = _serving(config)
+    if serving:
+        print(
+            "  served with "
+            + ", ".join(f"{knob} {_value(entry['value'])} ({entry['source']})" for knob, entry in serving.items())
+        )
     print(f"  inputs {_tensors(config.get('input', []))}\n  outputs {_tensors(config.get('output', []))}")
     if index is None:
         print(f"\n{KEY_NOTE}")
@@ -236,6 +243,17 @@ def _tensors(specs: list[dict[str, Any]]) -> str:
         f"{spec['name']} {spec.get('data_type', '').removeprefix('TYPE_')} [{', '.join(map(str, spec.get('dims', [])))}]"
         for spec in specs
     )
+
+
+def _serving(config: dict[str, Any]) -> dict[str, Any]:
+    """What ``yolo-server serve`` resolved for this model on its machine, each setting with its source (sized to
+    the CPUs, the build's, tuned); empty where the server was started otherwise."""
+    text = read_parameters(config).get(SERVING_PARAMETER)
+    return json.loads(text) if text else {}
+
+
+def _value(value: Any) -> str:
+    return ",".join(map(str, value)) or "none" if isinstance(value, list) else str(value)
 
 
 def _batching(config: dict[str, Any]) -> dict[str, Any]:

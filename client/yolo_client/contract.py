@@ -1,13 +1,14 @@
 """The wire contract of ``docs/triton-interface.md``, written once for the server, the client and the tools.
 
 Tensor and output names, the models of a repository by role (the entry points and the
-steps: :func:`model_name`, :func:`model_roles`, :func:`role_pattern`), the config
+steps: :func:`model_name`, :func:`model_roles`, :func:`role_pattern`) and the one that runs
+the network for images in each layout (:func:`network_model`), the config
 ``parameters`` every yolo-server model publishes (their keys, encoding and parsing),
 the score cut (:func:`above_score_threshold`), and the defaults a user sees:
 thresholds, detection cap, the default model, ports and the YOLOv4 paper's 65 FPS.
 The server's generators, Python models and canary, the client, ``bench/`` and
-``loadtest/`` read these from here, and ``docker/monitoring/`` its role patterns,
-stage names and the 65 FPS target (numpy-free, no I/O).
+``loadtest/`` read these from here, and ``docker/monitoring/`` its role patterns, network
+roles, stage names and the 65 FPS target (numpy-free, no I/O).
 
 Parameters are strings in ``config.pbtxt``: JSON scalars (``0.25``, ``true``,
 ``416``) and a JSON list for ``class_names``; a field annotated ``str`` is free
@@ -53,8 +54,17 @@ IMAGES, TENSOR = "images", "tensor"
 ENTRY_POINTS = (IMAGES, TENSOR)
 ROLES = (*ENTRY_POINTS, *STAGES)
 _ROLE_SUFFIX = {IMAGES: "", TENSOR: "_tensor", **{stage: f"_{stage}" for stage in STAGES}}
+# a repository's layouts: "fused" (the cpu target's default: images through one Python model, NAME) and "ensemble"
+# (tensorrt, and cpu --no-fused: NAME is the bytes ensemble NAME_preprocess -> NAME_detector -> NAME_postprocess)
+FUSED, ENSEMBLE = LAYOUTS = ("fused", "ensemble")
+# the role of the model that runs the network for images, by layout (network_model); the tensor entry point runs
+# it in NAME_detector on both, which in the fused layout serves that entry point alone
+NETWORK_ROLES = {FUSED: IMAGES, ENSEMBLE: "detector"}
 
 RANDOM_WEIGHTS = "RANDOM-CALIBRATED-NOT-TRAINED"  # the ``weights`` parameter of a model built without weights
+# the parameter `yolo-server serve` adds to each model it runs: a JSON object, for each setting it resolved on the
+# serving machine (instances, threads...), {"value": ..., "source": "sized" | "build" | "tuned"}
+SERVING_PARAMETER = "serving"
 
 # darknet ``detector test`` defaults; beta_nms is the [yolo] heads' default (0.6 in every official cfg)
 DEFAULT_SCORE_THRESHOLD = 0.25
@@ -78,6 +88,19 @@ def model_name(base: str, role: str) -> str:
     if role not in _ROLE_SUFFIX:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     return f"{base}{_ROLE_SUFFIX[role]}"
+
+
+def network_model(base: str, layout: str) -> str:
+    """The model that runs the network for the images sent to ``base`` in ``layout`` (one of :data:`LAYOUTS`): its
+    count is the images served, its queue the image traffic's wait for the network.
+
+    Example:
+        >>> network_model("yolov4_tiny", FUSED), network_model("yolov4_tiny", ENSEMBLE)
+        ('yolov4_tiny', 'yolov4_tiny_detector')
+    """
+    if layout not in NETWORK_ROLES:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    return model_name(base, NETWORK_ROLES[layout])
 
 
 def model_roles(names: Iterable[str]) -> dict[str, tuple[str, str]]:

@@ -123,8 +123,13 @@ def _saturation_row(t: Thresholds) -> Panels:
             description="Queue time above compute time means the model is saturated.",
         ),
         ("Queue / compute ratio", (12, 8, 6, 8)): _panel(
-            [(f"model:nv_inference_queue_compute_ratio:avg{w}", "{{model}}")],
+            [
+                (f"model:nv_inference_queue_compute_ratio:avg{w}", "{{model}}"),
+                (f"instance:yolo_queue_compute_ratio:avg{w}", "{{instance}} network (the HPA's signal)"),
+            ],
             slo=SloLine("yolo:slo_queue_compute_ratio_max", "limit", t.queue_compute_ratio_max),
+            description="Per model, and per instance over the models that run the network (the fused cpu model "
+            "or NAME_detector): the ratio the HPA scales on, per pod, through prometheus-adapter.",
         ),
         ("Average batch size", (18, 8, 6, 8)): _panel(
             [(f"model:nv_inference_batch_size:avg{w}", "{{model}}")],

@@ -3,17 +3,21 @@
 Each alert is tested once firing and once silent, with synthetic scrapes placed on either side of its threshold, so
 a rule whose threshold drifts from :class:`Thresholds` fails ``promtool test rules``. The inputs are computed from
 the same thresholds as the rules; the expected annotations are the rules' own templates, expanded here as
-Prometheus would expand them, so a reworded alert needs no second edit.
+Prometheus would expand them, so a reworded alert needs no second edit. The selector of the models that run the
+network is tested on both layouts' series: the served FPS, the HPA's ratio per instance, and the prometheus-adapter
+rule's query filled in as the adapter fills it for a pod.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
+from monitoring.adapter import metrics_query
 from monitoring.rules import DOWN_ALERT, FAILURE_ALERT, FPS_ALERT, LATENCY_ALERT, QUEUE_ALERT, alert_rules
-from monitoring.thresholds import TRITON_JOB, Thresholds, number
-from yolo_client.contract import IMAGES, METRICS_PORT, model_name
+from monitoring.thresholds import NETWORK_MARKER, TRITON_JOB, Thresholds, number
+from yolo_client.contract import ENSEMBLE, FUSED, IMAGES, METRICS_PORT, TENSOR, model_name, network_model
 
 Series = dict[str, str]
 Case = dict[str, Any]
@@ -25,11 +29,13 @@ INSTANCE = f"triton-0:{METRICS_PORT}"
 DETECTOR_MODEL = model_name(BASE, "detector")
 ENTRY_MODEL = model_name(BASE, IMAGES)
 PREPROCESS_MODEL = model_name(BASE, "preprocess")
+NAMESPACE = "default"  # the pods of the prometheus-adapter cases
 
 
-def _labels(model: str) -> str:
-    """The labels Prometheus puts on a series scraped from one Triton instance."""
-    return f'model="{model}", version="1", instance="{INSTANCE}", job="{TRITON_JOB}"'
+def _labels(model: str, instance: str = INSTANCE, pod: str = "") -> str:
+    """The labels Prometheus puts on a series scraped from one Triton instance (in k8s, with the pod's labels)."""
+    in_pod = f', namespace="{NAMESPACE}", pod="{pod}"' if pod else ""
+    return f'model="{model}", version="1", instance="{instance}", job="{TRITON_JOB}"{in_pod}'
 
 
 DET, ENS, PRE = _labels(DETECTOR_MODEL), _labels(ENTRY_MODEL), _labels(PREPROCESS_MODEL)
@@ -46,15 +52,21 @@ def _gauge(name: str, value: float) -> Series:
 
 
 # ------------------------------------------------------------------------------------------------- input series
-def _fps_series(fps: float, pending: float, model: str = DET, fused: bool = False) -> list[Series]:
-    """``model``'s images/s and pending requests; ``fused``: it exports the detector histogram too."""
+def _fps_series(fps: float, pending: float, layout: str = ENSEMBLE, entry_fps: float | None = None) -> list[Series]:
+    """Images/s and pending requests at the model that runs the network in ``layout``; in the ensemble layout the
+    image entry point counts its own requests (``entry_fps``, by default the same images) and pending ones too."""
+    network = _labels(network_model(BASE, layout))
     series = [
-        _counter(f"nv_inference_count{{{model}}}", fps),
-        _gauge(f"nv_inference_pending_request_count{{{model}}}", pending),
+        _counter(f"nv_inference_count{{{network}}}", fps),
+        _gauge(f"nv_inference_pending_request_count{{{network}}}", pending),
     ]
-    if fused:
-        series.append(_counter(f"yolo_detector_duration_seconds_count{{{model}}}", fps))
-    return series
+    if layout == FUSED:  # the fused model exports the detector histogram
+        return [*series, _counter(f"{NETWORK_MARKER}{{{network}}}", fps)]
+    return [
+        *series,
+        _counter(f"nv_inference_count{{{ENS}}}", fps if entry_fps is None else entry_fps),
+        _gauge(f"nv_inference_pending_request_count{{{ENS}}}", pending),
+    ]
 
 
 def _latency_series(p99_us: float) -> list[Series]:
@@ -86,6 +98,76 @@ def _failure_series(ratio: float, rejected_ratio: float = 0.0, rps: float = 100)
             rps * rejected_ratio,
         ),
     ]
+
+
+# per request at each kind of model: (queue us, compute us); an ensemble's compute is its whole pipeline, its queue
+# next to nothing, so counting it beside its steps would show in every ratio below
+ENSEMBLE_TIMES, FUSED_TIMES = (20.0, 9000.0), (2000.0, 1000.0)
+STEP_TIMES = {"preprocess": (5000.0, 2000.0), "detector": (4000.0, 1000.0), "postprocess": (500.0, 500.0)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pod:
+    """One Triton serving ``base`` in ``layout`` (cpu: the Python detector exports the detector histogram; not on
+    tensorrt) to ``images`` and ``tensors`` requests/s at its two entry points; ``name``: its pod, if in k8s."""
+
+    layout: str
+    images: float
+    tensors: float
+    base: str = BASE
+    cpu: bool = True
+    name: str = ""
+
+    @property
+    def instance(self) -> str:
+        return f"{self.name or 'triton-0'}:{METRICS_PORT}"
+
+    def models(self) -> dict[str, tuple[float, tuple[float, float], bool]]:
+        """Each model -> (requests/s, its times per request, whether it exports the detector histogram)."""
+
+        def name(role: str) -> str:
+            return model_name(self.base, role)
+
+        if self.layout == FUSED:
+            steps = {name(stage): (self.tensors, STEP_TIMES[stage], False) for stage in ("detector", "postprocess")}
+            images = (self.images, FUSED_TIMES, True)
+        else:
+            both = self.images + self.tensors
+            steps = {
+                name("preprocess"): (self.images, STEP_TIMES["preprocess"], False),
+                name("detector"): (both, STEP_TIMES["detector"], False),
+                name("postprocess"): (both, STEP_TIMES["postprocess"], False),
+            }
+            images = (self.images, ENSEMBLE_TIMES, False)
+        detector = name("detector")
+        steps[detector] = (*steps[detector][:2], self.cpu)
+        return {name(IMAGES): images, name(TENSOR): (self.tensors, ENSEMBLE_TIMES, False), **steps}
+
+    def series(self) -> list[Series]:
+        series = []
+        for model, (rps, (queue_us, compute_us), marker) in self.models().items():
+            labels = _labels(model, self.instance, self.name)
+            series += [
+                _counter(f"nv_inference_count{{{labels}}}", rps),
+                _counter(f"nv_inference_queue_duration_us{{{labels}}}", rps * queue_us),
+                _counter(f"nv_inference_compute_infer_duration_us{{{labels}}}", rps * compute_us),
+            ]
+            if marker:
+                series.append(_counter(f"{NETWORK_MARKER}{{{labels}}}", rps))
+        return series
+
+    def network(self) -> dict[str, float]:
+        """What runs the network, by the contract: the images' model in this layout, NAME_detector the tensors'."""
+        served = {network_model(self.base, self.layout): self.images}
+        detector = model_name(self.base, "detector")
+        served[detector] = served.get(detector, 0.0) + self.tensors
+        return served
+
+    def ratio(self) -> float:
+        """Queue time per unit of compute time over what runs the network."""
+        models = self.models()
+        queue = sum(rps * models[model][1][0] for model, rps in self.network().items())
+        return queue / sum(rps * models[model][1][1] for model, rps in self.network().items())
 
 
 def _up_series(up: int) -> list[Series]:
@@ -160,13 +242,13 @@ def _fps_cases(t: Thresholds, expect: _Expect) -> list[Case]:
         ),
         _case(
             "the fused cpu model at half the target with requests pending fires",
-            _fps_series(half, busy, ENS, fused=True),
+            _fps_series(half, busy, FUSED),
             FPS_ALERT,
             expect.fired(FPS_ALERT, {"severity": "warning", "model": ENTRY_MODEL}, half),
         ),
         _case(
             "an ensemble's own count is not the served FPS (its detector's is)",
-            _fps_series(half, busy, ENS) + _fps_series(t.target_fps * 1.5, busy),
+            _fps_series(t.target_fps * 1.5, busy, entry_fps=half),
             FPS_ALERT,
             [],
         ),
@@ -241,6 +323,78 @@ def _down_cases(expect: _Expect) -> list[Case]:
     ]
 
 
+# ---------------------------------------------------------------------------- the models that run the network
+def _network_case(name: str, t: Thresholds, pods: list[_Pod], by_model: bool = True) -> Case:
+    """The served FPS of each model that runs the network (``by_model``: where a model name means one layout), the
+    HPA's ratio per instance, and the prometheus-adapter query filled in for each pod and for all of them at once
+    (``pod=~"a|b"``), as the adapter fills it."""
+    w = t.rate_window
+    served: dict[str, float] = {}
+    for pod in pods:
+        for model, rps in pod.network().items():
+            served[model] = served.get(model, 0.0) + rps
+    tests = [
+        _expr(f"instance:yolo_queue_compute_ratio:avg{w}",
+              [(f'instance:yolo_queue_compute_ratio:avg{w}{{instance="{p.instance}"}}', p.ratio()) for p in pods]),
+    ]  # fmt: skip
+    if by_model:
+        samples = [(f'model:yolo_served_images:rate{w}{{model="{m}"}}', v) for m, v in served.items()]
+        tests.append(_expr(f"model:yolo_served_images:rate{w}", samples))
+    in_k8s = [pod for pod in pods if pod.name]
+    for group in [[pod] for pod in in_k8s] + ([in_k8s] if len(in_k8s) > 1 else []):
+        names = "|".join(pod.name for pod in group)
+        pod_matcher = f'pod="{names}"' if len(group) == 1 else f'pod=~"{names}"'
+        query = metrics_query(t, f'namespace="{NAMESPACE}",{pod_matcher}', "pod")
+        tests.append(_expr(query, [(f'{{pod="{pod.name}"}}', pod.ratio()) for pod in group]))
+    series = [item for pod in pods for item in pod.series()]
+    return {"name": name, "interval": f"{STEP_S}s", "input_series": series, "promql_expr_test": tests}
+
+
+def _expr(expr: str, samples: list[tuple[str, float]]) -> dict[str, Any]:
+    return {
+        "expr": expr,
+        "eval_time": EVAL_AT,
+        "exp_samples": [{"labels": labels, "value": value} for labels, value in samples],
+    }
+
+
+def _network_cases(t: Thresholds) -> list[Case]:
+    """Each layout's images counted once, at the model that runs the network; the tensor entry point's too."""
+    return [
+        _network_case(
+            "fused layout: the fused model serves the images, NAME_detector the tensor entry point's, on two pods",
+            t,
+            [_Pod(FUSED, images=30, tensors=10, name="yolo-0"), _Pod(FUSED, images=20, tensors=0, name="yolo-1")],
+        ),
+        _network_case(
+            "ensemble layout (cpu --no-fused): NAME_detector, and not the ensemble NAME",
+            t,
+            [_Pod(ENSEMBLE, images=30, tensors=10, name="yolo-0")],
+        ),
+        _network_case(
+            "ensemble layout on tensorrt, where no model exports the detector histogram",
+            t,
+            [_Pod(ENSEMBLE, images=30, tensors=10, cpu=False, name="yolo-0")],
+        ),
+        _network_case(
+            "a detector served as cars_detector: its ensemble is an entry point, cars_detector_detector the step",
+            t,
+            [_Pod(ENSEMBLE, images=30, tensors=10, base="cars_detector", cpu=False, name="yolo-0")],
+        ),
+        _network_case(
+            "the fused model served as cars_detector runs the network",
+            t,
+            [_Pod(FUSED, images=30, tensors=10, base="cars_detector", name="yolo-0")],
+        ),
+        _network_case(
+            "a fused (cpu) and an ensemble (tensorrt) deployment of one name: each pod's own models",
+            t,
+            [_Pod(FUSED, images=30, tensors=10, name="yolo-0"), _Pod(ENSEMBLE, 60, 0, cpu=False, name="yolo-gpu-0")],
+            by_model=False,  # per model, the rules sum both deployments' NAME: one name, two layouts
+        ),
+    ]
+
+
 def rule_tests(t: Thresholds) -> dict[str, Any]:
     """promtool unit tests: each alert once firing and once silent, with inputs placed around its threshold."""
     expect = _Expect(t)
@@ -250,6 +404,7 @@ def rule_tests(t: Thresholds) -> dict[str, Any]:
         *_queue_cases(t, expect),
         *_failure_cases(t, expect),
         *_down_cases(expect),
+        *_network_cases(t),
     ]
     return {
         "rule_files": ["../rules/yolo_recording.rules.yml", "../rules/yolo_alerts.rules.yml"],

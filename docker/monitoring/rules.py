@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitoring.thresholds import DETECTOR, ENSEMBLE, TRITON_JOB, Thresholds, number
+from monitoring.thresholds import (
+    ENSEMBLE,
+    TRITON_JOB,
+    Thresholds,
+    network_models,
+    number,
+    queue_compute_ratio,
+    series,
+)
 from yolo_client.contract import STAGES
 
 Rule = dict[str, Any]
@@ -39,12 +47,11 @@ def _throughput(w: str) -> list[Rule]:
     """Images, executions and requests per second, and the batch size they imply."""
     return [
         _rec(f"model:nv_inference_count:rate{w}", f"sum by (model) (rate(nv_inference_count[{w}]))"),
-        # the served FPS: images through each model that runs the network, the detectors and the fused cpu models
-        # (no name tells a fused model from an ensemble: it is the entry point that exports the detector histogram)
+        # the served FPS: images through each model that runs the network (network_models: the fused cpu model, or
+        # the detector step; no name tells a fused model from an ensemble, the histogram only it exports does)
         _rec(
             f"model:yolo_served_images:rate{w}",
-            f"model:nv_inference_count:rate{w}{{{DETECTOR}}}"
-            f" or (model:nv_inference_count:rate{w} and on (model) sum by (model) (yolo_detector_duration_seconds_count))",
+            network_models(lambda matchers: series(f"model:nv_inference_count:rate{w}", matchers)),
         ),
         _rec(f"model:nv_inference_exec_count:rate{w}", f"sum by (model) (rate(nv_inference_exec_count[{w}]))"),
         _rec(
@@ -78,6 +85,8 @@ def _time_per_request(w: str) -> list[Rule]:
             f"model:nv_inference_queue_compute_ratio:avg{w}",
             f"model:nv_inference_queue_us_per_request:avg{w} / model:nv_inference_compute_infer_us_per_request:avg{w}",
         ),
+        # the HPA's signal (the prometheus-adapter rule's query, per pod there): the models that run the network
+        _rec(f"instance:yolo_queue_compute_ratio:avg{w}", queue_compute_ratio(w, "instance")),
         _rec(
             f"model:nv_inference_pending_request_count:avg{w}",
             f"sum by (model) (avg_over_time(nv_inference_pending_request_count[{w}]))",
@@ -229,7 +238,8 @@ def _queue_alert(t: Thresholds) -> Rule:
         f" and on (model) model:nv_inference_request_success:rate{t.rate_window} > 0",
         "warning",
         '{{ $labels.model }} requests wait {{ $value | printf "%.2f" }}x longer in the queue than they compute',
-        "The model is saturated: scale out (the HPA watches this ratio) or add instances.",
+        "The model is saturated: scale out or add instances (the HPA scales on this ratio over the models that "
+        "run the network, per pod: instance:yolo_queue_compute_ratio).",
     )
 
 

@@ -1,11 +1,12 @@
-"""``yolo-server build | serve | probe``: argument parsing only; the work is in yolo_server.repository and
-yolo_server.triton.
+"""``yolo-server build | serve | probe | tune``: argument parsing only; the work is in yolo_server.repository,
+yolo_server.launcher and yolo_server.tuning.
 
 Example:
     $ yolo-server build --cfg models/darknet/yolov4-tiny.cfg --names models/darknet/coco.names --size 416 \\
         --target cpu --output model_repository
     $ yolo-server serve model_repository --grpc-port 8001
     $ yolo-server probe --repository model_repository   # health check: exit 0 when a canary inference answers
+    $ yolo-server tune model_repository --budget 10      # measure settings on this machine; serve applies the pick
 """
 
 from __future__ import annotations
@@ -61,11 +62,19 @@ def _instances(text: str) -> tuple[str, int]:
     return kind, int(count)
 
 
+def _positive_ints(text: str, what: str, example: str) -> tuple[int, ...]:
+    numbers = text.replace(" ", "").split(",")
+    if not all(number.isdigit() and int(number) > 0 for number in numbers):
+        raise argparse.ArgumentTypeError(f"{what} {text!r}: use positive integers separated by commas, e.g. {example}")
+    return tuple(sorted({int(number) for number in numbers}))
+
+
 def _batch_sizes(text: str) -> tuple[int, ...]:
-    sizes = text.replace(" ", "").split(",")
-    if not all(size.isdigit() and int(size) > 0 for size in sizes):
-        raise argparse.ArgumentTypeError(f"batch sizes {text!r}: use positive integers separated by commas, e.g. 16,32")
-    return tuple(sorted({int(size) for size in sizes}))
+    return _positive_ints(text, "batch sizes", "16,32")
+
+
+def _concurrencies(text: str) -> tuple[int, ...]:
+    return _positive_ints(text, "concurrencies", "1,4,16")
 
 
 def _pixels(text: str) -> int:
@@ -123,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--nms-threshold", type=float, default=DEFAULT_NMS_THRESHOLD)
     build.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS)
     build.add_argument("--class-agnostic", action="store_true", help="NMS across classes")
-    instances, limits, supervision = Instances(), Limits(), Supervision()
+    limits, supervision = Limits(), Supervision()
     cpu, gpu = TARGET_BATCHING["cpu"], TARGET_BATCHING["tensorrt"]
     build.add_argument(
         "--max-batch-size",
@@ -159,14 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KIND=N",
-        help=f"instances per model kind (repeatable; default preprocess={instances.preprocess}, "
-        f"detector={instances.detector}, postprocess={instances.postprocess}, fused={instances.fused})",
+        help="instances per model kind (repeatable; default: sized by serve to the CPUs it may use, "
+        "the tensorrt detector 1 per GPU)",
     )
     build.add_argument(
         "--detector-threads",
         type=int,
-        default=0,
-        help="OpenVINO threads per cpu detector instance, the fused model's for a lone image (0: one per core)",
+        help="OpenVINO threads per cpu detector instance, the fused model's for a lone image (0: one per core; "
+        "default: sized by serve to the CPUs it may use)",
     )
     build.add_argument(
         "--fused",
@@ -210,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="the front's cap on one request (default: the largest request the repository's models accept)",
     )
+    serve.add_argument(
+        "--tuning",
+        type=Path,
+        metavar="FILE",
+        help="settings `yolo-server tune` chose, applied whatever machine they were measured on (default: the "
+        "repository's tuning.json where it was measured on the same CPUs and ISA as this machine)",
+    )
     serve.add_argument("--log-verbose", type=int, default=served.log_verbose)
     serve.add_argument(
         "--admin-key-file",
@@ -249,7 +265,70 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--timeout", type=float, default=supervision.canary_timeout_s, help="seconds for the whole probe"
     )
+    _add_tune_parser(commands)
     return parser
+
+
+def _add_tune_parser(commands: argparse._SubParsersAction) -> None:
+    from yolo_server.tuning.tune import TuneOptions
+
+    defaults = TuneOptions(Path())
+    tune = commands.add_parser(
+        "tune",
+        help="measure serving settings on this machine with perf_analyzer and keep the fastest (serve applies it)",
+    )
+    tune.add_argument("repository", type=Path)
+    tune.add_argument(
+        "--concurrency",
+        type=_concurrencies,
+        default=defaults.concurrencies,
+        metavar="N[,N...]",
+        help=f"requests in flight the objective is measured at (default {','.join(map(str, defaults.concurrencies))})",
+    )
+    tune.add_argument("--p99-ms", type=float, help="latency bound at every concurrency (default: none)")
+    tune.add_argument(
+        "--budget", type=float, default=defaults.budget_s / 60, metavar="MINUTES", help="the search's time"
+    )
+    tune.add_argument(
+        "--output",
+        type=Path,
+        help="the tuning file (default: REPOSITORY/tuning.json, which serve applies on a machine like this one; "
+        "elsewhere: serve --tuning FILE)",
+    )
+    tune.add_argument("--report", type=Path, default=defaults.report, help="directory of the CSV and HTML report")
+    tune.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        default=[],
+        help="an encoded image to send (repeatable; default: eight generated 640x480 JPEGs)",
+    )
+    tune.add_argument("--seed", type=int, default=defaults.seed, help="the search's")
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    """``tune``: search, write the tuning file and the report, print default against tuned last."""
+    from yolo_server.tuning.report import write_report
+    from yolo_server.tuning.tune import TuneOptions, tune
+
+    if args.budget <= 0 or (args.p99_ms is not None and args.p99_ms <= 0):
+        raise ValueError("--budget and --p99-ms must be positive")
+    options = TuneOptions(
+        args.repository,
+        concurrencies=args.concurrency,
+        p99_ms=args.p99_ms,
+        budget_s=args.budget * 60,
+        output=args.output,
+        report=args.report,
+        images=tuple(path.read_bytes() for path in args.image),
+        seed=args.seed,
+    )
+    result = tune(options)
+    files = write_report(result, options.report)
+    print(f"yolo-server tune: {len(result.trials)} trials; report {files.page} ({files.csv.name}); "
+          f"tuning {options.tuning_file}")  # fmt: skip
+    print("\n".join(result.summary()))
+    return 0
 
 
 def build_options(args: argparse.Namespace) -> BuildOptions:
@@ -312,6 +391,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         shm_growth_bytes=args.shm_bytes,
         front=args.front,
         max_request_bytes=args.max_request_bytes,
+        tuning=args.tuning,
         log_verbose=args.log_verbose,
         access=access,
         supervision=Supervision(args.check_interval, args.canary_interval, args.canary_timeout),
@@ -345,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "probe":
             return run_probe(args)
+        if args.command == "tune":
+            return run_tune(args)
         from yolo_server.launcher.launch import serve
 
         if not args.repository.is_dir():

@@ -63,8 +63,14 @@ def idle(client: Any, seconds: float) -> None:
         time.sleep(seconds)
 
 
+# bound and never listening, for the whole session: a port released at once could be taken by a server a test
+# starts later, and a request meant to fail would reach it
+_DEAD_SOCKETS: list[socket.socket] = []
+
+
 def dead_url() -> str:
-    """A local ``host:port`` nothing listens on (a request there fails UNAVAILABLE at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    """A local ``host:port`` nothing listens on, nor can (a request there fails UNAVAILABLE at once)."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _DEAD_SOCKETS.append(held)
+    return f"127.0.0.1:{held.getsockname()[1]}"

@@ -76,6 +76,7 @@ KNOBS = (
     Knob("READY_TIMEOUT", "serve", "ready_timeout", "120", 120.0),
     Knob("SHM_BYTES", "serve", "shm_bytes", str(64 << 20), 64 << 20),
     Knob("MAX_REQUEST_BYTES", "serve", "max_request_bytes", str(8 << 20), 8 << 20),
+    Knob("TUNING", "serve", "tuning", "tuned.json", Path(f"{MODELS}/tuned.json")),
     Knob("CHECK_INTERVAL", "serve", "check_interval", "0", 0.0),
     Knob("CANARY_INTERVAL", "serve", "canary_interval", "10", 10.0),
     Knob("CANARY_TIMEOUT", "serve", "canary_timeout", "20", 20.0),

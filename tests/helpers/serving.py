@@ -137,9 +137,15 @@ def wait_ready(grpc_url: str, process: subprocess.Popen, log: Path, timeout_s: f
 
 
 def start_serve(
-    repository: Path, log: Path, *extra: str, ports: tuple[int, int, int] | None = None, exit_timeout_s: int = 10
+    repository: Path,
+    log: Path,
+    *extra: str,
+    ports: tuple[int, int, int] | None = None,
+    exit_timeout_s: int = 10,
+    wrapper: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, tuple[int, int, int]]:
-    """``yolo-server serve`` on loopback, in a session of its own, output to ``log``.
+    """``yolo-server serve`` on loopback, in a session of its own, output to ``log``; run by ``wrapper`` if given
+    (e.g. ``("taskset", "-c", "0")``).
 
     Returns the process and its (HTTP, gRPC, metrics) ports: ``ports``, else free ones.
     """
@@ -149,7 +155,7 @@ def start_serve(
         http_port, grpc_port, metrics_port = ports
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
+            [*wrapper, sys.executable, "-m", "yolo_server.cli", "serve", str(repository), "--host", "127.0.0.1",
              "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
              "--exit-timeout", str(exit_timeout_s), *extra],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,

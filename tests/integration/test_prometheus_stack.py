@@ -1,75 +1,29 @@
 """A real Prometheus (Debian's binary) with the project's config and rules, scraping the real Triton.
 
-The committed docker/prometheus/prometheus.yml is loaded and changed only where a test must: its scrape targets
-(the fixture's metrics port and an in-process SDK exporter instead of compose service names), 1 s intervals and
-absolute rule-file paths. Traffic comes from the SDK; the recorded series are read back through the HTTP API.
+The committed docker/prometheus/prometheus.yml is loaded and changed only where a test must
+(tests/helpers/prometheus.py): its scrape targets (the fixture's metrics port and an in-process SDK exporter
+instead of compose service names), 1 s intervals and absolute rule-file paths. Traffic comes from the SDK; the
+recorded series are read back through the HTTP API.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.helpers.paths import ROOT
-from tests.helpers.serving import http_ok, stop_process, wait_until
+from tests.helpers.prometheus import PROM_DIR, PrometheusApi, Target, running_prometheus
 from yolo_server.launcher.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
-PROM_DIR = ROOT / "docker" / "prometheus"
 sys.path.insert(0, str(ROOT / "loadtest"))
-
-
-def write_test_config(metrics_target: str, client_target: str, workdir: Path) -> dict:
-    """The committed config with test targets, 1 s intervals and absolute rule paths."""
-    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
-    config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
-    config["rule_files"] = [str(PROM_DIR / pattern) for pattern in config["rule_files"]]
-    targets = {"triton": metrics_target, "yolo-client": client_target}
-    assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
-    for job in config["scrape_configs"]:
-        job.pop("dns_sd_configs", None)
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
-    path = workdir / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return config
-
-
-class PrometheusApi:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def get(self, path: str, **params: str) -> dict:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=10) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict]:
-        return self.get("/api/v1/query", query=expr)["result"]
-
-    def wait_value(self, expr: str, timeout_s: float = 45.0) -> float:
-        """The first positive value of ``expr`` (a single series), polling until it has one."""
-        values: list[float] = []
-
-        def positive() -> bool:
-            values[:] = [float(r["value"][1]) for r in self.query(expr)]
-            return bool(values) and values[0] > 0
-
-        wait_until(positive, timeout_s, f"{expr} to become positive", interval_s=1.0)
-        return values[0]
 
 
 @pytest.fixture(scope="module")
@@ -86,33 +40,16 @@ def exporter() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def prometheus(triton_server, exporter: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusApi]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: run `make system-deps` (Debian package prometheus)")
-    workdir = tmp_path_factory.mktemp("prometheus")
     metrics = urllib.parse.urlparse(triton_server.metrics_url)
-    write_test_config(metrics.netloc, f"127.0.0.1:{exporter}", workdir)
-    [port] = free_ports(1)
-    log_path = workdir / "prometheus.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    api = PrometheusApi(f"http://127.0.0.1:{port}")
-    try:
-        wait_until(lambda: http_ok(f"{api.url}/-/ready"), 60, "prometheus to be ready", process, log_path)
+    targets = {"triton": [Target(metrics.netloc)], "yolo-client": [Target(f"127.0.0.1:{exporter}")]}
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), targets) as api:
         yield api
-    finally:
-        stop_process(process, 20)
+
+
+def test_config_scrapes_the_triton_and_sdk_jobs_only() -> None:
+    """The committed config's jobs are the two this module replaces the targets of: none is left unscraped."""
+    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    assert {job["job_name"] for job in config["scrape_configs"]} == {"triton", "yolo-client"}
 
 
 @pytest.fixture(scope="module")

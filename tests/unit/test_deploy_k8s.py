@@ -7,6 +7,7 @@ threshold.
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -114,14 +115,21 @@ def test_pod_runs_the_entrypoint_commands_with_matching_probes_and_drain(kustomi
         assert ("nvidia.com/gpu" in container["resources"]["limits"]) == gpu
 
 
-def test_the_cpu_pod_runs_one_fused_instance_and_one_lone_image_thread_per_requested_core() -> None:
-    """A bigger node gets used: the repository's instance count and threads follow the CPU request."""
+def test_the_cpu_pod_is_sized_by_its_cpu_limit_which_equals_its_request() -> None:
+    """serve sizes the fused model to the pod's cgroup quota, which only a CPU limit sets: the limit is the request,
+    and the build fixes no count that could disagree with it."""
+    from yolo_server.launcher.sizing import CpuBudget, sized_settings
+
     spec = by_kind(render("overlays/cpu"), "Deployment")[0]["spec"]["template"]["spec"]
     [init], [server] = spec["initContainers"], spec["containers"]
     build = parse_yolo_server(entrypoint_argv(init["args"][0], {e["name"]: e["value"] for e in init["env"]}))
-    cores = int(server["resources"]["requests"]["cpu"])
-    assert dict(build.instances)["fused"] == build.detector_threads == cores
+    resources = server["resources"]
+    cores = int(resources["requests"]["cpu"])
+    assert int(resources["limits"]["cpu"]) == cores
+    assert "fused" not in dict(build.instances) and build.detector_threads is None
     assert build.fused is None  # the cpu target's default: the fused model
+    on_a_big_node = CpuBudget(affinity=64, quota=float(resources["limits"]["cpu"]))
+    assert sized_settings("images", python=True, cpus=on_a_big_node.cpus)["instances"] == cores
 
 
 def test_services_select_the_pods_and_one_is_headless() -> None:
@@ -154,8 +162,11 @@ def test_hpa_metric_is_the_adapters_and_its_target_the_alerts_threshold() -> Non
     assert rule["name"]["as"] == metric["pods"]["metric"]["name"]
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
     query = rule["metricsQuery"]
+    assert query == gen.metrics_query(thresholds)  # generated: docker/monitoring/adapter.py
     for counter in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"):
-        assert f"rate({counter}{{<<.LabelMatchers>>,{gen.DETECTOR}}}[{thresholds.rate_window}])" in query
+        assert f"rate({counter}{{<<.LabelMatchers>>,model=~" in query  # the detector step, per pod
+        assert f"rate({counter}{{<<.LabelMatchers>>}}[{thresholds.rate_window}]) and on (instance, model) " in query
+    assert set(re.findall(r"<<(.*?)>>", query)) == {".LabelMatchers", ".GroupBy"}  # what the adapter fills in
     recording = (ROOT / "docker" / "prometheus" / "rules" / "yolo_recording.rules.yml").read_text()
     assert "rate(nv_inference_queue_duration_us[1m])" in recording  # the same counters the alert's ratio uses
     assert "rate(nv_inference_compute_infer_duration_us[1m])" in recording

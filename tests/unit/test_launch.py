@@ -12,6 +12,7 @@ from yolo_server.launcher import launch, process
 from yolo_server.launcher.installation import TritonError, TritonInstallation
 from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.process import TritonServer
+from yolo_server.launcher.staging import plan_serving
 
 
 class NeverExits:
@@ -57,6 +58,7 @@ class FakeServer:
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
+        self.plan = plan_serving(options.repository)
 
     def start(self) -> None:
         pass

@@ -74,7 +74,7 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
     firing: set[str] = set()
     silent: set[str] = set()
     for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
-        for check in case["alert_rule_test"]:
+        for check in case.get("alert_rule_test", []):
             (firing if check["exp_alerts"] else silent).add(check["alertname"])
     assert alerts == firing == silent
     assert {
@@ -97,6 +97,37 @@ def test_unit_tests_catch_an_alert_threshold_that_drifted(tmp_path: Path) -> Non
     result = run_promtool("test", "rules", "tests/yolo_rules_test.yml", cwd=tmp_path)
     assert result.returncode != 0
     assert "YoloServedFpsBelowTarget" in result.stdout + result.stderr
+
+
+def test_unit_tests_catch_a_selector_that_misses_the_fused_model(tmp_path: Path) -> None:
+    """The network-model cases are not vacuous: the HPA's ratio over NAME_detector alone (the adapter rule of old,
+    NaN on the fused layout) fails them."""
+    shutil.copytree(PROM / "rules", tmp_path / "rules")
+    shutil.copytree(PROM / "tests", tmp_path / "tests")
+    recording = tmp_path / "rules" / "yolo_recording.rules.yml"
+    doc = yaml.safe_load(recording.read_text())
+    [rule] = [r for r in doc["groups"][0]["rules"] if r.get("record") == "instance:yolo_queue_compute_ratio:avg1m"]
+    rule["expr"] = " / ".join(
+        f'sum by (instance) (rate({counter}{{model=~".+(_detector)"}}[1m]))'
+        for counter in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us")
+    )
+    recording.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = run_promtool("test", "rules", "tests/yolo_rules_test.yml", cwd=tmp_path)
+    assert result.returncode != 0
+    assert 'instance="yolo-1:8002"} NaN' in result.stdout + result.stderr  # the fused pod without tensor traffic
+
+
+def test_adapter_rule_is_the_recording_rules_ratio_per_pod() -> None:
+    """The generated prometheus-adapter query is the dashboard's per-instance ratio with the adapter's fields in
+    place of the grouping and the matchers: the HPA scales on what the dashboard draws."""
+    gen = load_generator()
+    assert "k8s/prometheus-adapter/config.yaml" in gen.render(gen.Thresholds())
+    [rule] = yaml.safe_load((DOCKER / "k8s/prometheus-adapter/config.yaml").read_text())["rules"]
+    recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"] for r in g["rules"]}
+    query = rule["metricsQuery"]
+    without_pods = query.replace("{<<.LabelMatchers>>,", "{").replace("{<<.LabelMatchers>>}", "")
+    assert without_pods.replace("<<.GroupBy>>", "instance") == recording["instance:yolo_queue_compute_ratio:avg1m"]
+    assert "<<" not in without_pods.replace("<<.GroupBy>>", "")
 
 
 def test_thresholds_are_parameters(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from yolo_server.repository.int8 import Int8Options
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import artifact_directories, link_or_copy, repository_files, write_repository
 from yolo_server.triton.python_models import adapter_source
-from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings
+from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings, Sized
 
 CFG_DIR = ROOT / "models" / "darknet"
 TINY = CFG_DIR / "yolov4-tiny.cfg"
@@ -173,10 +173,10 @@ def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> 
     """cpu by default: one Python model, IMAGE in and the ragged outputs out, with the parameters of all three steps."""
     repository_plan = plan()
     spec, names = repository_plan.spec, repository_plan.spec.names
-    assert spec.fused and spec.instances.fused == 2
+    assert spec.fused and spec.instances.fused is None  # left to serve's sizing: a placeholder count
     fused = model_configs(spec, repository_plan.darknet)[names.images]
     assert fused.backend == "python" and not fused.platform and not fused.ensemble_scheduling.step
-    assert [(g.kind, g.count) for g in fused.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 2)]
+    assert [(g.kind, g.count) for g in fused.instance_group] == [(pb.ModelInstanceGroup.KIND_CPU, 1)]
     assert [(t.name, t.data_type, list(t.dims)) for t in fused.input] == [("IMAGE", pb.TYPE_STRING, [1])]
     assert [t.name for t in fused.output] == ["BOXES", "SCORES", "CLASSES", "COUNT"]
     parameters = {key: value.string_value for key, value in fused.parameters.items()}
@@ -194,6 +194,7 @@ def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> 
     detector = model_configs(spec, repository_plan.darknet)[names.detector].parameters
     assert DetectorSettings.from_parameters({k: v.string_value for k, v in detector.items()}).batch_threads == 0
     assert PostprocessSettings.from_parameters(parameters) == PostprocessSettings("model.cfg", 5000, 1)
+    assert Sized.from_parameters(parameters) == Sized(("instances", "lone_threads", "batch_threads"))
     files = repository_files(spec, repository_plan.darknet, repository_plan.cfg_bytes)
     assert files[f"{names.images}/1/model.py"] == adapter_source("fused").encode()
     assert files[f"{names.images}/1/model.cfg"] == repository_plan.cfg_bytes
@@ -272,7 +273,16 @@ def test_cli_options() -> None:
     )  # fmt: skip
     options = build_options(args)
     assert options.size == (512, 320)
-    assert options.instances == Instances(preprocess=3, detector=2, postprocess=1, fused=2)
+    assert options.instances == Instances(preprocess=3, detector=2)  # the others sized by serve
+    spec = plan_repository(options).spec
+    configs = model_configs(spec, plan_repository(options).darknet)
+    sized = {name: Sized.from_parameters({k: v.string_value for k, v in c.parameters.items()}).sized
+             for name, c in configs.items() if c.backend == "python"}  # fmt: skip
+    assert sized == {
+        "yolov4_tiny": ("instances", "lone_threads", "batch_threads"),
+        "yolov4_tiny_detector": ("lone_threads", "batch_threads"),  # its instances were given
+        "yolov4_tiny_postprocess": ("instances",),
+    }
     assert options.batching == Batching(max_batch_size=16, opt_batch_size=8, max_queue_delay_us=0)
     assert options.fused is None and plan_repository(options).spec.fused  # the cpu default
     fused = ["build", "--cfg", str(TINY), "--instances", "fused=3"]

@@ -24,6 +24,7 @@ from yolo_server.launcher.supervise import FAULT_EXIT_CODE, Supervision, Supervi
 def serve(options: ServeOptions) -> int:
     """Run until SIGTERM/SIGINT (forwarded to Triton for a graceful drain); returns the exit code."""
     server = TritonServer(options)
+    print("yolo-server: " + "\n".join(server.plan.lines()), flush=True)
     received: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:

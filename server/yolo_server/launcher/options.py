@@ -4,6 +4,7 @@ Example:
     >>> options = ServeOptions(Path("model_repository"), grpc_port=8001)
     >>> triton = Ports("127.0.0.1", 18000, 18001, 18002)
     >>> argv = tritonserver_argv(options, Path("/opt/tritonserver/bin/tritonserver"), Access("k" * 16), "yolo_", triton)
+    >>> # serve runs the repository staged for this machine (launcher.staging): tritonserver_argv(..., repository=staged)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ServeOptions:
     supervision: Supervision = Supervision()
     front: bool = True
     max_request_bytes: int | None = None
+    tuning: Path | None = None  # a tune file to apply (None: the repository's own, where measured on this machine)
     extra_args: tuple[str, ...] = ()
 
 
@@ -64,12 +66,16 @@ def tritonserver_argv(
     shm_prefix: str,
     listen: Ports,
     backend_directory: Path | None = None,
+    repository: Path | None = None,
 ) -> list[str]:
-    """tritonserver's argv, listening on ``listen``; with TLS flags only without a front (else TLS ends there)."""
+    """tritonserver's argv, listening on ``listen``; with TLS flags only without a front (else TLS ends there).
+
+    ``repository``: what Triton loads, the staged copy of ``options.repository`` (:mod:`.staging`), else that.
+    """
     o = options
     argv = [
         str(binary),
-        f"--model-repository={Path(o.repository).resolve()}",
+        f"--model-repository={Path(repository or o.repository).resolve()}",
         "--model-control-mode=none",
         "--strict-readiness=true",  # ready only once every model is, which wait_ready relies on
         "--exit-on-error=true",

@@ -35,6 +35,7 @@ from yolo_server.launcher.installation import (
 )
 from yolo_server.launcher.options import Endpoints, ServeOptions, tritonserver_argv
 from yolo_server.launcher.ports import free_ports
+from yolo_server.launcher.staging import ServingPlan, plan_serving
 
 
 class ServerProcess(Protocol):
@@ -87,7 +88,9 @@ class TritonServer:
 
     With ``options.front``, nginx (:mod:`.front`) listens where the options say and tritonserver on free loopback
     ports behind it; without, tritonserver listens there itself. ``spawn`` starts tritonserver from its argv and
-    environment (:func:`spawn_tritonserver`; tests pass a fake).
+    environment (:func:`spawn_tritonserver`; tests pass a fake). Triton runs ``plan`` (default: the repository
+    sized and tuned for this machine, :func:`~yolo_server.launcher.staging.plan_serving`), staged in the work
+    directory.
     """
 
     def __init__(
@@ -95,8 +98,11 @@ class TritonServer:
         options: ServeOptions,
         installation: TritonInstallation | None = None,
         spawn: Spawn = spawn_tritonserver,
+        plan: ServingPlan | None = None,
     ) -> None:
         self.options = options
+        self.plan = plan or plan_serving(options.repository, tuning=options.tuning)
+        self._staged: Path | None = None
         self.installation = installation or find_tritonserver()
         self._spawn = spawn
         self._process: ServerProcess | None = None
@@ -140,12 +146,18 @@ class TritonServer:
     def command(self, backend_directory: Path | None = None) -> list[str]:
         """tritonserver argv."""
         return tritonserver_argv(
-            self.options, self.installation.binary, self.access, self.shm_prefix, self.triton_ports, backend_directory
+            self.options,
+            self.installation.binary,
+            self.access,
+            self.shm_prefix,
+            self.triton_ports,
+            backend_directory,
+            self._staged,
         )
 
     def front_config(self) -> FrontConfig:
         """What the front listens on and caps (the repository's largest request unless the options give a cap)."""
-        cap = self.options.max_request_bytes or request_cap(self.options.repository)
+        cap = self.options.max_request_bytes or request_cap(self._staged or self.options.repository)
         return FrontConfig(self.public, self.triton_ports, cap, self.access.tls, self.http_host)
 
     def environment(self) -> dict[str, str]:
@@ -164,6 +176,7 @@ class TritonServer:
             raise TritonError(f"tritonserver already started (pid {self._process.pid})")
         # stop() removes it; the pid in the name tells whose it is after a crash
         self._workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(os.getpid())))
+        self._staged = self.plan.stage(self._workdir / "models")
         if self._nginx is not None:
             self._front = NginxFront(self.front_config(), self._workdir / "front", self._nginx)
             self._front.start()
@@ -249,14 +262,22 @@ class TritonServer:
         if self._front is not None:
             self._front.kill()
         if self._process is not None:
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._kill_group()
             code = self.wait(30)
+        self._remove_leftovers()
+        return code
+
+    def _kill_group(self) -> None:
+        """SIGKILL tritonserver's process group: itself and its stubs, which run in its group."""
+        assert self._process is not None
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _remove_leftovers(self) -> None:
         for leftover in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             leftover.unlink(missing_ok=True)
-        return code
 
     def stop(self) -> int | None:
         """SIGTERM (Triton drains in-flight requests for up to exit_timeout_s), then SIGKILL; cleans up.
@@ -274,6 +295,10 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 code = self.wait(30)
+            # a stub whose unload outlived Triton's exit timeout stays behind it, in its group, with its shared
+            # memory (seen under load): nothing of this server may outlive stop()
+            self._kill_group()
+            self._remove_leftovers()
         if self._front is not None:
             self._front.stop(timeout_s=15)  # asked to quit with the SIGTERM above: its requests have answers now
         if self._workdir is not None:

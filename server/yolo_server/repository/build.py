@@ -82,7 +82,7 @@ class BuildOptions:
     batching: Batching | None = None  # None: the target's defaults (TARGET_BATCHING)
     instances: Instances = field(default_factory=Instances)
     limits: Limits = field(default_factory=Limits)
-    detector_threads: int = 0
+    detector_threads: int | None = None
     fused: bool | None = None  # None: the target's default (FUSED_BY_DEFAULT)
     output: Path = Path("model_repository")
     int8: Int8Options | None = None

@@ -32,7 +32,16 @@ from yolo_client.contract import (
 from yolo_server.darknet.cfg import ConvSpec, DarknetSpec, MaxPoolSpec, RouteSpec, UpsampleSpec, YoloSpec
 from yolo_server.darknet.weights import output_channels
 from yolo_server.repository.spec import CFG_COPY, RepositorySpec
-from yolo_server.triton.settings import DetectorSettings, PostprocessSettings, PreprocessSettings, warmup_batches
+from yolo_server.triton.settings import (
+    BATCH_THREADS,
+    INSTANCES,
+    LONE_THREADS,
+    DetectorSettings,
+    PostprocessSettings,
+    PreprocessSettings,
+    Sized,
+    warmup_batches,
+)
 
 Dims = Sequence[int]
 # an ensemble: its name, its inputs (name, data type, dims) and its steps
@@ -105,28 +114,44 @@ def _batching(spec: RepositorySpec, preferred: Sequence[int] = ()) -> pb.ModelDy
     )
 
 
+# a thread count left to serve: the config's placeholder (0: the plugin's own choice, one per core)
+PLACEHOLDER_THREADS = 0
+
+
 def _python_model(
-    spec: RepositorySpec, name: str, instances: int, on_gpu: bool = False, preferred: Sequence[int] = ()
+    spec: RepositorySpec, name: str, kind: str, on_gpu: bool = False, preferred: Sequence[int] = ()
 ) -> pb.ModelConfig:
-    kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
+    """A Python model of instance ``kind`` (an :class:`Instances` field)."""
+    group_kind = pb.ModelInstanceGroup.KIND_GPU if on_gpu else pb.ModelInstanceGroup.KIND_CPU
     return pb.ModelConfig(
         name=name,
         backend="python",
         max_batch_size=spec.batching.max_batch_size,
         dynamic_batching=_batching(spec, preferred),
-        instance_group=[pb.ModelInstanceGroup(count=instances, kind=kind)],
+        instance_group=[pb.ModelInstanceGroup(count=spec.instances.count(kind), kind=group_kind)],
     )
+
+
+def _sized(spec: RepositorySpec, kind: str, threads: Sequence[str] = ()) -> dict[str, str]:
+    """The ``Sized`` parameter of a model: its instances unless given, and ``threads`` (those the user left)."""
+    knobs = ((INSTANCES,) if getattr(spec.instances, kind) is None else ()) + tuple(threads)
+    return Sized(knobs).to_parameters()
+
+
+def _left_threads(spec: RepositorySpec) -> tuple[str, ...]:
+    """A detector's thread knobs serve sizes: both, unless ``--detector-threads`` was given."""
+    return (LONE_THREADS, BATCH_THREADS) if spec.detector_threads is None else ()
 
 
 def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
     """``NAME_preprocess``: IMAGE bytes [1] -> PIXELS uint8 (cpu) or INPUT fp32 (tensorrt) [3, H, W], RESIZE fp32 [6]."""
     info = spec.info
-    config = _python_model(spec, spec.names.preprocess, spec.instances.preprocess)
+    config = _python_model(spec, spec.names.preprocess, "preprocess")
     config.input.append(_tensor(pb.ModelInput, IMAGE, pb.TYPE_STRING, (1,)))
     network = (PIXELS, pb.TYPE_UINT8) if _pixels(spec) else (INPUT, pb.TYPE_FP32)
     config.output.append(_tensor(pb.ModelOutput, *network, (3, info.input_height, info.input_width)))
     config.output.append(_tensor(pb.ModelOutput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
-    _parameters(config, preprocess_settings(spec, _pixels(spec)).to_parameters())
+    _parameters(config, {**preprocess_settings(spec, _pixels(spec)).to_parameters(), **_sized(spec, "preprocess")})
     return config
 
 
@@ -139,12 +164,13 @@ def preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSetting
 
 def _detector_settings(spec: RepositorySpec, batch_threads: int) -> DetectorSettings:
     info = spec.info
+    lone_threads = PLACEHOLDER_THREADS if spec.detector_threads is None else spec.detector_threads
     return DetectorSettings(
         info.input_width,
         info.input_height,
         info.precision,
         spec.artifact,
-        spec.detector_threads,
+        lone_threads,
         batch_threads,
         spec.int8_artifact,
         spec.int8_gate,
@@ -162,7 +188,8 @@ def _merged(*parameters: Mapping[str, str]) -> dict[str, str]:
 
 
 # a fused instance batches only while the others are busy too: one thread each beats threads spinning against
-# each other's (triton.runtime.LoadAwareRunner; docs/cpu-serving.md "One fused model")
+# each other's (triton.runtime.LoadAwareRunner; docs/cpu-serving.md "One fused model"). Serve sizes it like
+# the instances (launcher.sizing); this is what plain tritonserver runs
 FUSED_BATCH_THREADS = 1
 
 
@@ -172,14 +199,16 @@ def fused_config(spec: RepositorySpec) -> pb.ModelConfig:
     Its parameters are the image entry point's :class:`ModelInfo` plus the settings of the three steps it
     runs; the IR and the cfg copy sit in its own version directory.
     """
-    config = _python_model(spec, spec.names.images, spec.instances.fused)
+    config = _python_model(spec, spec.names.images, "fused")
     config.input.append(_tensor(pb.ModelInput, IMAGE, pb.TYPE_STRING, (1,)))
     config.output.extend(_tensor(pb.ModelOutput, *entry) for entry in RAGGED_OUTPUTS)
+    lone = (LONE_THREADS,) if spec.detector_threads is None else ()
     parameters = _merged(
         spec.info.to_parameters(),
         preprocess_settings(spec, pixels=True).to_parameters(),
         _detector_settings(spec, FUSED_BATCH_THREADS).to_parameters(),
         _postprocess_settings(spec).to_parameters(),
+        _sized(spec, "fused", (*lone, BATCH_THREADS)),
     )
     _parameters(config, parameters)
     return config
@@ -194,10 +223,11 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
     """
     info, batching = spec.info, spec.batching
     if info.target == "cpu":
-        config = _python_model(
-            spec, spec.names.detector, spec.instances.detector, preferred=batching.preferred_batch_sizes
+        config = _python_model(spec, spec.names.detector, "detector", preferred=batching.preferred_batch_sizes)
+        settings = _detector_settings(
+            spec, PLACEHOLDER_THREADS if spec.detector_threads is None else spec.detector_threads
         )
-        _parameters(config, _detector_settings(spec, spec.detector_threads).to_parameters())
+        _parameters(config, {**settings.to_parameters(), **_sized(spec, "detector", _left_threads(spec))})
     else:
         config = pb.ModelConfig(
             name=spec.names.detector,
@@ -205,7 +235,9 @@ def detector_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int]])
             max_batch_size=batching.max_batch_size,
             default_model_filename=spec.artifact,
             dynamic_batching=_batching(spec, batching.preferred_batch_sizes),
-            instance_group=[pb.ModelInstanceGroup(count=spec.instances.detector, kind=pb.ModelInstanceGroup.KIND_GPU)],
+            instance_group=[
+                pb.ModelInstanceGroup(count=spec.instances.count("detector"), kind=pb.ModelInstanceGroup.KIND_GPU)
+            ],
         )
         _parameters(config, {"INFERENCE_MODE": "true", "precision": info.precision})
     input_dims = (3, info.input_height, info.input_width)
@@ -231,13 +263,16 @@ def postprocess_config(spec: RepositorySpec, heads: Sequence[tuple[int, int, int
     On the tensorrt target its instances are KIND_GPU: decode and NMS run in torch on that GPU.
     """
     on_gpu = spec.info.target == "tensorrt"
-    config = _python_model(spec, spec.names.postprocess, spec.instances.postprocess, on_gpu)
+    config = _python_model(spec, spec.names.postprocess, "postprocess", on_gpu)
     for index, head_dims in enumerate(heads):
         config.input.append(_tensor(pb.ModelInput, head_name(index), pb.TYPE_FP32, head_dims))
     config.input.append(_tensor(pb.ModelInput, RESIZE, pb.TYPE_FP32, (RESIZE_LEN,)))
     for name, data_type, dims in RAGGED_OUTPUTS:
         config.output.append(_tensor(pb.ModelOutput, name, data_type, dims))
-    _parameters(config, {**spec.info.to_parameters(), **_postprocess_settings(spec).to_parameters()})
+    _parameters(
+        config,
+        {**spec.info.to_parameters(), **_postprocess_settings(spec).to_parameters(), **_sized(spec, "postprocess")},
+    )
     return config
 
 

@@ -168,22 +168,32 @@ TARGET_BATCHING = {
 
 @dataclass(frozen=True)
 class Instances:
-    """Model instances per kind (KIND_CPU; the tensorrt detector's are KIND_GPU).
+    """Model instances per kind (KIND_CPU; the tensorrt detector's are KIND_GPU), as the user gave them.
 
-    ``fused``: instances of the fused cpu model, one per core of the serving machine (2 measured on 2 cores).
+    None, the default, leaves a count to ``yolo-server serve``, which sizes it to the CPUs it may use
+    (:mod:`yolo_server.launcher.sizing`); the config then holds :data:`PLACEHOLDER_INSTANCES`. The tensorrt
+    detector is not sized to CPUs: it runs one instance per GPU unless given.
     """
 
-    preprocess: int = 2
-    detector: int = 1
-    postprocess: int = 1
-    fused: int = 2
+    preprocess: int | None = None
+    detector: int | None = None
+    postprocess: int | None = None
+    fused: int | None = None
 
     def __post_init__(self) -> None:
         for kind in INSTANCE_KINDS:
-            if getattr(self, kind) < 1:
-                raise ValueError(f"instances of {kind} must be at least 1, got {getattr(self, kind)}")
+            count = getattr(self, kind)
+            if count is not None and count < 1:
+                raise ValueError(f"instances of {kind} must be at least 1, got {count}")
+
+    def count(self, kind: str) -> int:
+        """The config's count: the user's, else the placeholder serve replaces."""
+        count: int | None = getattr(self, kind)
+        return PLACEHOLDER_INSTANCES if count is None else count
 
 
+# what plain tritonserver runs of a count left to serve's sizing
+PLACEHOLDER_INSTANCES = 1
 INSTANCE_KINDS = tuple(f.name for f in dataclasses.fields(Instances))
 
 
@@ -200,7 +210,7 @@ class RepositorySpec:
     """Everything the configs and files of one repository depend on.
 
     ``info.target`` picks the detector's backend; ``detector_threads`` sets the cpu detector's
-    OpenVINO threads (the fused model's for a lone image; 0: one per core) and ``postprocess_threads``
+    OpenVINO threads (the fused model's for a lone image; 0: one per core; None: sized by serve) and ``postprocess_threads``
     PyTorch's intra-op threads. ``fused`` (cpu only) serves images with one model, :attr:`ModelNames.images`,
     instead of the preprocess -> detector -> postprocess ensemble (:data:`FUSED_BY_DEFAULT`).
     ``int8_gate`` (cpu only) is the accuracy check an INT8 IR passed, with its figures: set by the build after
@@ -212,7 +222,7 @@ class RepositorySpec:
     batching: Batching = field(default_factory=Batching)
     instances: Instances = field(default_factory=Instances)
     limits: Limits = field(default_factory=Limits)
-    detector_threads: int = 0
+    detector_threads: int | None = None
     postprocess_threads: int = 1
     pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K
     fused: bool = False

@@ -65,6 +65,18 @@ def served_line(settings: DetectorSettings, served: str) -> str:
     return f"{line}; INT8 gate {settings.int8_gate}" if settings.int8_gate else line
 
 
+# the knobs serve sizes to the CPUs it may use, as :class:`Sized` names them
+INSTANCES, LONE_THREADS, BATCH_THREADS = "instances", "lone_threads", "batch_threads"
+
+
+@dataclass(frozen=True)
+class Sized(Parameters):
+    """The knobs of a model that ``yolo-server serve`` sizes to the CPUs it may use (:mod:`yolo_server.launcher.sizing`):
+    those the build was not given. The config holds a placeholder for each (what plain tritonserver runs)."""
+
+    sized: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class PostprocessSettings(Parameters):
     """``NAME_postprocess`` beyond :class:`ModelInfo`: the cfg copy it reads heads from, the pre-NMS cap."""
