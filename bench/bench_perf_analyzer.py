@@ -38,7 +38,7 @@ from yolo_server.tuning.tune import trial_server
 REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 # the fused model's layout before serve sized it: 2 instances, a lone image on every core, a batch on one thread
 FIXED = ModelTuning(instances=2, lone_threads=0, batch_threads=1)
-SETTINGS = MeasurementSettings(measurement_interval_ms=3000, stability_percentage=25, max_trials=8, timeout_s=900)
+SETTINGS = MeasurementSettings(measurement_interval_ms=4000, stability_percentage=50, max_trials=10, timeout_s=900)
 
 
 def measured(

@@ -27,23 +27,23 @@ def test_serve_under_taskset_runs_the_one_cpu_sizes_and_shows_them(tmp_path: Pat
         text = log.read_text()
         assert "sized to 1 CPU (affinity 1, cgroup quota " in text, text[-3000:]
         assert re.search(
-            rf"\n  {SMALL_NAME} +instances 1 \(sized\), lone_threads 1 \(sized\), batch_threads 1 \(sized\)\n", text
+            rf"\n  {SMALL_NAME} +instances 2 \(sized\), lone_threads 1 \(sized\), batch_threads 1 \(sized\)\n", text
         )
-        assert len(model_stubs(triton_pid(log), SMALL_NAME)) == 1  # applied: one fused instance runs
+        assert len(model_stubs(triton_pid(log), SMALL_NAME)) == 2  # applied: one CPU's fused instances run
 
         shown = subprocess.run(
             [sys.executable, "-m", "yolo_client.cli", "models", "--url", url, "--model", SMALL_NAME, "--json"],
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout  # fmt: skip
         report = json.loads(shown)
-        assert report["batching"]["instances"] == 1
-        assert report["serving"]["instances"] == {"value": 1, "source": "sized"}
+        assert report["batching"]["instances"] == 2
+        assert report["serving"]["instances"] == {"value": 2, "source": "sized"}
         assert report["serving"]["lone_threads"] == {"value": 1, "source": "sized"}
         human = subprocess.run(
             [sys.executable, "-m", "yolo_client.cli", "models", "--url", url, "--model", SMALL_NAME],
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout  # fmt: skip
-        assert "served with instances 1 (sized), lone_threads 1 (sized), batch_threads 1 (sized)" in human
+        assert "served with instances 2 (sized), lone_threads 1 (sized), batch_threads 1 (sized)" in human
     finally:
         stop_process(process)
 

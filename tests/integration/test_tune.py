@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers.serving import READY_TIMEOUT_S, model_stubs, start_serve, stop_process, triton_pid, wait_ready
 from tests.helpers.small_repository import SMALL_NAME, build_small_repository
+from yolo_server.launcher.sizing import cpu_budget, sized_settings
 from yolo_server.launcher.tuned import TUNING_FILE, Tuning
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,7 +56,8 @@ def test_a_short_tune_writes_its_report_and_serve_runs_the_pick(tmp_path: Path) 
     assert re.match(r" +1 +[\d.]+ +[\d.]+ +[\d.]+ ", last[-3]) and re.match(r" +4 ", last[-2])
     tuning = Tuning.read(repository / TUNING_FILE)
     rows = check_report(report, tuning, {"search", "defaults"})
-    assert rows[0][f"{SMALL_NAME}/instances"] == "2"  # trial 0: the sizing rule's answer for this machine's 2 CPUs
+    sized = sized_settings("images", python=True, cpus=cpu_budget().cpus)["instances"]
+    assert rows[0][f"{SMALL_NAME}/instances"] == str(sized)  # trial 0: the sizing rule's answer on this machine
 
     chosen = tuning.models[SMALL_NAME]
     log = tmp_path / "serve.log"

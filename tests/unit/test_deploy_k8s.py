@@ -129,7 +129,7 @@ def test_the_cpu_pod_is_sized_by_its_cpu_limit_which_equals_its_request() -> Non
     assert "fused" not in dict(build.instances) and build.detector_threads is None
     assert build.fused is None  # the cpu target's default: the fused model
     on_a_big_node = CpuBudget(affinity=64, quota=float(resources["limits"]["cpu"]))
-    assert sized_settings("images", python=True, cpus=on_a_big_node.cpus)["instances"] == cores
+    assert sized_settings("images", python=True, cpus=on_a_big_node.cpus)["lone_threads"] == cores
 
 
 def test_services_select_the_pods_and_one_is_headless() -> None:

@@ -93,8 +93,8 @@ def test_cpus_are_the_smaller_of_affinity_and_the_quota_rounded_down(
 
 
 def test_the_rule_on_one_two_and_sixteen_cpus() -> None:
-    assert sized_settings("images", python=True, cpus=2) == {"instances": 2, "lone_threads": 2, "batch_threads": 1}
-    assert sized_settings("images", python=True, cpus=1) == {"instances": 1, "lone_threads": 1, "batch_threads": 1}
+    assert sized_settings("images", python=True, cpus=2) == {"instances": 3, "lone_threads": 2, "batch_threads": 1}
+    assert sized_settings("images", python=True, cpus=1) == {"instances": 2, "lone_threads": 1, "batch_threads": 1}
     assert sized_settings("preprocess", python=True, cpus=16) == {"instances": 16}
     assert sized_settings("detector", python=True, cpus=16) == {"instances": 1, "lone_threads": 16, "batch_threads": 16}
     assert sized_settings("postprocess", python=True, cpus=16) == {"instances": 4}
@@ -113,13 +113,13 @@ def test_the_committed_repository_is_sized_at_serve(tmp_path: Path) -> None:
     fused = staged(plan, "yolov4_tiny_shapes", tmp_path)
     version = tmp_path / "staged/yolov4_tiny_shapes/1"
     assert version.is_symlink() and version.resolve() == (COMMITTED / "yolov4_tiny_shapes/1").resolve()
-    assert fused.instance_group[0].count == 4
+    assert fused.instance_group[0].count == 5  # one per CPU and a spare
     assert fused.parameters["lone_threads"].string_value == "4"
     assert fused.parameters["batch_threads"].string_value == "1"
     serving = json.loads(fused.parameters[SERVING_PARAMETER].string_value)
-    assert serving["instances"] == {"value": 4, "source": "sized"}
+    assert serving["instances"] == {"value": 5, "source": "sized"}
     assert plan.lines()[0].startswith("sized to 4 CPUs (affinity 4, cgroup quota none); tuning: none")
-    assert any(re.fullmatch(r"  yolov4_tiny_shapes +instances 4 \(sized\), .*", line) for line in plan.lines())
+    assert any(re.fullmatch(r"  yolov4_tiny_shapes +instances 5 \(sized\), .*", line) for line in plan.lines())
 
 
 def resolved(plan, name: str) -> dict[str, tuple[object, str]]:
@@ -173,7 +173,7 @@ def test_tuning_wins_where_measured_on_this_machine(tmp_path: Path) -> None:
 
     elsewhere = plan_serving(repository, CpuBudget(16), cpu=AVX2)
     assert "not applied: measured on 2 CPUs" in elsewhere.lines()[0]
-    assert {m.name: m.settings for m in elsewhere.models}["yolov4_tiny_shapes"]["instances"].value == 16
+    assert {m.name: m.settings for m in elsewhere.models}["yolov4_tiny_shapes"]["instances"].value == 17
     forced = plan_serving(repository, CpuBudget(16), tuning=repository / TUNING_FILE, cpu=AVX2)
     assert {m.name: m.settings for m in forced.models}["yolov4_tiny_shapes"]["instances"].value == 3
 

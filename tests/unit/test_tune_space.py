@@ -16,7 +16,7 @@ from yolo_server.precision import CpuFeatures
 from yolo_server.tuning.perf_analyzer import Measurement
 from yolo_server.tuning.report import write_report
 from yolo_server.tuning.space import PREFER_MAX, search_space
-from yolo_server.tuning.tune import DEFAULTS, SEARCH, TUNED, Trial, TuneOptions, TuneResult, image_model
+from yolo_server.tuning.tune import DEFAULTS, SEARCH, TUNED, Trial, TuneOptions, TuneResult, beats, image_model
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,10 +37,10 @@ def test_the_fused_model_is_searched_around_the_sized_defaults() -> None:
     assert knobs[f"{MODEL}/instances"].choices == (1, 2, 3, 4)  # up to twice the CPUs
     assert knobs[f"{MODEL}/lone_threads"].choices == (1, 2)
     assert knobs[f"{MODEL}/precision"].choices == ("int8", "fp32")  # the IRs built, as AVX2 serves them
-    assert space.defaults[f"{MODEL}/instances"] == 2 and space.defaults[f"{MODEL}/batch_threads"] == 1
+    assert space.defaults[f"{MODEL}/instances"] == 3 and space.defaults[f"{MODEL}/batch_threads"] == 1
     assert space.defaults[f"{MODEL}/precision"] == "int8"  # auto on AVX2 with an INT8 IR built
     tuned = space.tuning(space.defaults).models[MODEL]
-    assert (tuned.instances, tuned.lone_threads, tuned.batch_threads, tuned.max_batch_size) == (2, 2, 1, 8)
+    assert (tuned.instances, tuned.lone_threads, tuned.batch_threads, tuned.max_batch_size) == (3, 2, 1, 8)
     assert tuned.preferred_batch_sizes == ()  # "none"
     assert space.tuning({**space.defaults, f"{MODEL}/preferred_batch_sizes": PREFER_MAX}).models[
         MODEL
@@ -100,3 +100,12 @@ def test_the_report_has_every_trial_and_the_side_by_side_plots(tmp_path: Path) -
     page = files.page.read_text()
     for plot in files.plots:
         assert plot.read_bytes().startswith(b"\x89PNG") and f'src="{plot.name}"' in page
+
+
+def test_a_pick_must_not_lose_at_any_concurrency() -> None:
+    defaults = Trial(0, DEFAULTS, {}, (measurement(1, 50, 30), measurement(16, 100, 200)))
+    faster_overall_slower_at_16 = Trial(1, TUNED, {}, (measurement(1, 80, 20), measurement(16, 97, 200)))
+    within_noise_at_16 = Trial(2, TUNED, {}, (measurement(1, 60, 20), measurement(16, 98.5, 200)))
+    assert not beats(faster_overall_slower_at_16, defaults)
+    assert beats(within_noise_at_16, defaults)
+    assert beats(within_noise_at_16, Trial(3, DEFAULTS, {}, error="tritonserver exited with code 1"))

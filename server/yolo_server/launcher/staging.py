@@ -12,7 +12,7 @@ Example:
     >>> plan = plan_serving(Path("model_repository"))
     >>> print("\\n".join(plan.lines()))
     sized to 2 CPUs (affinity 2, cgroup quota none); tuning: none (model_repository/tuning.json: absent)
-      yolov4_tiny_shapes  instances 2 (sized), lone_threads 2 (sized), batch_threads 1 (sized)
+      yolov4_tiny_shapes  instances 3 (sized), lone_threads 2 (sized), batch_threads 1 (sized)
     >>> triton_repository = plan.stage(workdir / "models")
 """
 

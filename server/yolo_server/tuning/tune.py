@@ -6,9 +6,10 @@ free loopback ports; without the nginx front, which is the same for every settin
 own, as other perf_analyzer users report them) and measures every concurrency asked. Trial 0 is the
 defaults, the sizing rule's answer. The objective is the geometric mean of images/s over the concurrencies,
 and a trial whose p99 exceeds ``p99_ms`` at any of them does not count. At the end the defaults and the best
-trial are measured again, one after the other, and the best is kept only if it still wins: the pick is never
-slower than the defaults in that side-by-side run. The file holds the pick's every setting, the defaults' where
-they won, so ``serve`` shows each as tuned. Ctrl-C stops the search and keeps what was measured.
+trial are measured again, one after the other, and the best is kept only if it still wins, overall and within 2%
+at every concurrency (:func:`beats`): the pick is never slower than the defaults in that side-by-side run. The
+file holds the pick's every setting, the defaults' where they won, so ``serve`` shows each as tuned. Ctrl-C
+stops the search and keeps what was measured.
 
 Example:
     >>> result = tune(TuneOptions(Path("model_repository"), concurrencies=(1, 16), budget_s=600))
@@ -237,7 +238,7 @@ def tune(options: TuneOptions, log: Callable[[str], None] = print) -> TuneResult
             defaults = next((t for t in trials if t.values == space.defaults and not t.error), trials[0])
             best = _best(trials, options.p99_ms)
             tuned = best
-    keep = tuned.feasible(options.p99_ms) and tuned.images_per_s >= defaults.images_per_s
+    keep = tuned.feasible(options.p99_ms) and beats(tuned, defaults)
     chosen = tuned if keep else defaults
     tuning = space.tuning(chosen.values)
     options.tuning_file.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +260,21 @@ def _time_left(started: float, budget_s: float, trials: Sequence[Trial]) -> floa
     """Seconds left after one more trial of the average length (the side-by-side run comes after the budget)."""
     average = sum(t.seconds for t in trials) / len(trials)
     return budget_s - (time.monotonic() - started) - average
+
+
+# a pick may lose this much at one concurrency to what it gains overall: less than these machines' noise
+LOSS_TOLERATED = 0.98
+
+
+def beats(tuned: Trial, defaults: Trial) -> bool:
+    """Whether ``tuned`` serves more images/s than ``defaults`` overall and not fewer at any concurrency (within
+    :data:`LOSS_TOLERATED`): a pick that trades concurrency 16 for concurrency 1 is not kept."""
+    if not defaults.measurements:  # the defaults failed to serve or to measure
+        return True
+    paired = zip(tuned.measurements, defaults.measurements, strict=True)
+    return tuned.images_per_s >= defaults.images_per_s and all(
+        t.throughput >= LOSS_TOLERATED * d.throughput for t, d in paired
+    )
 
 
 def _best(trials: Sequence[Trial], p99_ms: float | None) -> Trial:
