@@ -6,7 +6,8 @@
 - By package, on every import statement (function-level ones too): ``export/`` imports nothing of
   ``repository/`` (the build calls export, never the other way); ``triton/`` nothing of the launcher or the
   build; the launcher nothing of the build, of torch, or of the stubs' steps beyond the settings it reads
-  from configs (the front's request cap).
+  from configs (the front's request cap and the sized knobs); ``tuning/`` (``yolo-server tune``, which drives the
+  launcher) nothing of the build or of torch.
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ RULES = {
     "yolo_server.launcher": (*BUILD, *IN_PROCESS, *TORCH, "yolo_server.darknet", "yolo_server.ops", "openvino"),
     "yolo_server.precision": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton"),
     "yolo_server.extras": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton"),
+    # tune drives the launcher against a built repository: it builds nothing and runs no network itself
+    "yolo_server.tuning": (*BUILD, *IN_PROCESS, *TORCH, "yolo_server.darknet", "yolo_server.ops", "openvino"),
 }
 
 

@@ -109,3 +109,44 @@ def test_a_pick_must_not_lose_at_any_concurrency() -> None:
     assert not beats(faster_overall_slower_at_16, defaults)
     assert beats(within_noise_at_16, defaults)
     assert beats(within_noise_at_16, Trial(3, DEFAULTS, {}, error="tritonserver exited with code 1"))
+
+
+def fake_tune(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, measure_fn) -> TuneResult:
+    """``tune`` on the committed repository's configs with ``measure_fn`` (values -> measurements) standing in for
+    serving and perf_analyzer: the search, the side-by-side run and what is written, without a server."""
+    from yolo_server.launcher.tuned import Tuning
+    from yolo_server.tuning import tune as tune_module
+
+    def measure_settings(options, model, tuning: Tuning, data, workdir, number, tool):
+        return measure_fn(tuning.models[MODEL])
+
+    monkeypatch.setattr(tune_module, "measure_settings", measure_settings)
+    monkeypatch.setattr(tune_module, "find_perf_analyzer", lambda: None)
+    monkeypatch.setattr(tune_module.CpuFeatures, "of_this_machine", classmethod(lambda cls: AVX2))
+    monkeypatch.setattr(
+        tune_module, "plan_serving", lambda repository: plan_serving(repository, CpuBudget(2), cpu=AVX2)
+    )
+    options = TuneOptions(COMMITTED, concurrencies=(1, 16), budget_s=0.5, output=tmp_path / "tuning.json",
+                          images=(b"jpeg",))  # fmt: skip
+    return tune_module.tune(options, log=lambda line: None)
+
+
+def test_the_search_keeps_a_pick_that_wins_side_by_side(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from yolo_server.launcher.tuned import Tuning
+
+    def by_instances(settings):
+        rate = 10.0 * settings.instances  # more instances, more images/s: the search must find it
+        return (measurement(1, rate, 30), measurement(16, rate, 200)), ""
+
+    result = fake_tune(monkeypatch, tmp_path, by_instances)
+    assert result.trials[0].values == result.space.defaults  # trial 0: the defaults
+    assert [t.phase for t in result.trials][-2:] in (["defaults", "tuned"], ["search", "defaults"])
+    assert result.tuned.values[f"{MODEL}/instances"] >= result.defaults.values[f"{MODEL}/instances"]
+    written = Tuning.read(tmp_path / "tuning.json").models[MODEL]
+    assert written.instances == result.tuned.values[f"{MODEL}/instances"]
+
+
+def test_nothing_measured_writes_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="no trial could be served and measured; the first: boom"):
+        fake_tune(monkeypatch, tmp_path, lambda settings: ((), "boom"))
+    assert not (tmp_path / "tuning.json").exists()

@@ -141,7 +141,8 @@ class TuneResult:
 
 
 def _progress(total_s: float) -> Any:
-    tqdm = import_extra("tqdm", "tune", "tune shows its progress")
+    import tqdm  # a dependency of the server itself
+
     return tqdm.tqdm(total=round(total_s), unit="s", desc="tune", file=sys.stderr, dynamic_ncols=True)
 
 
@@ -238,6 +239,8 @@ def tune(options: TuneOptions, log: Callable[[str], None] = print) -> TuneResult
             defaults = next((t for t in trials if t.values == space.defaults and not t.error), trials[0])
             best = _best(trials, options.p99_ms)
             tuned = best
+    if not any(trial.measurements for trial in trials):  # nothing to choose from: write no settings never measured
+        raise RuntimeError(f"tune: no trial could be served and measured; the first: {trials[0].error}")
     keep = tuned.feasible(options.p99_ms) and beats(tuned, defaults)
     chosen = tuned if keep else defaults
     tuning = space.tuning(chosen.values)
