@@ -31,9 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.oversized import MIB, Outcome, RawChannel, oversized_request, server_memory
 from yolo_client.contract import DEFAULT_MODEL
-from yolo_server.launcher.options import ServeOptions
-from yolo_server.launcher.ports import free_ports
-from yolo_server.launcher.process import TritonServer
+from yolo_server.launcher.process import TritonServer, loopback_server
 from yolo_server.launcher.supervise import Supervision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,17 +55,13 @@ def summary(outcomes: list[Outcome]) -> str:
 def demo_server(setup: dict[str, Any], log: Path) -> Iterator[TritonServer]:
     """A ready server on the demo repository, free loopback ports, no supervision, ``setup`` on top; its output
     goes to ``log``."""
-    http, grpc_port, metrics = free_ports(3)
-    options = ServeOptions(ROOT / "model_repository", http_port=http, grpc_port=grpc_port, metrics_port=metrics,
-                           exit_timeout_s=5, supervision=Supervision(0), **setup)  # fmt: skip
-    server = TritonServer(options)
-    with open(log, "a") as out:
-        try:
-            server.start(stream=out)
-            server.wait_ready()
-            yield server
-        finally:
-            server.stop()
+    with (
+        open(log, "a") as out,
+        loopback_server(
+            ROOT / "model_repository", out, exit_timeout_s=5, supervision=Supervision(0), **setup
+        ) as server,
+    ):
+        yield server
 
 
 def run_shape(name: str, gigabytes: int, workdir: Path) -> None:

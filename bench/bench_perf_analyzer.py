@@ -29,11 +29,11 @@ from isa import isa_line
 
 from yolo_client.benchmark import sample_images
 from yolo_client.contract import DEFAULT_MODEL
+from yolo_server.launcher.process import loopback_server
 from yolo_server.launcher.sizing import cpu_budget
 from yolo_server.launcher.tuned import ModelTuning, Tuning
 from yolo_server.precision import CpuFeatures
 from yolo_server.tuning.perf_analyzer import Measurement, MeasurementSettings, measure, write_input_data
-from yolo_server.tuning.tune import trial_server
 
 REPOSITORY = Path(__file__).resolve().parents[1] / "model_repository"
 # the fused model's layout before serve sized it: 2 instances, a lone image on every core, a batch on one thread
@@ -55,9 +55,9 @@ def measured(
         data = write_input_data(Path(scratch) / "input.json", images)
         os.sched_setaffinity(0, server_cpus)
         try:
-            with trial_server(REPOSITORY, path) as url:
+            with loopback_server(REPOSITORY, tuning=path, front=False) as server:
                 os.sched_setaffinity(0, (everywhere - server_cpus) or everywhere)
-                return measure(url, DEFAULT_MODEL, data, concurrencies, SETTINGS)
+                return measure(server.endpoints.grpc, DEFAULT_MODEL, data, concurrencies, SETTINGS)
         finally:
             os.sched_setaffinity(0, everywhere)
 

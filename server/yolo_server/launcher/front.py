@@ -28,11 +28,15 @@ import resource
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tritonclient.grpc import model_config_pb2 as pb
+
 from yolo_server.launcher.access import TlsFiles
 from yolo_server.launcher.installation import die_with_parent
+from yolo_server.launcher.staging import parameters_of, read_configs
 from yolo_server.triton.settings import PreprocessSettings
 
 NGINX_PACKAGE = "nginx"  # Debian and Ubuntu (the images and `make serve` install it)
@@ -87,29 +91,30 @@ def open_file_limit() -> int:
 
 
 def request_cap(repository: Path) -> int:
-    """The largest request any model of ``repository`` accepts, plus framing: the default cap.
+    """The largest request any model of ``repository`` accepts, plus framing: the default cap
+    (:func:`largest_request` of its configs)."""
+    return largest_request(read_configs(repository).values(), str(repository))
+
+
+def largest_request(configs: Iterable[pb.ModelConfig], where: str = "the repository") -> int:
+    """The largest request any of ``configs`` accepts, plus framing.
 
     A model that takes encoded images accepts one of up to its ``max_bytes`` parameter; a model that takes
     fixed-shape tensors, a full batch of them. A request of several images shares the cap.
     """
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as pb
-
     largest = 0
-    for path in sorted(Path(repository).glob("*/config.pbtxt")):
-        config = text_format.Parse(path.read_text(), pb.ModelConfig())
-        parameters = {key: value.string_value for key, value in config.parameters.items()}
+    for config in configs:
         batch = max(1, config.max_batch_size)
         tensors = 0
         for tensor in config.input:
             dtype = pb.DataType.Name(tensor.data_type)
             if dtype == "TYPE_STRING":
-                largest = max(largest, _image_bytes(parameters))
+                largest = max(largest, _image_bytes(parameters_of(config)))
             elif all(dim > 0 for dim in tensor.dims):
                 tensors += batch * math.prod(tensor.dims) * _DTYPE_BYTES.get(dtype, 8)
         largest = max(largest, tensors)
     if largest == 0:
-        raise ValueError(f"{repository}: no model input bounds a request; give the cap (--max-request-bytes)")
+        raise ValueError(f"{where}: no model input bounds a request; give the cap (--max-request-bytes)")
     return largest + REQUEST_OVERHEAD_BYTES
 
 

@@ -17,14 +17,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from yolo_server.launcher.access import LOOPBACK, Access, read_admin_key
 from yolo_server.launcher.canary import server_ready
-from yolo_server.launcher.front import FrontConfig, NginxFront, Ports, find_nginx, request_cap
+from yolo_server.launcher.front import FrontConfig, NginxFront, Ports, find_nginx, largest_request
 from yolo_server.launcher.installation import (
     TritonError,
     TritonInstallation,
@@ -35,7 +36,7 @@ from yolo_server.launcher.installation import (
 )
 from yolo_server.launcher.options import Endpoints, ServeOptions, tritonserver_argv
 from yolo_server.launcher.ports import free_ports
-from yolo_server.launcher.staging import ServingPlan, plan_serving
+from yolo_server.launcher.staging import plan_serving
 
 
 class ServerProcess(Protocol):
@@ -88,9 +89,8 @@ class TritonServer:
 
     With ``options.front``, nginx (:mod:`.front`) listens where the options say and tritonserver on free loopback
     ports behind it; without, tritonserver listens there itself. ``spawn`` starts tritonserver from its argv and
-    environment (:func:`spawn_tritonserver`; tests pass a fake). Triton runs ``plan`` (default: the repository
-    sized and tuned for this machine, :func:`~yolo_server.launcher.staging.plan_serving`), staged in the work
-    directory.
+    environment (:func:`spawn_tritonserver`; tests pass a fake). Triton runs :attr:`plan`, the repository sized
+    and tuned for this machine (:func:`~yolo_server.launcher.staging.plan_serving`), staged in the work directory.
     """
 
     def __init__(
@@ -98,10 +98,9 @@ class TritonServer:
         options: ServeOptions,
         installation: TritonInstallation | None = None,
         spawn: Spawn = spawn_tritonserver,
-        plan: ServingPlan | None = None,
     ) -> None:
         self.options = options
-        self.plan = plan or plan_serving(options.repository, tuning=options.tuning)
+        self.plan = plan_serving(options.repository, tuning=options.tuning)
         self._staged: Path | None = None
         self.installation = installation or find_tritonserver()
         self._spawn = spawn
@@ -156,8 +155,10 @@ class TritonServer:
         )
 
     def front_config(self) -> FrontConfig:
-        """What the front listens on and caps (the repository's largest request unless the options give a cap)."""
-        cap = self.options.max_request_bytes or request_cap(self._staged or self.options.repository)
+        """What the front listens on and caps (the largest request the staged models accept unless the options give
+        a cap)."""
+        configs = self.plan.staged_configs.values()
+        cap = self.options.max_request_bytes or largest_request(configs, str(self.options.repository))
         return FrontConfig(self.public, self.triton_ports, cap, self.access.tls, self.http_host)
 
     def environment(self) -> dict[str, str]:
@@ -312,3 +313,18 @@ class TritonServer:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+
+@contextmanager
+def loopback_server(repository: Path, stream: IO[str] | None = None, **options: Any) -> Iterator[TritonServer]:
+    """A ready :class:`TritonServer` on ``repository`` on free loopback ports until the block ends, with
+    ``options`` (:class:`ServeOptions` fields) on top; its output goes to ``stream`` (``tune``'s trials, the benches).
+    """
+    http, grpc, metrics = free_ports(3)
+    server = TritonServer(ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, **options))
+    try:
+        server.start(stream=stream)
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

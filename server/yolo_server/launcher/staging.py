@@ -13,7 +13,7 @@ Example:
     >>> print("\\n".join(plan.lines()))
     sized to 2 CPUs (affinity 2, cgroup quota none); tuning: none (model_repository/tuning.json: absent)
       yolov4_tiny_shapes  instances 3 (sized), lone_threads 2 (sized), batch_threads 1 (sized)
-    >>> triton_repository = plan.stage(workdir / "models")
+    >>> triton_repository = plan.stage(workdir / "models")   # plan.staged_configs: what Triton runs
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from yolo_client.contract import SERVING_PARAMETER, model_roles
 from yolo_server.launcher.sizing import CpuBudget, cpu_budget, sized_settings
-from yolo_server.launcher.tuned import TUNING_FILE, ModelTuning, Tuning
+from yolo_server.launcher.tuned import TUNABLE, TUNING_FILE, ModelTuning, Tuning
 from yolo_server.precision import CpuFeatures
 from yolo_server.triton.settings import BATCH_THREADS, INSTANCES, LONE_THREADS, Sized
 
@@ -52,48 +52,52 @@ class Setting:
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """One model: its built config and the settings resolved for it (those it has, in a fixed order)."""
+    """One model: its built config, the settings resolved for it (those it has, in a fixed order) and the config
+    Triton runs, the built one with those settings written in (:func:`staged_config`)."""
 
     name: str
     config: pb.ModelConfig
     settings: Mapping[str, Setting]
-
-    def staged_config(self) -> pb.ModelConfig:
-        """The built config with every resolved setting written in, and :data:`SERVING_PARAMETER`."""
-        config = pb.ModelConfig()
-        config.CopyFrom(self.config)
-        values = {knob: setting.value for knob, setting in self.settings.items()}
-        if INSTANCES in values:
-            del config.instance_group[1:]
-            config.instance_group[0].count = values[INSTANCES]
-        for knob in (*_THREADS, "precision"):
-            if knob in values:
-                config.parameters[knob].string_value = str(values[knob])
-        if values.get("precision") == "int8" and not config.parameters["int8_artifact"].string_value:
-            raise ValueError(f"{self.name}: int8 asked, but the repository holds no INT8 IR for it")
-        batching = config.dynamic_batching
-        if "max_batch_size" in values:
-            queued_images = batching.default_queue_policy.max_queue_size * config.max_batch_size
-            config.max_batch_size = values["max_batch_size"]
-            if queued_images:  # the queue's bound stays the same number of images
-                batching.default_queue_policy.max_queue_size = max(1, queued_images // config.max_batch_size)
-        if "preferred_batch_sizes" in values:
-            del batching.preferred_batch_size[:]
-            batching.preferred_batch_size.extend(values["preferred_batch_sizes"])
-        if "max_queue_delay_us" in values:
-            batching.max_queue_delay_microseconds = values["max_queue_delay_us"]
-        if any(size > config.max_batch_size for size in batching.preferred_batch_size):
-            raise ValueError(f"{self.name}: preferred batch sizes above max_batch_size {config.max_batch_size}")
-        config.parameters[SERVING_PARAMETER].string_value = json.dumps(
-            {
-                knob: {"value": list(s.value) if isinstance(s.value, tuple) else s.value, "source": s.source}
-                for knob, s in self.settings.items()
-            }
-        )
-        return config
+    staged: pb.ModelConfig
 
     def line(self) -> str:
         return ", ".join(f"{knob} {setting}" for knob, setting in self.settings.items())
+
+
+def staged_config(name: str, built: pb.ModelConfig, settings: Mapping[str, Setting]) -> pb.ModelConfig:
+    """``built`` with every resolved setting written in, and :data:`SERVING_PARAMETER`; ValueError for what Triton
+    or the model would refuse."""
+    config = pb.ModelConfig()
+    config.CopyFrom(built)
+    values = {knob: setting.value for knob, setting in settings.items()}
+    if INSTANCES in values:
+        del config.instance_group[1:]
+        config.instance_group[0].count = values[INSTANCES]
+    for knob in (*_THREADS, "precision"):
+        if knob in values:
+            config.parameters[knob].string_value = str(values[knob])
+    if values.get("precision") == "int8" and not config.parameters["int8_artifact"].string_value:
+        raise ValueError(f"{name}: int8 asked, but the repository holds no INT8 IR for it")
+    batching = config.dynamic_batching
+    if "max_batch_size" in values:
+        queued_images = batching.default_queue_policy.max_queue_size * config.max_batch_size
+        config.max_batch_size = values["max_batch_size"]
+        if queued_images:  # the queue's bound stays the same number of images
+            batching.default_queue_policy.max_queue_size = max(1, queued_images // config.max_batch_size)
+    if "preferred_batch_sizes" in values:
+        del batching.preferred_batch_size[:]
+        batching.preferred_batch_size.extend(values["preferred_batch_sizes"])
+    if "max_queue_delay_us" in values:
+        batching.max_queue_delay_microseconds = values["max_queue_delay_us"]
+    if any(size > config.max_batch_size for size in batching.preferred_batch_size):
+        raise ValueError(f"{name}: preferred batch sizes above max_batch_size {config.max_batch_size}")
+    config.parameters[SERVING_PARAMETER].string_value = json.dumps(
+        {
+            knob: {"value": list(s.value) if isinstance(s.value, tuple) else s.value, "source": s.source}
+            for knob, s in settings.items()
+        }
+    )
+    return config
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,11 @@ class ServingPlan:
             *(f"  {model.name:<{width}}  {model.line()}" for model in self.models if model.settings),
         ]
 
+    @property
+    def staged_configs(self) -> dict[str, pb.ModelConfig]:
+        """What Triton runs, by model name."""
+        return {model.name: model.staged for model in self.models}
+
     def stage(self, directory: Path) -> Path:
         """Write the staged repository into ``directory`` (created): configs rewritten, the rest linked."""
         directory.mkdir(parents=True)
@@ -122,13 +131,23 @@ class ServingPlan:
             for entry in source.iterdir():
                 if entry.name != CONFIG:
                     (staged / entry.name).symlink_to(entry)
-            text = text_format.MessageToString(model.staged_config())
+            text = text_format.MessageToString(model.staged)
             (staged / CONFIG).write_text(f"# Staged by yolo-server serve from {source / CONFIG}\n{text}")
         return directory
 
 
 def read_config(path: Path) -> pb.ModelConfig:
     return text_format.Parse(path.read_text(), pb.ModelConfig())
+
+
+def read_configs(repository: Path) -> dict[str, pb.ModelConfig]:
+    """Every model config of ``repository``, by model name, in name order."""
+    return {path.parent.name: read_config(path) for path in sorted(Path(repository).glob(f"*/{CONFIG}"))}
+
+
+def parameters_of(config: pb.ModelConfig) -> dict[str, str]:
+    """A config's ``parameters`` as plain strings (what :class:`~yolo_client.contract.Parameters` reads)."""
+    return {key: value.string_value for key, value in config.parameters.items()}
 
 
 def plan_serving(
@@ -144,22 +163,17 @@ def plan_serving(
     """
     budget = budget or cpu_budget()
     applied, note = _tuning(repository, tuning, budget, (cpu or CpuFeatures.of_this_machine()).isa())
-    configs = {path.parent.name: read_config(path) for path in sorted(Path(repository).glob(f"*/{CONFIG}"))}
+    configs = read_configs(repository)
     roles = model_roles(configs)
     unknown = set(applied.models if applied else ()) - set(configs)
     if unknown:
         raise ValueError(f"the tuning file names models the repository lacks: {sorted(unknown)}")
-    models = tuple(
-        ModelPlan(
-            name,
-            config,
-            _resolve(config, roles[name][1], budget.cpus, applied.models.get(name) if applied else None),
-        )
-        for name, config in configs.items()
-    )
-    for model in models:
-        model.staged_config()  # what Triton would refuse, said before anything starts
-    return ServingPlan(Path(repository), budget, note, models)
+    models = []
+    for name, config in configs.items():
+        settings = _resolve(config, roles[name][1], budget.cpus, applied.models.get(name) if applied else None)
+        # staged here, so that what Triton would refuse is said before anything starts
+        models.append(ModelPlan(name, config, settings, staged_config(name, config, settings)))
+    return ServingPlan(Path(repository), budget, note, tuple(models))
 
 
 def _tuning(repository: Path, given: Path | None, budget: CpuBudget, isa: str) -> tuple[Tuning | None, str]:
@@ -176,13 +190,8 @@ def _tuning(repository: Path, given: Path | None, budget: CpuBudget, isa: str) -
     return tuning, f"{default} (measured on {tuning.machine()})"
 
 
-def _parameters(config: pb.ModelConfig) -> dict[str, str]:
-    return {key: value.string_value for key, value in config.parameters.items()}
-
-
-def _built(config: pb.ModelConfig, knob: str) -> Any:
-    """What the built config holds for ``knob``, or None where the model has no such setting."""
-    parameters = _parameters(config)
+def _built(config: pb.ModelConfig, parameters: Mapping[str, str], knob: str) -> Any:
+    """What the built config (its ``parameters`` read) holds for ``knob``, or None where the model has none."""
     if knob == INSTANCES:
         return sum(group.count for group in config.instance_group) if config.instance_group else None
     if knob in (*_THREADS, "precision") and "artifact" in parameters:  # a cpu detector (or the fused model)
@@ -198,13 +207,13 @@ def _built(config: pb.ModelConfig, knob: str) -> Any:
 
 def _resolve(config: pb.ModelConfig, role: str, cpus: int, tuning: ModelTuning | None) -> dict[str, Setting]:
     """Each setting of one model: tuned, else built where the build was given it, else sized."""
-    parameters = _parameters(config)
-    sized_knobs = Sized.from_parameters(parameters).sized if "sized" in parameters else ()
+    parameters = parameters_of(config)
+    sized_knobs = Sized.left_to_serve(parameters)
     sized = sized_settings(role, config.backend == "python", cpus)
     tuned = tuning.items() if tuning else {}
     settings = {}
-    for knob in (INSTANCES, *_THREADS, "max_batch_size", "preferred_batch_sizes", "max_queue_delay_us", "precision"):
-        built = _built(config, knob)
+    for knob in TUNABLE:
+        built = _built(config, parameters, knob)
         if knob in tuned:
             if built is None:
                 raise ValueError(f"{config.name} has no {knob} to tune")

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from yolo_client.contract import Parameters
@@ -75,6 +76,14 @@ class Sized(Parameters):
     those the build was not given. The config holds a placeholder for each (what plain tritonserver runs)."""
 
     sized: tuple[str, ...]
+
+    @classmethod
+    def left_to_serve(cls, parameters: Mapping[str, str]) -> tuple[str, ...]:
+        """The knobs a model's ``parameters`` leave to serve; none where they hold no such list (a model config
+        written by hand, or by a build before sizing)."""
+        if any(f.name not in parameters for f in cls.parameter_fields()):
+            return ()
+        return cls.from_parameters(parameters).sized
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,7 @@ from typing import Any
 from yolo_client.benchmark import sample_images
 from yolo_client.contract import model_roles
 from yolo_server.extras import import_extra
-from yolo_server.launcher.options import ServeOptions
-from yolo_server.launcher.ports import free_ports
-from yolo_server.launcher.process import TritonServer
+from yolo_server.launcher.process import loopback_server
 from yolo_server.launcher.staging import plan_serving
 from yolo_server.launcher.tuned import TUNING_FILE, Tuning
 from yolo_server.precision import CpuFeatures
@@ -146,24 +143,6 @@ def _progress(total_s: float) -> Any:
     return tqdm.tqdm(total=round(total_s), unit="s", desc="tune", file=sys.stderr, dynamic_ncols=True)
 
 
-@contextmanager
-def trial_server(repository: Path, tuning_path: Path | None = None) -> Iterator[str]:
-    """``repository`` served with the tuning file ``tuning_path`` (None: as ``serve`` would) on free loopback
-    ports, until the block ends; yields its gRPC ``host:port`` once every model is ready. Its processes take this
-    process' CPU affinity, and it is sized to that."""
-    http, grpc, metrics = free_ports(3)
-    options = ServeOptions(
-        repository, http_port=http, grpc_port=grpc, metrics_port=metrics, tuning=tuning_path, front=False
-    )
-    server = TritonServer(options, plan=plan_serving(repository, tuning=tuning_path))
-    try:
-        server.start(stream=None)
-        server.wait_ready()
-        yield f"127.0.0.1:{grpc}"
-    finally:
-        server.stop()
-
-
 def measure_settings(
     options: TuneOptions, model: str, tuning: Tuning, data: Path, workdir: Path, number: int, tool: PerfAnalyzer
 ) -> tuple[tuple[Measurement, ...], str]:
@@ -171,8 +150,9 @@ def measure_settings(
     tuning_path = workdir / f"trial-{number}.json"
     tuning.write(tuning_path)
     try:
-        with trial_server(options.repository, tuning_path) as url:
-            return tuple(measure(url, model, data, options.concurrencies, options.measurement, tool)), ""
+        with loopback_server(options.repository, tuning=tuning_path, front=False) as server:
+            measured = measure(server.endpoints.grpc, model, data, options.concurrencies, options.measurement, tool)
+            return tuple(measured), ""
     except (PerfAnalyzerError, RuntimeError, ValueError) as exc:  # a load that failed, an unstable measurement
         lines = str(exc).strip().splitlines()
         return (), lines[-1][:300] if lines else type(exc).__name__
