@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from yolo_client.benchmark import sample_images
 from yolo_client.contract import OUTPUT_NAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import MODELS, build, synthetic_jpegs
+from bench_server import MODELS, build
 
 MODEL = "yolov4_tiny"
 
@@ -96,17 +97,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
+    from yolo_server.launcher.launch import Serving
     from yolo_server.launcher.options import ServeOptions
     from yolo_server.launcher.ports import free_ports
-    from yolo_server.launcher.process import TritonServer
 
-    images = synthetic_jpegs(16)
+    images = sample_images(16)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         repository = Path(tmp) / "repository"
         build(MODELS["yolov4-tiny"], repository, args.size, 8, [])
         http, grpc, metrics = free_ports(3)
-        server = TritonServer(
+        server = Serving(  # tritonserver behind its nginx front, as `yolo-server serve` runs it
             ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
         )
         server.start(stream=None)

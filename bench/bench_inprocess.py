@@ -19,7 +19,6 @@ Both sides use the same 2 threads.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,28 +30,25 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers.darknet_files import cfg_text_at_size, write_random_model
 from yolo_client.contract import DEFAULT_NMS_THRESHOLD, DEFAULT_SCORE_THRESHOLD
+from yolo_client.scenes import draw_scene, generate_scene
+from yolo_server.darknet.random_weights import write_random_model
 from yolo_server.evaluation.agreement import matched_share
 from yolo_server.pipeline import Detector
 from yolo_server.precision import cpu_has_native_bf16
 
 THREADS = 2
 SIZE = 416
-DEMO_CFG = Path(__file__).resolve().parents[1] / "models" / "shapes" / "yolov4-tiny-shapes.cfg"
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DEMO_CFG = MODELS / "shapes" / "yolov4-tiny-shapes.cfg"
 DEMO_WEIGHTS = DEMO_CFG.with_suffix(".weights")
 
 
 def images(count: int, seed: int = 0) -> list[np.ndarray]:
-    """Smooth synthetic RGB frames of mixed sizes (calibrated random weights respond to them like to photos)."""
+    """Synthetic RGB scenes (yolo_client.scenes) of mixed sizes: 640x480, 1280x720, 500x375 in turn."""
     rng = np.random.default_rng(seed)
-    out = []
-    for i in range(count):
-        height, width = [(480, 640), (720, 1280), (375, 500)][i % 3]
-        coarse = rng.integers(0, 256, (height // 40, width // 40, 3), dtype=np.uint8)
-        out.append(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC))
-    return out
+    sizes = [(640, 480), (1280, 720), (500, 375)]
+    return [draw_scene(rng, *sizes[i % len(sizes)]).image for i in range(count)]
 
 
 def rate(run: Callable[[], object], batch: int, seconds: float) -> float:
@@ -93,7 +89,6 @@ class OpenCVDetector:
 @dataclass(frozen=True)
 class Workload:
     cfg: Path
-    opencv_cfg: Path
     weights: Path
     frames: list[np.ndarray]
 
@@ -101,14 +96,10 @@ class Workload:
 def workload(name: str, tmp: Path) -> Workload:
     """The shipped demo model on generated scenes, or an official cfg on calibrated random weights."""
     if name == "demo":
-        from yolo_server.training.scenes import generate_scene
-
         frames = [generate_scene(99, index).image for index in range(8)]
-        return Workload(DEMO_CFG, DEMO_CFG, DEMO_WEIGHTS, frames)
-    cfg, weights, _ = write_random_model(tmp, name, SIZE, SIZE)
-    opencv_cfg = tmp / f"{name}-opencv.cfg"
-    opencv_cfg.write_text(cfg_text_at_size(name, SIZE, SIZE))
-    return Workload(cfg, opencv_cfg, weights, images(8))
+        return Workload(DEMO_CFG, DEMO_WEIGHTS, frames)
+    cfg, weights, _ = write_random_model(MODELS / "darknet" / f"{name}.cfg", tmp, SIZE, SIZE)
+    return Workload(cfg, weights, images(8))
 
 
 def main() -> None:
@@ -124,7 +115,7 @@ def main() -> None:
             work = workload(name, Path(tmp))
             fp32 = Detector(work.cfg, work.weights, precision="fp32", input_size=SIZE)
             bf16 = Detector(work.cfg, work.weights, precision="bf16", input_size=SIZE)
-            opencv = OpenCVDetector(work.opencv_cfg, work.weights)
+            opencv = OpenCVDetector(work.cfg, work.weights)
             for batch in (1, 8):
                 chunk = work.frames[:batch]
                 blob = cv2.dnn.blobFromImages(chunk, 1 / 255.0, (SIZE, SIZE), swapRB=False, crop=False)

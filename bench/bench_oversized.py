@@ -28,10 +28,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.helpers.oversized import MIB, Outcome, RawChannel, oversized_request, server_memory
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oversized import MIB, Outcome, RawChannel, oversized_request
+from server_processes import server_memory
+
 from yolo_client.contract import DEFAULT_MODEL
-from yolo_server.launcher.process import TritonServer, loopback_server
+from yolo_server.launcher.launch import Serving, loopback_server
 from yolo_server.launcher.supervise import Supervision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,7 @@ def summary(outcomes: list[Outcome]) -> str:
 
 
 @contextmanager
-def demo_server(setup: dict[str, Any], log: Path) -> Iterator[TritonServer]:
+def demo_server(setup: dict[str, Any], log: Path) -> Iterator[Serving]:
     """A ready server on the demo repository, free loopback ports, no supervision, ``setup`` on top; its output
     goes to ``log``."""
     with (
@@ -69,10 +71,11 @@ def run_shape(name: str, gigabytes: int, workdir: Path) -> None:
         measure(name, server, gigabytes)
 
 
-def measure(name: str, server: TritonServer, gigabytes: int) -> None:
+def measure(name: str, serving: Serving, gigabytes: int) -> None:
+    server, front = serving.server, serving.front
     triton = server.pid
     assert triton is not None
-    cap = server.front.config.cap_text if server.front else "none"
+    cap = front.config.cap_text if front else "none"
     print(f"\n== {name}: front {cap}, gRPC {server.endpoints.grpc}")
 
     def memory() -> str:

@@ -29,7 +29,7 @@ from isa import isa_line
 
 from yolo_client.benchmark import sample_images
 from yolo_client.contract import DEFAULT_MODEL
-from yolo_server.launcher.process import loopback_server
+from yolo_server.launcher.launch import loopback_server
 from yolo_server.launcher.sizing import cpu_budget
 from yolo_server.launcher.tuned import ModelTuning, Tuning
 from yolo_server.precision import CpuFeatures
@@ -63,14 +63,8 @@ def measured(
 
 
 def table(concurrencies: list[int]) -> None:
-    import cv2
-    import numpy as np
-
     small = sample_images(count=1)[0]
-    rng = np.random.default_rng(0)
-    frame = cv2.resize(cv2.imdecode(np.frombuffer(small, np.uint8), cv2.IMREAD_COLOR), (1920, 1080))
-    frame = np.clip(frame.astype(np.int16) + rng.integers(-8, 9, frame.shape), 0, 255).astype(np.uint8)
-    large = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    large = sample_images(count=1, width=1920, height=1080)[0]
     cpus = os.sched_getaffinity(0)
     print("| image | concurrency | images/s | p50 ms | p99 ms | queue ms | compute input ms | compute infer ms "
           "| compute output ms | network + client ms |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip

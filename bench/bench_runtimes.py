@@ -37,7 +37,6 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inprocess import SIZE, THREADS, OpenCVDetector, Workload, rate, workload
 from isa import ISA_CAPS, cap_isa, isa_line
@@ -170,7 +169,8 @@ def contenders(name: str, work: Workload, tmp: Path, compile_too: bool) -> list[
 
 def accuracy(rows: list[Row], work: Workload, tmp: Path) -> dict[str, tuple[float, float, float, float]]:
     """Per runtime: shares of fp32-eager boxes matched at IoU >= 0.5 and 0.9, mAP@0.5 and @[.5:.95] (demo)."""
-    from yolo_server.training.scenes import generate_scene, write_dataset
+    from yolo_client.scenes import generate_scene
+    from yolo_server.training.scenes import write_dataset
 
     frames = [generate_scene(MATCH_SEED, index).image for index in range(MATCH_SCENES)]
     dataset = CocoDataset.load(write_dataset(tmp / "heldout", MAP_SCENES, MAP_SEED, progress=False))
@@ -185,6 +185,18 @@ def accuracy(rows: list[Row], work: Workload, tmp: Path) -> dict[str, tuple[floa
         agreed = (matched_share(reference, found, AGREEMENT_IOU), matched_share(reference, found, 0.9))
         results[row.name] = (*agreed, mapped.map50, mapped.map50_95)
     return results
+
+
+def print_accuracy(name: str, scores: dict[str, tuple[float, float, float, float]]) -> None:
+    """Each runtime's agreement with torch eager fp32 and its mAPs, and whether it keeps accuracy as the gate judges."""
+    _, _, base50, base = scores["torch eager fp32"]
+    print(f"\n{name} accuracy against torch eager fp32: boxes found again at IoU>=0.5 / 0.9 on "
+          f"{MATCH_SCENES} scenes; mAP@0.5, mAP@[.5:.95] on {MAP_SCENES} held-out")  # fmt: skip
+    for runtime, (at50, at90, map50, map50_95) in scores.items():
+        keeps = at50 >= MIN_AGREEMENT and base50 - map50 <= MAX_MAP50_DROP and base - map50_95 <= MAX_MAP_DROP
+        print(f"  {runtime:24} {at50:7.1%} {at90:7.1%}  mAP@0.5 {map50:.4f} ({map50 - base50:+.4f})  "
+              f"mAP@[.5:.95] {map50_95:.4f} ({map50_95 - base:+.4f})  "
+              f"{'keeps accuracy' if keeps else 'LOSES accuracy'}")  # fmt: skip
 
 
 def main() -> None:
@@ -207,7 +219,7 @@ def main() -> None:
         for name in args.models.split(","):
             work = workload(name, tmp)
             rows = contenders(name, work, tmp, not args.no_compile)
-            opencv = OpenCVDetector(work.opencv_cfg, work.weights)
+            opencv = OpenCVDetector(work.cfg, work.weights)
             detectors = {
                 row.name: Detector(work.cfg, work.weights, input_size=SIZE, network=row.network) for row in rows
             }
@@ -241,16 +253,7 @@ def main() -> None:
                         f"  goal: served pipeline / opencv dnn = {pipeline[served] / pipeline['opencv dnn']:.2f} (>= 3)"
                     )
             if name == "demo":
-                scores = accuracy(rows, work, tmp)
-                _, _, base50, base = scores["torch eager fp32"]
-                print(f"\n{name} accuracy against torch eager fp32: boxes found again at IoU>=0.5 / 0.9 on "
-                      f"{MATCH_SCENES} scenes; mAP@0.5, mAP@[.5:.95] on {MAP_SCENES} held-out")  # fmt: skip
-                for runtime, (at50, at90, map50, map50_95) in scores.items():
-                    keeps = (at50 >= MIN_AGREEMENT and base50 - map50 <= MAX_MAP50_DROP
-                             and base - map50_95 <= MAX_MAP_DROP)  # fmt: skip
-                    print(f"  {runtime:24} {at50:7.1%} {at90:7.1%}  mAP@0.5 {map50:.4f} ({map50 - base50:+.4f})  "
-                          f"mAP@[.5:.95] {map50_95:.4f} ({map50_95 - base:+.4f})  "
-                          f"{'keeps accuracy' if keeps else 'LOSES accuracy'}")  # fmt: skip
+                print_accuracy(name, accuracy(rows, work, tmp))
             setup = ", ".join(f"{row.name} {row.setup_s:.1f}s" for row in rows if row.setup_s)
             print(f"\n{name} conversion / first compile: {setup}")
 

@@ -34,10 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from yolo_client.benchmark import sample_images
 from yolo_client.contract import STAGES, TARGET_FPS, model_name
 from yolo_server.precision import DEFAULT_PRECISION, PRECISIONS
 
@@ -86,22 +86,9 @@ class LoadResult:
     p95_ms: float
 
 
-def synthetic_jpegs(count: int, seed: int = 0) -> list[bytes]:
-    """Photo-like 640x480 JPEGs: smooth colour fields with shapes (no downloads)."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(count):
-        image = cv2.resize(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
-        for _ in range(6):
-            center = (int(rng.integers(0, 640)), int(rng.integers(0, 480)))
-            cv2.circle(image, center, int(rng.integers(10, 120)), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
-        images.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-    return images
-
-
 def scene_jpegs(count: int, seed: int = 99) -> list[bytes]:
     """Held-out demo scenes (any size 240-1000 px a side), as the demo detector sees them."""
-    from yolo_server.training.scenes import encode_jpeg, generate_scene
+    from yolo_client.scenes import encode_jpeg, generate_scene
 
     return [encode_jpeg(generate_scene(seed, index)) for index in range(count)]
 
@@ -208,13 +195,13 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
 def serve_and_measure(
     repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float
 ) -> tuple[list[LoadResult], dict[str, int]]:
+    from yolo_server.launcher.launch import Serving
     from yolo_server.launcher.options import ServeOptions
     from yolo_server.launcher.ports import free_ports
-    from yolo_server.launcher.process import TritonServer
 
     http, grpc, metrics = free_ports(3)
     options = ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
-    server = TritonServer(options)
+    server = Serving(options)  # tritonserver behind its nginx front, as `yolo-server serve` runs it
     server.start(stream=None)
     try:
         server.wait_ready(300)
@@ -250,7 +237,7 @@ def main() -> None:
             extra += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
 
     model = MODELS[args.model]
-    images = scene_jpegs(16) if args.model == "demo" else synthetic_jpegs(16)
+    images = scene_jpegs(16) if args.model == "demo" else sample_images(16)
     layouts = {"fused": ["--fused"], "ensemble": ["--no-fused"]}
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         if not args.no_int8:

@@ -20,22 +20,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]
-from isa import isa_line  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from isa import isa_line
+from server_processes import resident_kib, stub_models
 
-from tests.helpers.serving import stub_models  # noqa: E402
-from yolo_client import YoloClient  # noqa: E402
-from yolo_client.contract import DEFAULT_MODEL, ROLES, model_name  # noqa: E402
+from yolo_client import YoloClient
+from yolo_client.contract import DEFAULT_MODEL, ROLES, model_name
+from yolo_client.scenes import draw_scene
 
 LIBRARIES = {"torch": "libtorch", "openvino": "libopenvino"}
 
 
 def stub_memory(pid: int) -> tuple[int, dict[str, bool]]:
     """A stub's resident KiB, and which of :data:`LIBRARIES` it maps."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
     maps = Path(f"/proc/{pid}/maps").read_text()
-    return rss_kib, {name: marker in maps for name, marker in LIBRARIES.items()}
+    return resident_kib(pid), {name: marker in maps for name, marker in LIBRARIES.items()}
 
 
 def main() -> None:
@@ -55,7 +54,7 @@ def main() -> None:
     server.start(stream=None)
     try:
         server.wait_ready(300)
-        image = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+        image = draw_scene(np.random.default_rng(0), 400, 300).image
         for transport in ("bytes", "tensor"):
             with YoloClient(server.endpoints.grpc, args.model, transport=transport) as client:
                 for _ in range(args.requests):

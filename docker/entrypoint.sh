@@ -14,57 +14,89 @@
 #                          image model of $REPOSITORY answers within 12 s (the container's one health check)
 #   anything else          run as a command (e.g. `sh`)
 #
-# Environment (unset or empty: the default):
+# Environment (unset or empty: the default). The container's own:
 #   MODELS_DIR  folder of the user's files, compose mounts ../models here     default /models
-#   CFG         darknet .cfg, relative to MODELS_DIR or absolute               default: the shapes demo model (as
-#                                                                               `make serve`), its weights and names
-#   WEIGHTS     darknet .weights (relative to MODELS_DIR or absolute)          default with CFG: calibrated RANDOM
-#   NAMES       class names file (relative to MODELS_DIR or absolute)          default with CFG: class ids
-#   SIZE        network input, N or WxH                                        default: the cfg's
-#   TARGET      tensorrt | cpu                                                 default: cpu
-#   PRECISION   fp16 | fp32 (tensorrt), auto | fp32 | bf16 | int8 (cpu)        default: yolo-server's
-#   CALIBRATION_IMAGES  cpu: a folder of images (in MODELS_DIR) to build INT8 from  default: no INT8 (the demo
-#                                                                              model: its scenes, as `make build`)
-#   VALIDATION  COCO annotations (in MODELS_DIR) for the INT8 accuracy gate    default: agreement with fp32
-#   INT8_GATE_FAILURE  fallback | stop, when INT8 fails its gate              default: fallback
-#   MAX_BATCH_SIZE  largest dynamic batch (the TensorRT profile's max)         default: yolo-server's per target
-#   OPT_BATCH_SIZE  the TensorRT profile's optimum                             default: half of MAX_BATCH_SIZE
-#   PREFERRED_BATCH_SIZES  the detector's preferred batches, e.g. 16,32        default: yolo-server's per target
-#   MAX_QUEUE_DELAY_US, MAX_QUEUE_IMAGES, QUEUE_TIMEOUT_US  each model's dynamic-batching queue
-#                                                                              default: yolo-server's per target
-#   PREPROCESS_INSTANCES, DETECTOR_INSTANCES, POSTPROCESS_INSTANCES  model instances (GPU ones per GPU)
-#                                                                              default: sized by serve
-#   FUSED_INSTANCES  cpu: instances of the fused model, each taking a dynamic batch on one thread
-#                                                                              default: sized by serve
-#   DETECTOR_THREADS  cpu: OpenVINO threads of a detector instance, the fused model's for a lone image
-#               (0: one per core it sees)                                      default: sized by serve
-#               (sized by serve: to the CPUs the container may use, the smaller of its affinity and its cgroup
-#               CPU quota, when the server starts: docs/cpu-serving.md "Sized to the machine")
-#   FUSED       cpu: 1 the fused model, 0 the preprocess -> detector -> postprocess ensemble   default: fused
-#   MODEL_NAME  the served base name                                           default: from the cfg file name
-#   SCORE_THRESHOLD, NMS_THRESHOLD, MAX_DETECTIONS  the served thresholds and detection cap
-#                                                                              default: yolo-server's (darknet's)
-#   CLASS_AGNOSTIC  1: NMS across classes                                      default 0: per class
-#   MAX_PIXELS, MAX_BYTES  the largest image accepted, in pixels and in encoded bytes   default: yolo-server's
 #   REPOSITORY  the model repository folder (a volume shared by builder and server)   default /repository
-#   EXIT_TIMEOUT  seconds Triton drains in-flight requests after SIGTERM       default 30 (< stop grace period)
-#   READY_TIMEOUT  seconds the models may take to load                        default: yolo-server's (600)
-#   SHM_BYTES   Python-backend shared memory per model instance (/dev/shm)     default: yolo-server's (32 MiB)
-#   CHECK_INTERVAL, CANARY_INTERVAL, CANARY_TIMEOUT  supervision: seconds between stub checks (0: none), between
-#               canary inferences, and a canary's deadline                     default: yolo-server's
-#   LOG_VERBOSE  Triton's log verbosity                                        default 0
-#   TUNING      settings `yolo-server tune` chose (serve --tuning; relative to MODELS_DIR or absolute)
-#                                                                              default: $REPOSITORY/tuning.json
-#                                                                              where measured on this machine
-#   MAX_REQUEST_BYTES  the front's cap on one request (serve --max-request-bytes)   default: the largest request
-#                                                                              the repository's models accept
-#   ADMIN_KEY_FILE  file with the key the `admin-key` header (gRPC: triton-grpc-protocol-admin-key) must carry
-#               for Triton's repository, shared-memory, trace and logging APIs (serve --admin-key-file; set:
-#               the file must exist)                                           default: those APIs off
-#   TLS_CERT, TLS_KEY  PEM certificate (chain) and key: gRPC over TLS; HTTP then binds 127.0.0.1 only (health
-#               checks still reach it)                                         default: no TLS
-#   TLS_CLIENT_CA  PEM CA that client certificates must chain to: mutual TLS (needs TLS_CERT, TLS_KEY)
-#                                                                              default: no client certificates
+#   CFG         unset: the shapes demo model (as `make serve`), with its weights and names, INT8 calibrated and
+#               gated on its generated scenes (as `make build`); WEIGHTS unset with a CFG: calibrated RANDOM weights
+#   EXIT_TIMEOUT  keep it under the orchestrator's stop grace period (compose's stop_grace_period, k8s's
+#               terminationGracePeriodSeconds)
+#   The counts and threads left unset are sized by serve to the CPUs the container may use, the smaller of its
+#   affinity and its cgroup CPU quota (docs/cpu-serving.md "Sized to the machine").
+# Each option's variable, generated by docker/gen_options.py from the declared options (docs/options.md):
+# >>> variables
+#   CFG                     (build --cfg) darknet .cfg; a file in MODELS_DIR, or an absolute path
+#   WEIGHTS                 (build --weights) darknet .weights (default: calibrated RANDOM weights, not trained); a
+#                           file in MODELS_DIR, or an absolute path
+#   NAMES                   (build --names) class names, one per line (default: class ids); a file in MODELS_DIR, or
+#                           an absolute path
+#   SIZE                    (build --size) network input, N or WxH, multiples of 32 (default: the cfg's)
+#   TARGET                  (build --target) what serves the detector: OpenVINO on the CPU, or TensorRT (auto:
+#                           tensorrt where a GPU and torch_tensorrt are here) (default cpu)
+#   PRECISION               (build --precision) cpu: auto|fp32|bf16|int8 (default auto: the fastest built on the
+#                           serving CPU: int8 where it was built and the CPU has AVX2, bf16 where native, else fp32);
+#                           tensorrt: fp16|fp32 (default fp16), int8 is refused with the reason
+#   MODEL_NAME              (build --name) base model name (default: from the cfg file name)
+#   SCORE_THRESHOLD         (build --score-threshold) the served score threshold (default 0.25)
+#   NMS_THRESHOLD           (build --nms-threshold) the served DIoU-NMS threshold (default 0.45)
+#   MAX_DETECTIONS          (build --max-detections) the most detections an image returns (default 300)
+#   CLASS_AGNOSTIC          (build --class-agnostic) NMS across classes (default: per class); 1 or 0
+#   MAX_BATCH_SIZE          (build --max-batch-size) largest dynamic batch (default: cpu 8, tensorrt 32)
+#   OPT_BATCH_SIZE          (build --opt-batch-size) TensorRT profile optimum (default: half the max batch)
+#   MAX_QUEUE_DELAY_US      (build --max-queue-delay-us) longest wait to fill a batch (default: cpu 0, tensorrt 2000)
+#   MAX_QUEUE_IMAGES        (build --max-queue-images) images each model's queue holds, full-batch requests counted
+#                           (default: cpu 512, tensorrt 16384)
+#   QUEUE_TIMEOUT_US        (build --queue-timeout-us) longest wait in one model's queue before UNAVAILABLE (default:
+#                           cpu 3000000, tensorrt 3000000)
+#   PREFERRED_BATCH_SIZES   (build --preferred-batch-sizes) the detector's preferred dynamic batches (default: cpu
+#                           none, tensorrt optimum and max)
+#   PREPROCESS_INSTANCES    (build --instances preprocess=N) instances per model kind (repeatable; default: sized by
+#                           serve to the CPUs it may use, the tensorrt detector 1 per GPU)
+#   DETECTOR_INSTANCES      (build --instances detector=N) instances per model kind (repeatable; default: sized by
+#                           serve to the CPUs it may use, the tensorrt detector 1 per GPU)
+#   POSTPROCESS_INSTANCES   (build --instances postprocess=N) instances per model kind (repeatable; default: sized by
+#                           serve to the CPUs it may use, the tensorrt detector 1 per GPU)
+#   FUSED_INSTANCES         (build --instances fused=N) instances per model kind (repeatable; default: sized by serve
+#                           to the CPUs it may use, the tensorrt detector 1 per GPU)
+#   MAX_PIXELS              (build --max-pixels) per image, checked before decoding (default 50000000)
+#   MAX_BYTES               (build --max-bytes) per encoded image (default 67108864)
+#   DETECTOR_THREADS        (build --detector-threads) OpenVINO threads per cpu detector instance, the fused model's
+#                           for a lone image (0: one per core; default: sized by serve to the CPUs it may use)
+#   FUSED                   (build --fused) serve images with one fused Python model instead of the ensemble (default:
+#                           cpu fused; tensorrt: ensemble only); 1 or 0
+#   CALIBRATION_IMAGES      (build --calibration-images) cpu: also build an INT8 IR, calibrated on the images under
+#                           DIR (JPEG, PNG, WebP, BMP; at least 64, like the traffic to serve); it is kept only where
+#                           it passes its accuracy gate; a file in MODELS_DIR, or an absolute path
+#   VALIDATION              (build --validation) the INT8 gate on COCO annotations: mAP@0.5 and mAP@[.5:.95] against
+#                           fp32 (default: the share of fp32's boxes INT8 finds again on the calibration images); a
+#                           file in MODELS_DIR, or an absolute path
+#   INT8_GATE_FAILURE       (build --int8-gate-failure) an INT8 IR that fails its gate: fallback (write none, serve
+#                           fp32/bf16, warn) or stop (fail the build) (default fallback)
+#   EXIT_TIMEOUT            (serve --exit-timeout) seconds to drain in-flight requests on SIGTERM (keep it under the
+#                           stop grace period) (default 30)
+#   READY_TIMEOUT           (serve --ready-timeout) seconds to wait for every model (default 600.0)
+#   SHM_BYTES               (serve --shm-bytes) Python-backend shared memory per instance (/dev/shm) and its growth
+#                           step (default 33554432)
+#   LOG_VERBOSE             (serve --log-verbose) Triton's log verbosity (default 0)
+#   ADMIN_KEY_FILE          (serve --admin-key-file) file holding the key that the 'admin-key' HTTP header (gRPC:
+#                           'triton-grpc-protocol-admin-key') must carry for the repository, shared-memory, trace and
+#                           logging APIs (default: a random key nobody knows: those APIs are off)
+#   TLS_CERT                (serve --tls-cert) gRPC TLS: PEM server certificate (chain); HTTP then binds 127.0.0.1
+#                           (default: no TLS)
+#   TLS_KEY                 (serve --tls-key) gRPC TLS: PEM private key of --tls-cert
+#   TLS_CLIENT_CA           (serve --tls-client-ca) mutual TLS: PEM CA that client certificates must chain to
+#                           (default: no client certificates)
+#   CHECK_INTERVAL          (serve --check-interval) seconds between checks of the Python-backend stubs (0: no
+#                           supervision) (default 1.0)
+#   CANARY_INTERVAL         (serve --canary-interval) seconds between canary inferences through each image model
+#                           (default 5.0)
+#   CANARY_TIMEOUT          (serve --canary-timeout) deadline of one canary inference (default 15.0)
+#   MAX_REQUEST_BYTES       (serve --max-request-bytes) the front's cap on one request (default: the largest request
+#                           the repository's models accept)
+#   TUNING                  (serve --tuning) settings `yolo-server tune` chose, applied whatever machine they were
+#                           measured on (default: the repository's tuning.json where it was measured on the same CPUs
+#                           and ISA as this machine); a file in MODELS_DIR, or an absolute path
+# <<< variables
 #   YOLO_DRY_RUN=1  print the yolo-server argv, one argument a line, instead of running it (tests/unit/test_deploy_*)
 set -eu
 
@@ -113,8 +145,6 @@ write_scenes() {  # NAME SEED COUNT: the demo's generated scenes under $DEMO_SCE
 }
 
 build() {
-    fused=$(boolean FUSED "${FUSED:-}")
-    class_agnostic=$(boolean CLASS_AGNOSTIC "${CLASS_AGNOSTIC:-}")
     names=${NAMES:+$(in_models "$NAMES")}
     weights=${WEIGHTS:+$(in_models "$WEIGHTS")}
     if [ -n "${CFG:-}" ]; then
@@ -127,37 +157,42 @@ build() {
             cpu:auto: | cpu:int8:) demo_scenes=1 ;;  # INT8 as `make build` builds it
         esac
     fi
-    set -- yolo-server build --cfg "$cfg" --target "${TARGET:-cpu}" --output "$REPOSITORY"
+    set -- yolo-server build --cfg "$cfg" --output "$REPOSITORY"
     [ -z "$weights" ] || set -- "$@" --weights "$weights"
     [ -z "$names" ] || set -- "$@" --names "$names"
+    # >>> build options: generated by docker/gen_options.py, do not edit
     [ -z "${SIZE:-}" ] || set -- "$@" --size "$SIZE"
+    [ -z "${TARGET:-}" ] || set -- "$@" --target "$TARGET"
     [ -z "${PRECISION:-}" ] || set -- "$@" --precision "$PRECISION"
-    [ -z "${CALIBRATION_IMAGES:-}" ] || set -- "$@" --calibration-images "$(in_models "$CALIBRATION_IMAGES")"
-    [ -z "${VALIDATION:-}" ] || set -- "$@" --validation "$(in_models "$VALIDATION")"
-    [ -z "${INT8_GATE_FAILURE:-}" ] || set -- "$@" --int8-gate-failure "$INT8_GATE_FAILURE"
-    if [ -n "${demo_scenes:-}" ]; then  # the user's VALIDATION, if given, gates the demo's INT8 instead
-        set -- "$@" --calibration-images "$DEMO_SCENES/calibration/images"
-        [ -n "${VALIDATION:-}" ] || set -- "$@" --validation "$DEMO_SCENES/validation/annotations.json"
-    fi
+    [ -z "${MODEL_NAME:-}" ] || set -- "$@" --name "$MODEL_NAME"
+    [ -z "${SCORE_THRESHOLD:-}" ] || set -- "$@" --score-threshold "$SCORE_THRESHOLD"
+    [ -z "${NMS_THRESHOLD:-}" ] || set -- "$@" --nms-threshold "$NMS_THRESHOLD"
+    [ -z "${MAX_DETECTIONS:-}" ] || set -- "$@" --max-detections "$MAX_DETECTIONS"
+    class_agnostic=$(boolean CLASS_AGNOSTIC "${CLASS_AGNOSTIC:-}")
+    [ "$class_agnostic" != 1 ] || set -- "$@" --class-agnostic
     [ -z "${MAX_BATCH_SIZE:-}" ] || set -- "$@" --max-batch-size "$MAX_BATCH_SIZE"
     [ -z "${OPT_BATCH_SIZE:-}" ] || set -- "$@" --opt-batch-size "$OPT_BATCH_SIZE"
+    [ -z "${MAX_QUEUE_DELAY_US:-}" ] || set -- "$@" --max-queue-delay-us "$MAX_QUEUE_DELAY_US"
+    [ -z "${MAX_QUEUE_IMAGES:-}" ] || set -- "$@" --max-queue-images "$MAX_QUEUE_IMAGES"
+    [ -z "${QUEUE_TIMEOUT_US:-}" ] || set -- "$@" --queue-timeout-us "$QUEUE_TIMEOUT_US"
     [ -z "${PREFERRED_BATCH_SIZES:-}" ] || set -- "$@" --preferred-batch-sizes "$PREFERRED_BATCH_SIZES"
     [ -z "${PREPROCESS_INSTANCES:-}" ] || set -- "$@" --instances "preprocess=$PREPROCESS_INSTANCES"
     [ -z "${DETECTOR_INSTANCES:-}" ] || set -- "$@" --instances "detector=$DETECTOR_INSTANCES"
     [ -z "${POSTPROCESS_INSTANCES:-}" ] || set -- "$@" --instances "postprocess=$POSTPROCESS_INSTANCES"
     [ -z "${FUSED_INSTANCES:-}" ] || set -- "$@" --instances "fused=$FUSED_INSTANCES"
-    [ -z "${DETECTOR_THREADS:-}" ] || set -- "$@" --detector-threads "$DETECTOR_THREADS"
-    [ -z "$fused" ] || set -- "$@" "$([ "$fused" = 1 ] && echo --fused || echo --no-fused)"
-    [ -z "${MAX_QUEUE_DELAY_US:-}" ] || set -- "$@" --max-queue-delay-us "$MAX_QUEUE_DELAY_US"
-    [ -z "${MAX_QUEUE_IMAGES:-}" ] || set -- "$@" --max-queue-images "$MAX_QUEUE_IMAGES"
-    [ -z "${QUEUE_TIMEOUT_US:-}" ] || set -- "$@" --queue-timeout-us "$QUEUE_TIMEOUT_US"
-    [ -z "${MODEL_NAME:-}" ] || set -- "$@" --name "$MODEL_NAME"
-    [ -z "${SCORE_THRESHOLD:-}" ] || set -- "$@" --score-threshold "$SCORE_THRESHOLD"
-    [ -z "${NMS_THRESHOLD:-}" ] || set -- "$@" --nms-threshold "$NMS_THRESHOLD"
-    [ -z "${MAX_DETECTIONS:-}" ] || set -- "$@" --max-detections "$MAX_DETECTIONS"
-    [ "$class_agnostic" != 1 ] || set -- "$@" --class-agnostic
     [ -z "${MAX_PIXELS:-}" ] || set -- "$@" --max-pixels "$MAX_PIXELS"
     [ -z "${MAX_BYTES:-}" ] || set -- "$@" --max-bytes "$MAX_BYTES"
+    [ -z "${DETECTOR_THREADS:-}" ] || set -- "$@" --detector-threads "$DETECTOR_THREADS"
+    fused=$(boolean FUSED "${FUSED:-}")
+    [ -z "$fused" ] || set -- "$@" "$([ "$fused" = 1 ] && echo --fused || echo --no-fused)"
+    [ -z "${CALIBRATION_IMAGES:-}" ] || set -- "$@" --calibration-images "$(in_models "$CALIBRATION_IMAGES")"
+    [ -z "${VALIDATION:-}" ] || set -- "$@" --validation "$(in_models "$VALIDATION")"
+    [ -z "${INT8_GATE_FAILURE:-}" ] || set -- "$@" --int8-gate-failure "$INT8_GATE_FAILURE"
+    # <<< build options
+    if [ -n "${demo_scenes:-}" ]; then  # the user's VALIDATION, if given, gates the demo's INT8 instead
+        set -- "$@" --calibration-images "$DEMO_SCENES/calibration/images"
+        [ -n "${VALIDATION:-}" ] || set -- "$@" --validation "$DEMO_SCENES/validation/annotations.json"
+    fi
     if [ "${YOLO_DRY_RUN:-}" = 1 ]; then
         run "$@"
         return
@@ -183,20 +218,23 @@ build() {
 }
 
 serve() {  # the options go before the caller's arguments, which come last and so win
-    [ -z "${MAX_REQUEST_BYTES:-}" ] || set -- --max-request-bytes "$MAX_REQUEST_BYTES" "$@"
+    # >>> serve options: generated by docker/gen_options.py, do not edit
     [ -z "${TUNING:-}" ] || set -- --tuning "$(in_models "$TUNING")" "$@"
-    [ -z "${READY_TIMEOUT:-}" ] || set -- --ready-timeout "$READY_TIMEOUT" "$@"
-    [ -z "${SHM_BYTES:-}" ] || set -- --shm-bytes "$SHM_BYTES" "$@"
-    [ -z "${CHECK_INTERVAL:-}" ] || set -- --check-interval "$CHECK_INTERVAL" "$@"
-    [ -z "${CANARY_INTERVAL:-}" ] || set -- --canary-interval "$CANARY_INTERVAL" "$@"
+    [ -z "${MAX_REQUEST_BYTES:-}" ] || set -- --max-request-bytes "$MAX_REQUEST_BYTES" "$@"
     [ -z "${CANARY_TIMEOUT:-}" ] || set -- --canary-timeout "$CANARY_TIMEOUT" "$@"
-    [ -z "${LOG_VERBOSE:-}" ] || set -- --log-verbose "$LOG_VERBOSE" "$@"
+    [ -z "${CANARY_INTERVAL:-}" ] || set -- --canary-interval "$CANARY_INTERVAL" "$@"
+    [ -z "${CHECK_INTERVAL:-}" ] || set -- --check-interval "$CHECK_INTERVAL" "$@"
     [ -z "${TLS_CLIENT_CA:-}" ] || set -- --tls-client-ca "$TLS_CLIENT_CA" "$@"
     [ -z "${TLS_KEY:-}" ] || set -- --tls-key "$TLS_KEY" "$@"
     [ -z "${TLS_CERT:-}" ] || set -- --tls-cert "$TLS_CERT" "$@"
     [ -z "${ADMIN_KEY_FILE:-}" ] || set -- --admin-key-file "$ADMIN_KEY_FILE" "$@"
+    [ -z "${LOG_VERBOSE:-}" ] || set -- --log-verbose "$LOG_VERBOSE" "$@"
+    [ -z "${SHM_BYTES:-}" ] || set -- --shm-bytes "$SHM_BYTES" "$@"
+    [ -z "${READY_TIMEOUT:-}" ] || set -- --ready-timeout "$READY_TIMEOUT" "$@"
+    [ -z "${EXIT_TIMEOUT:-}" ] || set -- --exit-timeout "$EXIT_TIMEOUT" "$@"
+    # <<< serve options
     run yolo-server serve "$REPOSITORY" --host 0.0.0.0 --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" \
-        --metrics-port "$METRICS_PORT" --exit-timeout "${EXIT_TIMEOUT:-30}" "$@"
+        --metrics-port "$METRICS_PORT" "$@"
 }
 
 health() {  # HTTP on loopback: reachable with TLS on (it binds 127.0.0.1 then), and without any network policy

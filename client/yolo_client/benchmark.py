@@ -75,22 +75,12 @@ class BenchResult:
 
 
 def sample_images(count: int = 8, width: int = 640, height: int = 480, seed: int = 0) -> list[bytes]:
-    """JPEG test images: smooth random blobs on a gradient (compress like photos, unlike white noise)."""
-    import cv2
+    """JPEG test images: synthetic scenes (:mod:`yolo_client.scenes`: shapes on a gradient, compress like photos,
+    unlike white noise), each at its own quality (70 to 95)."""
+    from .scenes import draw_scene, encode_jpeg
 
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        image = np.zeros((height, width, 3), dtype=np.uint8)
-        image[:] = np.linspace(0, 255, width, dtype=np.uint8)[None, :, None]
-        for _ in range(6):
-            centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-            axes = (int(rng.integers(20, width // 3)), int(rng.integers(20, height // 3)))
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-            cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        out.append(encoded.tobytes())
-    return out
+    return [encode_jpeg(draw_scene(rng, width, height)) for _ in range(count)]
 
 
 def run_closed_loop(

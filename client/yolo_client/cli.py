@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common() -> argparse.ArgumentParser:
+    """The options every command takes: the server, the model, the call and TLS."""
     common = argparse.ArgumentParser(add_help=False)
     server = common.add_argument_group("server")
     server.add_argument(
@@ -71,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     tls.add_argument("--tls-cert", metavar="PEM", help="client certificate chain (mutual TLS)")
     tls.add_argument("--tls-key", metavar="PEM", help="client private key (mutual TLS)")
     tls.add_argument("--tls-server-name", metavar="NAME", help="name to check in the server certificate")
+    return common
 
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common()
     parser = argparse.ArgumentParser(prog="yolo-client", description="Client for the YOLOv4 Triton server.")
     sub = parser.add_subparsers(dest="command")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -153,6 +154,16 @@ def above_score_threshold(score: S, threshold: float) -> S:
     return score > at_float32  # type: ignore[no-any-return]
 
 
+def check_score_threshold(threshold: object) -> None:
+    """Refuse a score threshold outside [0, 1), the server's and a call's alike (ValueError).
+
+    1 is out: :func:`above_score_threshold` keeps scores strictly above it, as darknet, and no score (objectness x
+    class probability) is above 1, so a threshold of 1 would keep nothing.
+    """
+    if not isinstance(threshold, numbers.Real) or not 0.0 <= float(threshold) < 1.0:
+        raise ValueError(f"score_threshold must be in [0, 1), got {threshold!r}")
+
+
 def head_name(index: int) -> str:
     """The detector output (and postprocess input) of the ``index``-th [yolo] head."""
     return f"{HEAD_PREFIX}{index}"
@@ -263,8 +274,9 @@ class ModelInfo(Parameters):
         info = cls.from_parameters(
             read_parameters(config), name=name, max_batch_size=int(config.get("max_batch_size", 0))
         )
-        if info.input_width <= 0 or info.input_height <= 0 or not 0.0 <= info.score_threshold <= 1.0:
-            raise ValueError(f"input {info.input_width}x{info.input_height}, score threshold {info.score_threshold}")
+        if info.input_width <= 0 or info.input_height <= 0:
+            raise ValueError(f"input {info.input_width}x{info.input_height}")
+        check_score_threshold(info.score_threshold)
         return info
 
     @property

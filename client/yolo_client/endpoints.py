@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from .errors import InvalidInputError
 from .types import ChannelOptions, HealthCheckOptions, PemSource, TlsConfig
 

@@ -23,7 +23,7 @@ from .contract import (
     TENSOR,
     ModelInfo,
     above_score_threshold,
-    fallback_label,
+    check_score_threshold,
     model_name,
 )
 from .errors import InvalidInputError, ServerError
@@ -84,11 +84,11 @@ def parse_result(result: InferResult, info: ModelInfo) -> list[list[Detection]]:
     if missing:
         raise ServerError(f"the server's answer lacks {', '.join(missing)}: is this a yolo-server model?")
     boxes, scores, classes, count = arrays
-    return parse_arrays(boxes, scores, classes, count, class_names=info.class_names)
+    return parse_arrays(boxes, scores, classes, count, info)
 
 
 def parse_arrays(
-    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, count: np.ndarray, class_names: Sequence[str]
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, count: np.ndarray, info: ModelInfo
 ) -> list[list[Detection]]:
     """Ragged outputs to detections.
 
@@ -97,6 +97,7 @@ def parse_arrays(
         scores: float [B, K].
         classes: int [B, K].
         count: int [B, 1] or [B]: valid rows of each batch entry.
+        info: the model's, which labels the class ids (:meth:`ModelInfo.label`).
     """
     counts = np.asarray(count).reshape(len(boxes), -1)[:, 0].astype(np.int64)
     boxes = np.asarray(boxes).reshape(len(boxes), -1, 4)
@@ -115,7 +116,7 @@ def parse_arrays(
                     box=(box[0], box[1], box[2], box[3]),
                     score=score,
                     class_id=cls,
-                    label=class_names[cls] if 0 <= cls < len(class_names) else fallback_label(cls),
+                    label=info.label(cls),
                 )
                 for box, score, cls in zip(rows_box, rows_score, rows_class, strict=True)
             ]
@@ -127,12 +128,15 @@ def check_limits(info: ModelInfo, score_threshold: float | None, max_detections:
     """Validate per-call limits against the server's (they can only tighten them).
 
     Raises:
-        InvalidInputError: a threshold outside [0, 1] or below the server's (detections under the server's
-            threshold are never sent, so a lower one cannot be honoured), or a negative ``max_detections``.
+        InvalidInputError: a threshold outside [0, 1) (:func:`~yolo_client.contract.check_score_threshold`) or
+            below the server's (detections under the server's threshold are never sent, so a lower one cannot be
+            honoured), or a negative ``max_detections``.
     """
     if score_threshold is not None:
-        if not isinstance(score_threshold, (int, float)) or not 0.0 <= score_threshold <= 1.0:
-            raise InvalidInputError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+        try:
+            check_score_threshold(score_threshold)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
         if score_threshold < info.score_threshold:
             raise InvalidInputError(
                 f"score_threshold {score_threshold:g} is below the server's {info.score_threshold:g}; the server "

@@ -1,8 +1,8 @@
 """A realistic mix of encoded test images: several sizes and formats, generated (no files, no downloads).
 
 A mix is written ``WIDTHxHEIGHT:FORMAT:WEIGHT`` entries separated by commas; each entry becomes a few distinct
-synthetic scenes (smooth background, filled shapes, sensor noise), so the encoded sizes look like camera frames
-rather than flat colour or pure noise.
+synthetic scenes (``yolo_client.scenes``: gradient background, noise, clutter lines, filled shapes), so the encoded
+sizes look like camera frames rather than flat colour or pure noise.
 
 Example:
     >>> mix = ImageMix.generate(parse_mix("640x480:jpeg:3,1920x1080:png:1"), variants=2, seed=0)
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from yolo_client.scenes import draw_scene
 
 DEFAULT_MIX = "640x480:jpeg:5,1280x720:jpeg:3,1920x1080:jpeg:1,640x480:png:1,800x600:webp:1,416x416:bmp:1"
 FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".bmp"}
@@ -57,27 +59,6 @@ def parse_mix(spec: str) -> list[ImageKind]:
     return kinds
 
 
-def synthetic_scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """A uint8 BGR ``[height, width, 3]`` frame: gradient background, random filled shapes, mild noise."""
-    ys = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    xs = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    base = rng.uniform(40, 200, size=3).astype(np.float32)
-    tilt = rng.uniform(-60, 60, size=(2, 3)).astype(np.float32)
-    image = base + ys[..., None] * tilt[0] + xs[..., None] * tilt[1]
-    image = np.clip(image, 0, 255).astype(np.uint8)
-    for _ in range(int(rng.integers(4, 12))):
-        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        x1, x2 = sorted(int(v) for v in rng.integers(0, width, size=2))
-        y1, y2 = sorted(int(v) for v in rng.integers(0, height, size=2))
-        if rng.random() < 0.5:
-            cv2.rectangle(image, (x1, y1), (max(x2, x1 + 8), max(y2, y1 + 8)), color, thickness=-1)
-        else:
-            radius = max(4, min(x2 - x1, y2 - y1) // 2)
-            cv2.circle(image, ((x1 + x2) // 2, (y1 + y2) // 2), radius, color, thickness=-1)
-    noise = rng.normal(0, 6, size=image.shape).astype(np.int16)
-    return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-
-
 def encode(image: np.ndarray, fmt: str) -> bytes:
     params = {"jpeg": [cv2.IMWRITE_JPEG_QUALITY, 90], "webp": [cv2.IMWRITE_WEBP_QUALITY, 85]}.get(fmt, [])
     ok, buffer = cv2.imencode(FORMATS[fmt], image, params)
@@ -97,7 +78,7 @@ class ImageMix:
     def generate(cls, kinds: list[ImageKind], variants: int = 3, seed: int = 0) -> ImageMix:
         rng = np.random.default_rng(seed)
         images = {
-            kind.label: tuple(encode(synthetic_scene(kind.width, kind.height, rng), kind.fmt) for _ in range(variants))
+            kind.label: tuple(encode(draw_scene(rng, kind.width, kind.height).image, kind.fmt) for _ in range(variants))
             for kind in kinds
         }
         return cls(tuple(kinds), images)

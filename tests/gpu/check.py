@@ -37,12 +37,12 @@ sys.path[:0] = [str(ROOT / "server"), str(ROOT / "client"), str(Path(__file__).p
 from runtime_probe import probe
 
 from yolo_client.geometry import letterbox
+from yolo_client.scenes import encode_jpeg, generate_scene
 from yolo_server.darknet import DarknetSpec, load_darknet
 from yolo_server.evaluation.agreement import matched_share
 from yolo_server.export.program import BatchRange, export_program
 from yolo_server.export.wrapper import TORCH_DTYPES, InferenceWrapper, torch_dtype
 from yolo_server.ops.config import postprocess_config_for
-from yolo_server.training.scenes import encode_jpeg, generate_scene
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.postprocess import Postprocessor
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib.util
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.paths import ROOT
+from yolo_client.contract import DEFAULT_MODEL
 from yolo_server.cli import build_parser
 from yolo_server.repository.spec import model_base_name
 
@@ -97,16 +99,24 @@ FIXED_OPTIONS = {
     ("serve", "metrics_port"): "the image's ports, which compose and k8s map",
     ("serve", "front"): "always on in a container: Triton itself has no request cap",
 }
-# where the container keeps its repository: a volume, the same in every service, not a setting compose passes
-CONTAINER_LAYOUT = ("REPOSITORY",)
+
+
+def _load_gen_options() -> Any:
+    """docker/gen_options.py, a script beside the Dockerfiles rather than a package module."""
+    spec = importlib.util.spec_from_file_location("gen_options", DOCKER / "gen_options.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen_options = _load_gen_options()
 # every variable compose passes to the builders (x-model-inputs, all optional; TARGET per service)
-BUILD_VARIABLES = tuple(
-    dict.fromkeys(k.variable for k in KNOBS if k.command == "build" and k.variable not in CONTAINER_LAYOUT)
-)
+BUILD_VARIABLES = tuple(v for v in gen_options.variables("build") if v not in gen_options.CONTAINER_LAYOUT)
 # every variable of the servers' access settings (docker/compose.yaml passes them all, empty by default)
 ACCESS_VARIABLES = ("ADMIN_KEY_FILE", "TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA")
 # every variable compose passes to the servers
-SERVE_VARIABLES = tuple(k.variable for k in KNOBS if k.command == "serve" and k.variable not in CONTAINER_LAYOUT)
+SERVE_VARIABLES = tuple(v for v in gen_options.variables("serve") if v not in gen_options.CONTAINER_LAYOUT)
 PROBE_TIMEOUT_S = 12.0  # `entrypoint.sh health`'s own deadline: the images', compose's and k8s' timeouts exceed it
 
 
@@ -135,8 +145,11 @@ def parse_yolo_server(argv: list[str]) -> argparse.Namespace:
 
 
 def default_model_name() -> str:
-    """The base model name `yolo-server build` gives the default cfg (the image entry point's name)."""
-    return model_base_name(makefile_var("DEFAULT_CFG"))
+    """The base model name `yolo-server build` gives the default cfg (the image entry point's name), which is the
+    wire contract's default model."""
+    name = model_base_name(makefile_var("DEFAULT_CFG"))
+    assert name == DEFAULT_MODEL, f"the Makefile's default cfg serves {name}, the contract names {DEFAULT_MODEL}"
+    return name
 
 
 def health_probe(env: dict[str, str] | None = None) -> argparse.Namespace:

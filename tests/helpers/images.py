@@ -1,4 +1,4 @@
-"""Synthetic test images: a seeded scene of flat shapes, seeded noise, and cv2's encode/decode of them.
+"""Synthetic test images: a seeded scene (the project's one generator), seeded noise, and cv2's encode/decode.
 
 For a test that needs "some image": the pixels are arbitrary but repeatable. A test whose assertions depend on
 what is drawn where (a box at a known place, a training target) draws its own.
@@ -9,22 +9,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from yolo_client.scenes import draw_scene
+
 
 def scene(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """uint8 [H, W, 3]: a flat background with filled circles and rectangles, random colours (so the channel
-    order is the caller's to name: RGB or BGR alike). Compresses like a photo, unlike noise, and gives the
-    random-weights detector something to find."""
-    rng = np.random.default_rng(seed)
-    image = np.empty((height, width, 3), np.uint8)
-    image[...] = rng.integers(0, 256, 3)
-    for _ in range(8):
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
-        if rng.random() < 0.5:
-            cv2.circle(image, (x, y), int(rng.integers(1, max(2, min(height, width) // 3))), color, -1)
-        else:
-            cv2.rectangle(image, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), color, -1)
-    return image
+    """uint8 [H, W, 3]: the project's synthetic scene (``yolo_client.scenes``) at this size, from ``seed``. Its
+    colours are random (so the channel order is the caller's to name: RGB or BGR alike); it compresses like a photo,
+    unlike noise, and gives the random-weights detector something to find."""
+    return draw_scene(np.random.default_rng(seed), width, height).image
 
 
 def noise(*shape: int, seed: int = 0) -> np.ndarray:

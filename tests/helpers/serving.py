@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.server_processes import stub_models
 from tests.helpers.darknet_files import COCO_NAMES, cfg_path
 from yolo_server.launcher.ports import free_ports
 from yolo_server.launcher.process import shm_prefix, workdir_prefix
-from yolo_server.launcher.supervise import STUB_NAME, stub_processes
+from yolo_server.launcher.supervise import STUB_NAME
 
 if TYPE_CHECKING:
     from yolo_server.pipeline import Detector
@@ -235,18 +236,7 @@ def metric_value(metrics_url: str, name: str, model: str) -> float:
     )
 
 
-# -- processes of a running server ---------------------------------------------------------------------------
-def stub_models(triton_pid: int) -> dict[int, str]:
-    """Each Python-backend stub under tritonserver -> the model whose ``MODEL/VERSION/model.py`` it runs."""
-    models = {}
-    for pid in stub_processes(triton_pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        script = next((arg for arg in argv if arg.endswith(b"/model.py")), None)
-        if script is not None:  # a zombie has no argv left
-            models[pid] = Path(script.decode()).parent.parent.name
-    return models
-
-
+# -- processes of a running server (bench/server_processes.py reads them) -------------------------------------
 def model_stubs(triton_pid: int, model: str) -> list[int]:
     """The stub processes of every instance of ``model`` (the fused image model has one per instance)."""
     stubs = [pid for pid, name in stub_models(triton_pid).items() if name == model]

@@ -17,7 +17,8 @@ LAYOUTS = {"fused": True, "ensemble": False}  # the cpu default, and --no-fused 
 
 def build_small_repository(output: Path, layout: str) -> Path:
     """Build ``layout`` into ``output`` as ``yolo-server build`` builds it (no INT8); returns ``output``."""
-    from yolo_server.repository.build import BuildOptions, build_repository
+    from yolo_server.repository.build import build_repository
+    from yolo_server.repository.plan import BuildOptions
 
     options = BuildOptions(
         DEMO_CFG,
@@ -36,8 +37,8 @@ def configs_only(output: Path, target: str = "cpu", **overrides: object) -> Path
     """A repository of the generator's configs for yolov4-tiny, and nothing else (what plan_serving reads)."""
     from google.protobuf import text_format
 
-    from yolo_server.repository.build import BuildOptions, plan_repository
     from yolo_server.repository.configs import model_configs
+    from yolo_server.repository.plan import BuildOptions, plan_repository
 
     plan = plan_repository(
         BuildOptions(cfg=cfg_path("yolov4-tiny"), names=COCO_NAMES, size=(416, 416), target=target, **overrides)

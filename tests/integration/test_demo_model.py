@@ -137,7 +137,7 @@ def _side_drawn(changed: np.ndarray, box: np.ndarray, tolerance: int = 4) -> lis
 
 
 def test_make_demo_draws_boxes_on_the_generated_shapes(demo_server: DemoServer, tmp_path: Path) -> None:
-    from yolo_server.training.scenes import decode_jpeg, generate_scene
+    from yolo_client.scenes import decode_jpeg, generate_scene
 
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}

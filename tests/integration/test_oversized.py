@@ -21,9 +21,10 @@ import grpc
 import pytest
 import yaml
 
+from bench.oversized import MIB, RawChannel, image_request, oversized_request
+from bench.server_processes import server_memory
 from tests.helpers.deploy import DOCKER, entrypoint_argv
 from tests.helpers.images import encode, scene
-from tests.helpers.oversized import MIB, RawChannel, image_request, oversized_request, server_memory
 from tests.helpers.serving import READY_TIMEOUT_S, TritonTestServer, start_serve, stop_process, triton_pid, wait_ready
 from yolo_server.launcher.process import shm_prefix
 from yolo_server.launcher.supervise import stub_processes

@@ -123,7 +123,7 @@ def test_a_batch_reports_the_network_failure_of_valid_images(client: YoloClient)
     "kwargs, message",
     [
         ({"score_threshold": 0.1}, "below the server's 0.25"),
-        ({"score_threshold": 1.5}, r"in \[0, 1\]"),
+        ({"score_threshold": 1.5}, r"in \[0, 1\)"),
         ({"max_detections": -1}, ">= 0"),
         ({"max_detections": 2.5}, ">= 0"),
         ({"timeout": 0}, "positive"),

@@ -38,7 +38,7 @@ def test_ragged_batch_is_cut_at_count() -> None:
     scores = np.array([[0.9, 0.5, 0.0], [0.8, 0.0, 0.0]], np.float32)
     classes = np.array([[1, 0, 0], [7, 0, 0]], np.int32)
     count = np.array([[2], [1]], np.int32)
-    out = parse_arrays(boxes, scores, classes, count, NAMES)
+    out = parse_arrays(boxes, scores, classes, count, _info())
     assert [len(d) for d in out] == [2, 1]
     assert out[0][0] == Detection((0.0, 1.0, 2.0, 3.0), pytest.approx(0.9), 1, "dog")
     assert out[1][0].box == (12.0, 13.0, 14.0, 15.0)
@@ -48,14 +48,14 @@ def test_ragged_batch_is_cut_at_count() -> None:
 
 def test_zero_detections() -> None:
     out = parse_arrays(
-        np.zeros((1, 0, 4), np.float32), np.zeros((1, 0)), np.zeros((1, 0), np.int32), np.zeros((1, 1)), NAMES
+        np.zeros((1, 0, 4), np.float32), np.zeros((1, 0)), np.zeros((1, 0), np.int32), np.zeros((1, 1)), _info()
     )
     assert out == [[]]
 
 
 def test_count_beyond_the_rows_is_a_server_error() -> None:
     with pytest.raises(errors.ServerError):
-        parse_arrays(np.zeros((1, 1, 4)), np.zeros((1, 1)), np.zeros((1, 1), np.int32), np.array([[3]]), NAMES)
+        parse_arrays(np.zeros((1, 1, 4)), np.zeros((1, 1)), np.zeros((1, 1), np.int32), np.array([[3]]), _info())
 
 
 def test_limits_only_tighten() -> None:
@@ -66,6 +66,20 @@ def test_limits_only_tighten() -> None:
         check_limits(info, 0.2, None)
     with pytest.raises(errors.InvalidInputError):
         check_limits(info, None, True)
+
+
+def test_a_score_threshold_of_one_is_refused_by_the_model_info_and_a_call() -> None:
+    """Scores are at most 1 and kept strictly above the threshold: 1 would keep nothing, so the range is [0, 1)
+    (the build's ``PostprocessConfig`` checks it the same way: tests/unit/test_postprocess.py)."""
+    assert not above_score_threshold(1.0, 1.0)
+    check_limits(_info(score_threshold=0.0), 0.0, None)
+    parameters = {k: {"string_value": v} for k, v in _info(score_threshold=0.999).to_parameters().items()}
+    assert parse_model_info("m", {"parameters": parameters}).score_threshold == 0.999
+    with pytest.raises(errors.InvalidInputError, match=re.escape("in [0, 1), got 1.0")):
+        check_limits(_info(), 1.0, None)
+    parameters = {k: {"string_value": v} for k, v in _info(score_threshold=1.0).to_parameters().items()}
+    with pytest.raises(errors.ServerError, match=re.escape("[0, 1)")):
+        parse_model_info("m", {"parameters": parameters})
 
 
 def test_apply_limits() -> None:

@@ -30,12 +30,14 @@ from tests.helpers.deploy import (
     Knob,
     default_model_name,
     entrypoint_argv,
+    gen_options,
     health_probe,
     makefile_var,
     parse_yolo_server,
 )
 from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser
+from yolo_server.flags import declared
 from yolo_server.repository.spec import model_base_name
 
 
@@ -113,13 +115,16 @@ def options(command: str) -> set[str]:
 def test_every_option_has_its_variable_or_a_reason(command: str) -> None:
     """A new `yolo-server build|serve` option fails here until it reaches docker/entrypoint.sh (and so compose and
     k8s), or its reason to be fixed in a container is written in FIXED_OPTIONS."""
-    from_variables = {k.dest for k in KNOBS if k.command == command}
+    declared_options = list(declared(gen_options.COMMANDS[command]))
+    from_variables = {item.flag.dest for item in declared_options if item.flag.variable}
     fixed = {dest for (fixed_command, dest) in FIXED_OPTIONS if fixed_command == command}
     assert not from_variables & fixed
     assert from_variables | fixed == options(command)
+    assert {k.dest for k in KNOBS if k.command == command} <= from_variables
     documented = re.findall(r"^#\s+([A-Z0-9_, ]+?)\s{2,}", ENTRYPOINT.read_text(), flags=re.MULTILINE)
     named = {name.strip() for line in documented for name in line.split(",")}
-    assert {k.variable for k in KNOBS} <= named, "each variable is listed in the entrypoint's header"
+    variables = {v for item in declared_options for v in item.flag.variables()}
+    assert variables | {k.variable for k in KNOBS} <= named, "each variable is listed in the entrypoint's header"
 
 
 @pytest.mark.parametrize("knob", KNOBS, ids=lambda k: f"{k.variable}-{k.command}")

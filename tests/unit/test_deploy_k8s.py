@@ -6,7 +6,6 @@ threshold.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from tests.helpers.deploy import ACCESS_VARIABLES, DOCKER, entrypoint_argv, health_probe, parse_yolo_server
+from tests.helpers.monitoring import adapter, thresholds
 from tests.helpers.paths import ROOT
 
 K8S = DOCKER / "k8s"
@@ -38,18 +38,6 @@ def render(kustomization: str) -> list[dict[str, Any]]:
 
 def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [doc for doc in documents if doc["kind"] == kind]
-
-
-def monitoring() -> Any:
-    """docker/gen_monitoring.py, the source of the alert thresholds and the detector selector."""
-    if "gen_monitoring" in sys.modules:  # test_prometheus_rules loads it too
-        return sys.modules["gen_monitoring"]
-    spec = importlib.util.spec_from_file_location("gen_monitoring", ROOT / "docker" / "gen_monitoring.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_monitoring"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -150,22 +138,21 @@ def test_services_select_the_pods_and_one_is_headless() -> None:
 
 
 def test_hpa_metric_is_the_adapters_and_its_target_the_alerts_threshold() -> None:
-    gen = monitoring()
-    thresholds = gen.Thresholds()
+    slo = thresholds.Thresholds()
     hpa = by_kind(render("base"), "HorizontalPodAutoscaler")[0]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "yolo-triton"}
     [metric] = hpa["metrics"]
     assert metric["type"] == "Pods"
-    assert float(metric["pods"]["target"]["averageValue"]) == thresholds.queue_compute_ratio_max
+    assert float(metric["pods"]["target"]["averageValue"]) == slo.queue_compute_ratio_max
     [configmap] = render("prometheus-adapter")
     [rule] = yaml.safe_load(configmap["data"]["config.yaml"])["rules"]
     assert rule["name"]["as"] == metric["pods"]["metric"]["name"]
     assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
     query = rule["metricsQuery"]
-    assert query == gen.metrics_query(thresholds)  # generated: docker/monitoring/adapter.py
+    assert query == adapter.metrics_query(slo)  # generated: docker/monitoring/adapter.py
     for counter in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"):
         assert f"rate({counter}{{<<.LabelMatchers>>,model=~" in query  # the detector step, per pod
-        assert f"rate({counter}{{<<.LabelMatchers>>}}[{thresholds.rate_window}]) and on (instance, model) " in query
+        assert f"rate({counter}{{<<.LabelMatchers>>}}[{slo.rate_window}]) and on (instance, model) " in query
     assert set(re.findall(r"<<(.*?)>>", query)) == {".LabelMatchers", ".GroupBy"}  # what the adapter fills in
     recording = (ROOT / "docker" / "prometheus" / "rules" / "yolo_recording.rules.yml").read_text()
     assert "rate(nv_inference_queue_duration_us[1m])" in recording  # the same counters the alert's ratio uses

@@ -1,8 +1,10 @@
-"""The front's nginx.conf, checked by the real nginx (``nginx -t``), and the cap it takes from a repository."""
+"""The front's nginx.conf, checked by the real nginx (``nginx -t``), the cap it takes from a repository, and the
+nginx process (:class:`Front`): its readiness and its fault, with nothing behind it."""
 
 from __future__ import annotations
 
 import math
+import socket
 import subprocess
 from pathlib import Path
 
@@ -13,6 +15,9 @@ from tests.helpers.paths import ROOT
 from yolo_server.launcher import front
 from yolo_server.launcher.access import TlsFiles
 from yolo_server.launcher.front import REQUEST_OVERHEAD_BYTES, FrontConfig, Ports, find_nginx, nginx_conf, request_cap
+from yolo_server.launcher.front_process import Front
+from yolo_server.launcher.installation import TritonError
+from yolo_server.launcher.ports import free_ports
 from yolo_server.triton.settings import PreprocessSettings
 
 PUBLIC = Ports("127.0.0.1", 8000, 8001, 8002)
@@ -79,3 +84,28 @@ def test_a_cap_under_one_mib_and_a_missing_nginx_are_refused_with_the_way_out(mo
     monkeypatch.setattr(front.shutil, "which", lambda *args, **kwargs: None)
     with pytest.raises(FileNotFoundError, match="apt-get install nginx.*--no-front"):
         find_nginx()
+
+
+def test_the_front_stops_a_wait_for_what_is_behind_it_and_says_why_it_died() -> None:
+    http, grpc, metrics, *triton = free_ports(6)
+    config = FrontConfig(Ports("127.0.0.1", http, grpc, metrics), Ports("127.0.0.1", *triton), 65 << 20)
+    front = Front(config)
+    front.start()
+    try:
+        assert front.fault() is None and front.local_http == f"127.0.0.1:{http}"
+        # nothing behind it: nginx answers 502, and the wait ends with the fault of what should be there
+        with pytest.raises(TritonError, match="^tritonserver exited with code 1$"):
+            front.wait_ready(30, behind=lambda: "tritonserver exited with code 1")
+    finally:
+        front.stop()
+    assert front.poll() is not None
+
+    with socket.create_server(("127.0.0.1", http)):  # the front's HTTP port taken: nginx cannot bind and exits
+        taken = Front(config)
+        taken.start()
+        try:
+            with pytest.raises(TritonError, match=r"the nginx front \(pid \d+\) exited with code 1 \(its errors"):
+                taken.wait_ready(60)
+            assert taken.fault() == f"the nginx front (pid {taken.pid}) exited with code 1"
+        finally:
+            taken.stop()

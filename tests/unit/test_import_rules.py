@@ -8,6 +8,11 @@
   build; the launcher nothing of the build, of torch, or of the stubs' steps beyond the settings it reads
   from configs (the front's request cap and the sized knobs); ``tuning/`` (``yolo-server tune``, which drives the
   launcher) nothing of the build or of torch.
+- ``yolo_client`` is the bottom layer: it imports nothing of ``yolo_server`` (the server builds on the client's
+  contract, geometry and scenes, never the other way), nor torch or OpenVINO; and the modules the server builds on
+  (``contract``, ``geometry``, ``scenes``) import nothing but the standard library, numpy and OpenCV, so that a stub
+  that reads the contract loads no gRPC.
+- ``loadtest/`` (locust, on the client) imports nothing of ``yolo_server``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from yolo_client.contract import DETECTOR_INPUT, HEAD_PREFIX, IMAGE, RESIZE, mod
 from yolo_client.geometry import resize_params
 
 PACKAGE = ROOT / "server" / "yolo_server"
+CLIENT = ROOT / "client" / "yolo_client"
+LOAD = ROOT / "loadtest"
+# what the server imports of the client, and what each may import beyond the standard library and its own package
+CLIENT_BASE = {"contract": set(), "geometry": {"numpy", "cv2"}, "scenes": {"numpy", "cv2"}}
 BUILD = ("yolo_server.export", "yolo_server.repository", "yolo_server.training", "yolo_server.evaluation")
 LAUNCHER = ("yolo_server.launcher", "yolo_server.cli")
 IN_PROCESS = ("yolo_server.pipeline",)  # the oracle: torch eager on the darknet module
@@ -152,3 +161,25 @@ def test_the_rules_see_a_forbidden_import(tmp_path: Path) -> None:
         "yolo_server.repository.spec",
         "yolo_server.repository.spec.RepositorySpec",
     ]
+
+
+@pytest.mark.parametrize("folder", [CLIENT, LOAD], ids=["yolo_client", "loadtest"])
+def test_the_client_and_the_load_test_import_nothing_of_the_server(folder: Path) -> None:
+    forbidden = ("yolo_server", *TORCH, "openvino")
+    broken = {
+        str(path.relative_to(ROOT)): under(imports_of(path), forbidden)
+        for path in sorted(folder.rglob("*.py"))
+        if under(imports_of(path), forbidden)
+    }
+    assert broken == {}
+
+
+@pytest.mark.parametrize("module", sorted(CLIENT_BASE))
+def test_what_the_server_builds_on_in_the_client_is_light(module: str) -> None:
+    """Third-party imports (top-level names outside the standard library) of ``yolo_client.<module>``, at any level;
+    its relative imports stay inside the package (checked here against the same list, by name)."""
+    tree = ast.parse((CLIENT / f"{module}.py").read_text())
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+    assert relative <= set(CLIENT_BASE), relative
+    top = {name.split(".")[0] for name in imports_of(CLIENT / f"{module}.py")}
+    assert top - sys.stdlib_module_names - {"__future__"} <= CLIENT_BASE[module]

@@ -28,8 +28,9 @@ from yolo_server.export.openvino import export_openvino
 from yolo_server.export.quantize import quantize_ir
 from yolo_server.ops.config import postprocess_config_for
 from yolo_server.pipeline import Detector
-from yolo_server.repository.build import BuildOptions, build_repository
-from yolo_server.repository.int8 import Int8GateFailed, Int8Options
+from yolo_server.repository.build import build_repository
+from yolo_server.repository.int8 import Int8GateFailed
+from yolo_server.repository.plan import BuildOptions, Int8Options
 from yolo_server.repository.spec import INT8_ARTIFACT, Limits
 from yolo_server.triton.runtime import OpenVINORunner
 from yolo_server.triton.settings import PreprocessSettings

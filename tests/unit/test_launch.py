@@ -60,13 +60,13 @@ class FakeServer:
         self.options = options
         self.plan = plan_serving(options.repository)
 
-    def start(self) -> None:
+    def start(self, stream: object = None) -> None:
         pass
 
     def signal(self, signum: int) -> None:
         pass
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, timeout_s: float | None = None, fault: object = None) -> None:
         raise TritonError("tritonserver exited with code 1")
 
     def stop(self) -> int:
@@ -78,5 +78,27 @@ def test_serve_stops_the_server_exactly_once_when_it_never_gets_ready(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(launch, "TritonServer", FakeServer)
-    assert launch.serve(ServeOptions(tmp_path)) == 1
+    assert launch.serve(ServeOptions(tmp_path, front=False)) == 1
     assert FakeServer.stops == 1
+
+
+class Recorded:
+    """A fake process of a :class:`launch.Serving` that writes each call, named, into ``calls``."""
+
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.name, self.calls = name, calls
+
+    def __getattr__(self, method: str) -> object:
+        return lambda *args, **kwargs: self.calls.append(f"{self.name}.{method}")
+
+
+def test_serving_starts_the_front_first_asks_it_to_quit_first_and_stops_it_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(launch, "TritonServer", lambda options: Recorded("triton", calls))
+    monkeypatch.setattr(launch.Front, "before", lambda server: Recorded("front", calls))
+    with launch.Serving(ServeOptions(tmp_path)) as serving:
+        serving.wait_ready()
+    assert calls == ["front.start", "triton.start", "triton.wait_ready", "front.wait_ready", "front.quit",
+                     "triton.stop", "front.stop"]  # fmt: skip

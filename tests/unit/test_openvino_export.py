@@ -89,7 +89,7 @@ def test_load_aware_runner_gives_a_lone_image_every_thread_and_a_batch_one(demo_
     not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX): auto serves fp32"
 )
 def test_bf16_ir_keeps_the_demo_detectors_boxes(demo_ir: Path) -> None:
-    from yolo_server.training.scenes import generate_scene
+    from yolo_client.scenes import generate_scene
 
     frames = [generate_scene(SCENE_SEED, index).image for index in range(SCENES)]
     eager = Detector(DEMO_CFG, DEMO_WEIGHTS, input_size=416)

@@ -238,6 +238,8 @@ def test_argument_errors():
         postprocess([exact_output(spec, 2, {})], [spec], 64, 64, identity(64, 2), PostprocessConfig())
     with pytest.raises(ValueError, match="score_threshold"):
         PostprocessConfig(score_threshold=1.5)
+    with pytest.raises(ValueError, match=r"score_threshold must be in \[0, 1\), got 1.0"):  # 1 keeps nothing
+        PostprocessConfig(score_threshold=1.0)
     with pytest.raises(ValueError, match="max_detections"):
         PostprocessConfig(max_detections=-1)
 

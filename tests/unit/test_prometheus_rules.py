@@ -5,16 +5,15 @@ promtool comes from Debian's prometheus package (`make system-deps`); without it
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.helpers.monitoring import gen_monitoring, thresholds
 from tests.helpers.paths import ROOT
 
 DOCKER = ROOT / "docker"
@@ -22,14 +21,6 @@ PROM = DOCKER / "prometheus"
 ALERTS = PROM / "rules" / "yolo_alerts.rules.yml"
 RECORDING = PROM / "rules" / "yolo_recording.rules.yml"
 RULE_TESTS = PROM / "tests" / "yolo_rules_test.yml"
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("gen_monitoring", DOCKER / "gen_monitoring.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gen_monitoring"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def promtool() -> str:
@@ -44,17 +35,15 @@ def run_promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_committed_files_equal_the_generator_output() -> None:
-    gen = load_generator()
-    for rel, text in gen.render(gen.Thresholds()).items():
+    for rel, text in gen_monitoring.render(thresholds.Thresholds()).items():
         assert (DOCKER / rel).read_text() == text, f"{rel} is stale: run python docker/gen_monitoring.py"
 
 
 def test_generator_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
-    gen = load_generator()
-    assert gen.main(["--out", str(tmp_path)]) == 0
-    assert gen.main(["--out", str(tmp_path), "--check"]) == 0
+    assert gen_monitoring.main(["--out", str(tmp_path)]) == 0
+    assert gen_monitoring.main(["--out", str(tmp_path), "--check"]) == 0
     (tmp_path / "prometheus/rules/yolo_alerts.rules.yml").write_text("groups: []\n")
-    assert gen.main(["--out", str(tmp_path), "--check"]) == 1
+    assert gen_monitoring.main(["--out", str(tmp_path), "--check"]) == 1
 
 
 def test_prometheus_config_and_rules_pass_promtool_check() -> None:
@@ -120,8 +109,7 @@ def test_unit_tests_catch_a_selector_that_misses_the_fused_model(tmp_path: Path)
 def test_adapter_rule_is_the_recording_rules_ratio_per_pod() -> None:
     """The generated prometheus-adapter query is the dashboard's per-instance ratio with the adapter's fields in
     place of the grouping and the matchers: the HPA scales on what the dashboard draws."""
-    gen = load_generator()
-    assert "k8s/prometheus-adapter/config.yaml" in gen.render(gen.Thresholds())
+    assert "k8s/prometheus-adapter/config.yaml" in gen_monitoring.render(thresholds.Thresholds())
     [rule] = yaml.safe_load((DOCKER / "k8s/prometheus-adapter/config.yaml").read_text())["rules"]
     recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"] for r in g["rules"]}
     query = rule["metricsQuery"]
@@ -132,9 +120,8 @@ def test_adapter_rule_is_the_recording_rules_ratio_per_pod() -> None:
 
 def test_thresholds_are_parameters(tmp_path: Path) -> None:
     """Other thresholds give consistent rules, constants and unit tests that promtool passes."""
-    gen = load_generator()
     assert (
-        gen.main(
+        gen_monitoring.main(
             [
                 "--out",
                 str(tmp_path),
@@ -160,8 +147,7 @@ def test_thresholds_are_parameters(tmp_path: Path) -> None:
 
 
 def test_default_thresholds_are_the_project_slo() -> None:
-    gen = load_generator()
-    t = gen.Thresholds()
+    t = thresholds.Thresholds()
     assert t.target_fps == 65
     assert t.latency_budget_ms == pytest.approx(1000 / t.target_fps)  # one frame at the target rate
     recording = {r["record"]: r["expr"] for g in yaml.safe_load(RECORDING.read_text())["groups"] for r in g["rules"]}
@@ -172,8 +158,7 @@ def test_default_thresholds_are_the_project_slo() -> None:
 
 def test_latency_budget_follows_the_target_fps(tmp_path: Path) -> None:
     """Without --latency-budget-ms the budget is one frame at --target-fps, not the default rate's."""
-    gen = load_generator()
-    assert gen.main(["--out", str(tmp_path), "--target-fps", "30"]) == 0
+    assert gen_monitoring.main(["--out", str(tmp_path), "--target-fps", "30"]) == 0
     recording = (tmp_path / "prometheus/rules/yolo_recording.rules.yml").read_text()
     alerts = (tmp_path / "prometheus/rules/yolo_alerts.rules.yml").read_text()
     assert "vector(33333)" in recording

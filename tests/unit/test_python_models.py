@@ -34,8 +34,8 @@ from yolo_client.contract import (
     read_parameters,
 )
 from yolo_client.geometry import pixels_to_input, prepare_pixels
+from yolo_client.scenes import generate_scene
 from yolo_server.pipeline import Detector
-from yolo_server.training.scenes import generate_scene
 from yolo_server.triton.runtime import OpenVINORunner, served_ir
 from yolo_server.triton.settings import DetectorSettings
 

@@ -20,9 +20,8 @@ from yolo_client.contract import RANDOM_WEIGHTS, ModelInfo
 from yolo_server.cli import build_options, build_parser
 from yolo_server.darknet import load_spec
 from yolo_server.darknet.model import DarknetModel
-from yolo_server.repository.build import BuildOptions, RepositoryPlan, plan_repository
 from yolo_server.repository.configs import FUSED_BATCH_THREADS, head_shapes, model_configs
-from yolo_server.repository.int8 import Int8Options
+from yolo_server.repository.plan import BuildOptions, Int8Options, RepositoryPlan, plan_repository
 from yolo_server.repository.spec import TARGET_BATCHING, Batching, Instances, ModelNames, model_base_name
 from yolo_server.repository.writer import artifact_directories, link_or_copy, repository_files, write_repository
 from yolo_server.triton.python_models import adapter_source
@@ -336,7 +335,7 @@ def test_build_help_and_repository_planning_import_no_torch() -> None:
     script = f"""
 import contextlib, io, sys
 from yolo_server.cli import build_options, build_parser
-from yolo_server.repository.build import plan_repository
+from yolo_server.repository.plan import plan_repository
 from yolo_server.repository.writer import repository_files
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     build_parser().parse_args(["build", "--help"])

@@ -11,6 +11,7 @@ from tests.helpers.paths import ROOT
 from yolo_server.cli import build_parser, serve_options
 from yolo_server.launcher.access import ADMIN_KEY_HEADER, RESTRICTED_APIS, Access, TlsFiles, read_admin_key
 from yolo_server.launcher.canary import CanaryKind, CanaryResult, image_models
+from yolo_server.launcher.front_process import front_config
 from yolo_server.launcher.installation import TritonInstallation
 from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.process import TritonServer
@@ -59,7 +60,7 @@ class FakeCanary:
 
 def test_the_canary_targets_the_image_entry_points_of_either_layout(tmp_path: Path) -> None:
     """The fused cpu model (a Python model) and the bytes ensemble take images; a preprocess step is no target."""
-    from yolo_server.repository.build import BuildOptions, plan_repository
+    from yolo_server.repository.plan import BuildOptions, plan_repository
     from yolo_server.repository.writer import write_repository
 
     assert image_models(ROOT / "model_repository") == ["yolov4_tiny_shapes"]  # the committed, fused repository
@@ -151,7 +152,7 @@ def test_with_a_front_tritonserver_listens_on_loopback_and_tls_ends_at_the_front
                  f"--metrics-address={triton.host}", f"--metrics-port={triton.metrics}"):  # fmt: skip
         assert flag in argv
     assert not any("ssl" in arg for arg in argv)
-    front = server.front_config()
+    front = front_config(server)
     assert front.public.host == "0.0.0.0" and front.public.grpc == options.grpc_port and front.triton == triton
     assert front.tls == tls and front.http_host == "127.0.0.1" and front.max_request_bytes == 8 << 20
     assert (

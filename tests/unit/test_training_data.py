@@ -12,11 +12,12 @@ import torch
 
 from tests.helpers.darknet_files import DEMO_CFG
 from tests.helpers.reference_boxes import reference_iou
+from yolo_client.scenes import CLASS_NAMES, MAX_IOU, generate_scene
 from yolo_server.darknet import load_darknet, load_spec, write_weights
 from yolo_server.training.anchors import format_anchors, kmeans_anchors, mean_best_iou
 from yolo_server.training.augment import Pool, flip, mosaic, paste, place_boxes, sample_batch
 from yolo_server.training.network import build_trainable, export_weights
-from yolo_server.training.scenes import CLASS_NAMES, MAX_IOU, generate_scene, write_dataset
+from yolo_server.training.scenes import write_dataset
 
 CFG = DEMO_CFG
 

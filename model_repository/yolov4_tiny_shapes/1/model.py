@@ -15,8 +15,8 @@ from typing import Any
 import cv2
 import triton_python_backend_utils as pb_utils
 
-from yolo_client.contract import IMAGE, read_parameters
-from yolo_server.triton.execution import execute_batched
+from yolo_client.contract import read_parameters
+from yolo_server.triton.image_requests import execute_image_requests
 from yolo_server.triton.metrics import (
     DETECTOR_DURATION,
     POSTPROCESS_DURATION,
@@ -47,12 +47,7 @@ class TritonPythonModel:
         self.metrics = ModelMetrics(pb_utils, args["model_name"], families)
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
-
-    def _read(self, request: Any) -> PreprocessedRequest:
-        prepared = self.preprocess(pb_utils.get_input_tensor_by_name(request, IMAGE).as_numpy())
-        self.metrics.decoded(prepared.formats, prepared.seconds)
-        return prepared
+        return execute_image_requests(pb_utils, requests, self.preprocess, self.metrics, self._run)
 
     def _run(self, payloads: list[PreprocessedRequest]) -> list[list[Any]]:
         # uint8 rows scaled and padded straight into one float32 batch (no per-image floats, no concatenation)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,3 +426,10 @@ def parse_cfg_file(path: str | Path) -> DarknetSpec:
         return parse_cfg(path.read_text())
     except CfgError as exc:
         raise CfgError(f"{path}: {exc}") from None
+
+
+def resize_cfg_text(text: str, width: int, height: int) -> str:
+    """Cfg text with its ``[net]`` ``width=`` and ``height=`` lines replaced: the file at another input size, for
+    readers of the file itself (OpenCV DNN, a model written to disk) rather than :meth:`DarknetSpec.with_input_size`."""
+    text = re.sub(r"^width=\d+", f"width={width}", text, flags=re.M)
+    return re.sub(r"^height=\d+", f"height={height}", text, flags=re.M)

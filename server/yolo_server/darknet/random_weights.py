@@ -11,13 +11,15 @@ logits. Same cfg and seed -> the same floats, on any machine.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from yolo_server.darknet.cfg import DarknetSpec
+from yolo_server.darknet.cfg import DarknetSpec, parse_cfg_file, resize_cfg_text
 from yolo_server.darknet.model import ConvLayer, DarknetModel
-from yolo_server.darknet.weights import ConvWeights, DarknetWeights, conv_shapes
+from yolo_server.darknet.weights import ConvWeights, DarknetWeights, conv_shapes, write_weights
 
 MIN_RUNNING_VAR = 0.05
 MAX_CALIBRATION_SIDE = 320
@@ -78,3 +80,19 @@ def calibrated_random_weights(spec: DarknetSpec, seed: int = 0) -> DarknetWeight
         for handle in handles:
             handle.remove()
     return DarknetWeights(tuple(params for params in drawn if params is not None))
+
+
+def write_random_model(
+    cfg: Path, directory: Path, width: int, height: int, seed: int = 0
+) -> tuple[Path, Path, DarknetSpec]:
+    """``cfg`` at ``width`` x ``height`` and its calibrated random weights (``seed``), written into ``directory`` as
+    ``NAME-WxH.cfg`` and ``NAME-WxH-seedS.weights``: a model to run without trained weights. Returns (cfg, weights,
+    spec)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{cfg.stem}-{width}x{height}"
+    sized = directory / f"{stem}.cfg"
+    sized.write_text(resize_cfg_text(cfg.read_text(), width, height))
+    spec = parse_cfg_file(sized)
+    weights = directory / f"{stem}-seed{seed}.weights"
+    write_weights(weights, spec, calibrated_random_weights(spec, seed))
+    return sized, weights, spec

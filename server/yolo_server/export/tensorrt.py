@@ -30,7 +30,6 @@ from torch import nn
 from yolo_server.darknet.cfg import DarknetSpec
 from yolo_server.export.program import BatchRange, export_program
 from yolo_server.export.wrapper import example_input
-from yolo_server.precision import check_precision
 
 TARGET = "tensorrt"
 # the dtypes TensorRT may pick kernels in, for each of the target's precisions (test_tensorrt_build: the same names)
@@ -135,12 +134,12 @@ def compile_detector(
 
     Args:
         program: from :func:`export_program` with the same ``spec`` and ``batches``.
-        precision: ``fp16`` (TensorRT may pick fp16 kernels; fp32 in and out) or ``fp32``.
+        precision: ``fp16`` (TensorRT may pick fp16 kernels; fp32 in and out) or ``fp32``: one of
+            :data:`ENABLED_PRECISIONS`, as the build's ``RepositorySpec`` checked it (not checked again here).
         device: the CUDA device the engines are built for (they run on that GPU model only).
         dryrun: lower, check converters and partition, but build no engine (the engine submodules stay fx
             GraphModules): what tests/tensorrt_dryrun/ runs without a GPU.
     """
-    check_precision(TARGET, precision)
     check_profile(batches)
     torch_tensorrt = _import_torch_tensorrt()
     shape = (3, spec.net.height, spec.net.width)
@@ -184,13 +183,12 @@ def export_tensorrt(
     """Compile for TensorRT with a dynamic batch and save TorchScript with the engines embedded.
 
     Args:
-        precision: ``fp16`` or ``fp32`` (:func:`compile_detector`).
+        precision: ``fp16`` or ``fp32`` (:func:`compile_detector`; checked once, by the build's ``RepositorySpec``).
         batches: the profile: every batch in ``minimum..maximum`` runs, tuned for ``optimum``.
         device: the CUDA device to build on; ``cuda`` is the current one.
     Returns:
         The number of TensorRT engines in the artifact.
     """
-    check_precision(TARGET, precision)
     check_profile(batches)
     reason = tensorrt_available(device)
     if reason:

@@ -26,7 +26,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_client.contract import ADMIN_KEY_HEADER
+from yolo_client.contract import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+from yolo_server.flags import flag, nested
 
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 LOOPBACK = "127.0.0.1"
@@ -49,9 +50,15 @@ def read_admin_key(path: Path | None) -> str:
 class TlsFiles:
     """PEM files for gRPC TLS; ``client_ca`` set means mutual TLS (clients must present a certificate it signed)."""
 
-    cert: Path
-    key: Path
-    client_ca: Path | None = None
+    cert: Path = flag(
+        "--tls-cert", "gRPC TLS: PEM server certificate (chain); HTTP then binds 127.0.0.1 (default: no TLS)",
+        variable="TLS_CERT", parse=Path,
+    )  # fmt: skip
+    key: Path = flag("--tls-key", "gRPC TLS: PEM private key of --tls-cert", variable="TLS_KEY", parse=Path)
+    client_ca: Path | None = flag(
+        "--tls-client-ca", "mutual TLS: PEM CA that client certificates must chain to (default: no client "
+        "certificates)", default=None, variable="TLS_CLIENT_CA", parse=Path,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for what, path in (("certificate", self.cert), ("key", self.key), ("client CA", self.client_ca)):
@@ -74,8 +81,13 @@ class TlsFiles:
 class Access:
     """The access settings of one server run."""
 
-    admin_key: str
-    tls: TlsFiles | None = None
+    admin_key: str = flag(
+        "--admin-key-file", f"file holding the key that the {ADMIN_KEY_HEADER!r} HTTP header (gRPC: "
+        f"{GRPC_ADMIN_KEY_HEADER!r}) must carry for the repository, shared-memory, trace and logging APIs (default: "
+        "a random key nobody knows: those APIs are off)", variable="ADMIN_KEY_FILE", parse=Path,
+        convert=read_admin_key,
+    )  # fmt: skip
+    tls: TlsFiles | None = nested(None, make=lambda values, _: TlsFiles.from_options(**values))
 
     def restricted_args(self) -> list[str]:
         """tritonserver flags that put the admin APIs behind the key."""

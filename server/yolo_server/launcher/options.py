@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_client.contract import GRPC_PORT, HTTP_PORT, METRICS_PORT
+from yolo_server.flags import flag, nested
 from yolo_server.launcher.access import Access
 from yolo_server.launcher.front import Ports
 from yolo_server.launcher.supervise import Supervision
@@ -32,21 +33,42 @@ class ServeOptions:
     behind it. Without it Triton listens there itself, uncapped.
     """
 
-    repository: Path
-    host: str = "127.0.0.1"
-    http_port: int = HTTP_PORT
-    grpc_port: int = GRPC_PORT
-    metrics_port: int = METRICS_PORT
-    exit_timeout_s: int = 30
-    ready_timeout_s: float = 600.0
-    shm_default_bytes: int = 32 << 20  # per Python model instance; grows by shm_growth_bytes
-    shm_growth_bytes: int = 32 << 20
-    log_verbose: int = 0
-    access: Access | None = None  # None: admin APIs behind a random key nobody knows, no TLS
-    supervision: Supervision = Supervision()
-    front: bool = True
-    max_request_bytes: int | None = None
-    tuning: Path | None = None  # a tune file to apply (None: the repository's own, where measured on this machine)
+    repository: Path = flag(
+        "repository", "model repository", variable="REPOSITORY", parse=Path, kind="positional", by_hand=True
+    )
+    host: str = flag("--host", "bind address of all endpoints", default="127.0.0.1")
+    http_port: int = flag("--http-port", "HTTP endpoint", default=HTTP_PORT, parse=int)
+    grpc_port: int = flag("--grpc-port", "gRPC endpoint", default=GRPC_PORT, parse=int)
+    metrics_port: int = flag("--metrics-port", "Prometheus metrics endpoint", default=METRICS_PORT, parse=int)
+    exit_timeout_s: int = flag(
+        "--exit-timeout", "seconds to drain in-flight requests on SIGTERM (keep it under the stop grace period)",
+        default=30, variable="EXIT_TIMEOUT", parse=int,
+    )  # fmt: skip
+    ready_timeout_s: float = flag(
+        "--ready-timeout", "seconds to wait for every model", default=600.0, variable="READY_TIMEOUT", parse=float
+    )
+    shm_default_bytes: int = flag(
+        "--shm-bytes", "Python-backend shared memory per instance (/dev/shm) and its growth step",
+        default=32 << 20, variable="SHM_BYTES", parse=int,
+    )  # fmt: skip
+    shm_growth_bytes: int | None = None  # None: shm_default_bytes
+    log_verbose: int = flag("--log-verbose", "Triton's log verbosity", default=0, variable="LOG_VERBOSE", parse=int)
+    access: Access | None = nested(None)  # None: admin APIs behind a random key nobody knows, no TLS
+    supervision: Supervision = nested(default_factory=Supervision)
+    front: bool = flag(
+        "--front", "nginx on the ports clients reach, capping request sizes, with tritonserver on loopback behind it "
+        "(--no-front: tritonserver's own ports, uncapped: put a capping proxy in front yourself)", default=True,
+        kind="toggle",
+    )  # fmt: skip
+    max_request_bytes: int | None = flag(
+        "--max-request-bytes", "the front's cap on one request (default: the largest request the repository's "
+        "models accept)", default=None, variable="MAX_REQUEST_BYTES", parse=int,
+    )  # fmt: skip
+    tuning: Path | None = flag(
+        "--tuning", "settings `yolo-server tune` chose, applied whatever machine they were measured on (default: "
+        "the repository's tuning.json where it was measured on the same CPUs and ISA as this machine)", default=None,
+        variable="TUNING", parse=Path, metavar="FILE", in_models=True,
+    )  # fmt: skip
     extra_args: tuple[str, ...] = ()
 
 
@@ -92,7 +114,7 @@ def tritonserver_argv(
         f"--exit-timeout-secs={o.exit_timeout_s}",
         f"--log-verbose={o.log_verbose}",
         f"--backend-config=python,shm-default-byte-size={o.shm_default_bytes}",
-        f"--backend-config=python,shm-growth-byte-size={o.shm_growth_bytes}",
+        f"--backend-config=python,shm-growth-byte-size={o.shm_growth_bytes or o.shm_default_bytes}",
         # a per-process prefix, so that kill() can remove exactly the regions this server left behind
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         *access.restricted_args(),

@@ -1,7 +1,11 @@
-"""One server: tritonserver and its nginx front; start them, wait until every model is ready, stop (drain), kill.
+"""The tritonserver process of one server: start it, wait until every model is ready, stop (drain), kill.
+
+The nginx front before it is a process of its own (:class:`~yolo_server.launcher.front_process.Front`); ``serve``
+composes the two (:class:`~yolo_server.launcher.launch.Serving`). Here the front shows only as where Triton
+listens: with ``options.front``, on free loopback ports behind it.
 
 Example:
-    >>> with TritonServer(ServeOptions(Path("model_repository"), grpc_port=8001)) as server:
+    >>> with TritonServer(ServeOptions(Path("model_repository"), grpc_port=8001, front=False)) as server:
     ...     server.wait_ready()
     ...     print(server.endpoints.grpc)
 """
@@ -17,15 +21,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Protocol, Self
 
 from yolo_server.launcher.access import LOOPBACK, Access, read_admin_key
 from yolo_server.launcher.canary import server_ready
-from yolo_server.launcher.front import FrontConfig, NginxFront, Ports, find_nginx, largest_request
+from yolo_server.launcher.front import Ports, reachable
 from yolo_server.launcher.installation import (
     TritonError,
     TritonInstallation,
@@ -37,6 +40,23 @@ from yolo_server.launcher.installation import (
 from yolo_server.launcher.options import Endpoints, ServeOptions, tritonserver_argv
 from yolo_server.launcher.ports import free_ports
 from yolo_server.launcher.staging import plan_serving
+
+
+class InContext:
+    """``with`` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
 
 
 class ServerProcess(Protocol):
@@ -63,7 +83,8 @@ def shm_prefix(launcher_pid: int) -> str:
 
 
 def workdir_prefix(launcher_pid: int) -> str:
-    """How the work directories (backend directory, front config) of a launcher's servers begin."""
+    """How the work directories of a launcher's processes begin (tritonserver's staged models and backend
+    directory, the front's config)."""
     return f"yolo-server-triton-{launcher_pid}-"
 
 
@@ -84,11 +105,12 @@ def spawn_tritonserver(argv: list[str], env: dict[str, str]) -> subprocess.Popen
     )
 
 
-class TritonServer:
-    """Owns one tritonserver process and its front: start, wait until every model is ready, stop (drain).
+class TritonServer(InContext):
+    """Owns one tritonserver process: start, wait until every model is ready, signals, stop (drain), kill.
 
-    With ``options.front``, nginx (:mod:`.front`) listens where the options say and tritonserver on free loopback
-    ports behind it; without, tritonserver listens there itself. ``spawn`` starts tritonserver from its argv and
+    With ``options.front``, tritonserver listens on free loopback ports (:attr:`triton_ports`) behind the front,
+    which listens where the options say (:class:`~yolo_server.launcher.front_process.Front`, started by whoever
+    composes the two); without, tritonserver listens there itself. ``spawn`` starts tritonserver from its argv and
     environment (:func:`spawn_tritonserver`; tests pass a fake). Triton runs :attr:`plan`, the repository sized
     and tuned for this machine (:func:`~yolo_server.launcher.staging.plan_serving`), staged in the work directory.
     """
@@ -114,8 +136,6 @@ class TritonServer:
         self.public = Ports(o.host, o.http_port, o.grpc_port, o.metrics_port)
         public_ports = (o.http_port, o.grpc_port, o.metrics_port)
         self.triton_ports = Ports(LOOPBACK, *free_ports(3, exclude=public_ports)) if o.front else self.public
-        self._nginx = find_nginx() if o.front else None  # missing: said before anything starts
-        self._front: NginxFront | None = None
 
     @property
     def http_host(self) -> str:
@@ -130,17 +150,18 @@ class TritonServer:
 
     @property
     def local_http(self) -> str:
-        """``host:port`` where this machine reaches the HTTP endpoint (the canary's and readiness' way in)."""
-        host = self.http_host
-        return f"{LOOPBACK if host in ('0.0.0.0', '::', '') else host}:{self.options.http_port}"
+        """``host:port`` where this machine reaches the HTTP endpoint clients use (the canary's way in; the front's
+        with one)."""
+        return reachable(self.http_host, self.options.http_port)
+
+    @property
+    def triton_http(self) -> str:
+        """``host:port`` where this machine reaches tritonserver's own HTTP endpoint (its readiness' way in)."""
+        return reachable(self.triton_ports.host, self.triton_ports.http) if self.options.front else self.local_http
 
     @property
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
-
-    @property
-    def front(self) -> NginxFront | None:
-        return self._front
 
     def command(self, backend_directory: Path | None = None) -> list[str]:
         """tritonserver argv."""
@@ -153,13 +174,6 @@ class TritonServer:
             backend_directory,
             self._staged,
         )
-
-    def front_config(self) -> FrontConfig:
-        """What the front listens on and caps (the largest request the staged models accept unless the options give
-        a cap)."""
-        configs = self.plan.staged_configs.values()
-        cap = self.options.max_request_bytes or largest_request(configs, str(self.options.repository))
-        return FrontConfig(self.public, self.triton_ports, cap, self.access.tls, self.http_host)
 
     def environment(self) -> dict[str, str]:
         """The child's environment (see :func:`child_environment`)."""
@@ -178,9 +192,6 @@ class TritonServer:
         # stop() removes it; the pid in the name tells whose it is after a crash
         self._workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix(os.getpid())))
         self._staged = self.plan.stage(self._workdir / "models")
-        if self._nginx is not None:
-            self._front = NginxFront(self.front_config(), self._workdir / "front", self._nginx)
-            self._front.start()
         self._process = self._spawn(self.command(self._backend_directory()), self.environment())
         self._pump = threading.Thread(target=self._copy_output, args=(stream,), daemon=True)
         self._pump.start()
@@ -208,44 +219,42 @@ class TritonServer:
         if self._pump is not None:
             self._pump.join(timeout)
 
-    def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Block until the server and every model in the repository are ready.
+    def wait_ready(self, timeout_s: float | None = None, fault: Callable[[], str | None] = lambda: None) -> None:
+        """Block until tritonserver and every model in the repository are ready, on tritonserver's own HTTP port.
+
+        ``fault``: why a process the server's clients depend on (its front) is gone, or None: once it is, no
+        client would reach the server, so waiting ends.
 
         Raises:
-            TritonError: tritonserver exited (with its error text) or the timeout passed.
+            TritonError: tritonserver exited (with its error text), ``fault`` gave one, or the timeout passed.
         """
         # a separate name, so that the message always gives the limit actually used, never "None"
         limit_s = self.options.ready_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + limit_s
         while True:
-            code = self.poll()
-            if code is not None:
-                raise TritonError(f"tritonserver exited with code {code}:\n{self.error_text()}")
-            fault = self.front_fault()
-            if fault is not None:
-                raise TritonError(f"{fault} (its errors are above)")
+            exited = self.fault()
+            if exited is not None:
+                raise TritonError(exited)
+            other = fault()
+            if other is not None:
+                raise TritonError(f"{other} (its errors are above)")
             if time.monotonic() > deadline:
                 raise TritonError(f"tritonserver not ready after {limit_s}s:\n{self.error_text()}")
             # --strict-readiness: ready only once every model in the repository is
-            if server_ready(self.local_http, timeout_s=2.0):
+            if server_ready(self.triton_http, timeout_s=2.0):
                 return
             time.sleep(0.5)
 
     def poll(self) -> int | None:
         return None if self._process is None else self._process.poll()
 
-    def front_fault(self) -> str | None:
-        """Why the front is gone while tritonserver runs, or None."""
-        if self._front is None or (code := self._front.poll()) is None:
-            return None
-        return f"the nginx front (pid {self._front.pid}) exited with code {code}"
+    def fault(self) -> str | None:
+        """Why tritonserver is gone (its exit code and error lines), or None while it runs (or before it starts)."""
+        code = self.poll()
+        return None if code is None else f"tritonserver exited with code {code}:\n{self.error_text()}"
 
     def signal(self, signum: int) -> None:
-        """``signum`` to tritonserver; the front quits gracefully (SIGKILL: at once)."""
-        if self._front is not None and signum == signal.SIGKILL:
-            self._front.kill()
-        elif self._front is not None:
-            self._front.quit()
+        """``signum`` to tritonserver (SIGTERM, SIGINT: a graceful drain; SIGKILL: at once)."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signum)
 
@@ -258,10 +267,8 @@ class TritonServer:
         return code
 
     def kill(self) -> int | None:
-        """SIGKILL tritonserver's process group (its stubs too) and the front; remove the shared memory left."""
+        """SIGKILL tritonserver's process group (its stubs too); remove the shared memory left."""
         code = None
-        if self._front is not None:
-            self._front.kill()
         if self._process is not None:
             self._kill_group()
             code = self.wait(30)
@@ -300,31 +307,7 @@ class TritonServer:
             # memory (seen under load): nothing of this server may outlive stop()
             self._kill_group()
             self._remove_leftovers()
-        if self._front is not None:
-            self._front.stop(timeout_s=15)  # asked to quit with the SIGTERM above: its requests have answers now
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
         return code
-
-    def __enter__(self) -> TritonServer:
-        self.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-
-@contextmanager
-def loopback_server(repository: Path, stream: IO[str] | None = None, **options: Any) -> Iterator[TritonServer]:
-    """A ready :class:`TritonServer` on ``repository`` on free loopback ports until the block ends, with
-    ``options`` (:class:`ServeOptions` fields) on top; its output goes to ``stream`` (``tune``'s trials, the benches).
-    """
-    http, grpc, metrics = free_ports(3)
-    server = TritonServer(ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, **options))
-    try:
-        server.start(stream=stream)
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()

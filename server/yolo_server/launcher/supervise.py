@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from yolo_server.flags import flag
 from yolo_server.launcher.canary import CanaryResult, check_canary, server_ready
 
 FAULT_EXIT_CODE = 3
@@ -45,9 +46,17 @@ class Supervision:
         canary_failures: failures in a row that make a fault.
     """
 
-    check_interval_s: float = 1.0
-    canary_interval_s: float = 5.0
-    canary_timeout_s: float = 15.0
+    check_interval_s: float = flag(
+        "--check-interval", "seconds between checks of the Python-backend stubs (0: no supervision)", default=1.0,
+        variable="CHECK_INTERVAL", parse=float,
+    )  # fmt: skip
+    canary_interval_s: float = flag(
+        "--canary-interval", "seconds between canary inferences through each image model", default=5.0,
+        variable="CANARY_INTERVAL", parse=float,
+    )  # fmt: skip
+    canary_timeout_s: float = flag(
+        "--canary-timeout", "deadline of one canary inference", default=15.0, variable="CANARY_TIMEOUT", parse=float
+    )
     canary_failures: int = 2
 
     def __post_init__(self) -> None:

@@ -95,17 +95,11 @@ def paired_box_ciou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor
     (as in the paper). In ``(-1.5, 1]``; 1 for identical boxes. ``eps`` keeps empty boxes finite.
     """
     _check_paired(boxes1, boxes2)
-    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
-    bx1, by1, bx2, by2 = boxes2.unbind(-1)
-    aw, ah, bw, bh = ax2 - ax1, ay2 - ay1, bx2 - bx1, by2 - by1
-    iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
-    ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
-    inter = iw * ih
-    iou = inter / (aw * ah + bw * bh - inter + eps)
-    c2 = (torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)) ** 2 + (
-        torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
-    ) ** 2
-    d2 = ((ax1 + ax2 - bx1 - bx2) ** 2 + (ay1 + ay2 - by1 - by2) ** 2) / 4
+    inter, union = _inter_union(boxes1, boxes2)
+    d2, c2 = _distance_terms(boxes1, boxes2)
+    iou = inter / (union + eps)
+    aw, ah = (boxes1[..., 2:] - boxes1[..., :2]).unbind(-1)
+    bw, bh = (boxes2[..., 2:] - boxes2[..., :2]).unbind(-1)
     v = (4 / math.pi**2) * (torch.atan(bw / (bh + eps)) - torch.atan(aw / (ah + eps))) ** 2
     with torch.no_grad():
         alpha = v / (v - iou + (1 + eps))
@@ -126,26 +120,38 @@ def _check_paired(boxes1: Tensor, boxes2: Tensor) -> None:
         raise ValueError(f"paired boxes need equal shapes, got {list(boxes1.shape)} and {list(boxes2.shape)}")
 
 
-def _iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of broadcastable ``Tensor[..., 4]`` xyxy boxes (per coordinate: fast on broadcast views)."""
+def _inter_union(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
+    """Intersection and union areas of broadcastable ``Tensor[..., 4]`` xyxy boxes (per coordinate: fast on
+    broadcast views)."""
     ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
     bx1, by1, bx2, by2 = boxes2.unbind(-1)
     iw = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
     ih = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
     inter = iw * ih
     union = ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1)) - inter
+    return inter, union
+
+
+def _distance_terms(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
+    """``d^2`` (squared distance of the centres) and ``c^2`` (squared diagonal of the smallest enclosing box) of
+    broadcastable ``Tensor[..., 4]`` xyxy boxes."""
+    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
+    bx1, by1, bx2, by2 = boxes2.unbind(-1)
+    cw = torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)
+    ch = torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
+    dx = (ax1 + ax2) * 0.5 - (bx1 + bx2) * 0.5
+    dy = (ay1 + ay2) * 0.5 - (by1 + by2) * 0.5
+    return dx * dx + dy * dy, cw * cw + ch * ch
+
+
+def _iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of broadcastable ``Tensor[..., 4]`` xyxy boxes."""
+    inter, union = _inter_union(boxes1, boxes2)
     # union == 0 only for two empty boxes, where inter == 0 too: 0 / tiny = 0.
     return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
 
 
 def _diou(boxes1: Tensor, boxes2: Tensor, beta: float) -> Tensor:
     """Darknet DIoU of broadcastable ``Tensor[..., 4]`` xyxy boxes."""
-    ax1, ay1, ax2, ay2 = boxes1.unbind(-1)
-    bx1, by1, bx2, by2 = boxes2.unbind(-1)
-    cw = torch.maximum(ax2, bx2) - torch.minimum(ax1, bx1)
-    ch = torch.maximum(ay2, by2) - torch.minimum(ay1, by1)
-    c2 = cw * cw + ch * ch
-    dx = (ax1 + ax2) * 0.5 - (bx1 + bx2) * 0.5
-    dy = (ay1 + ay2) * 0.5 - (by1 + by2) * 0.5
-    d2 = dx * dx + dy * dy
+    d2, c2 = _distance_terms(boxes1, boxes2)
     return _iou(boxes1, boxes2) - (d2 / c2.clamp(min=torch.finfo(c2.dtype).tiny)) ** beta

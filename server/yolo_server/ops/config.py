@@ -17,6 +17,7 @@ from yolo_client.contract import (
     DEFAULT_NMS_THRESHOLD,
     DEFAULT_SCORE_THRESHOLD,
     ModelInfo,
+    check_score_threshold,
 )
 
 if TYPE_CHECKING:
@@ -42,8 +43,7 @@ class PostprocessConfig:
     pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.score_threshold < 1.0:
-            raise ValueError(f"score_threshold={self.score_threshold} must be in [0, 1)")
+        check_score_threshold(self.score_threshold)
         if not 0.0 <= self.nms_threshold <= 1.0:
             raise ValueError(f"nms_threshold={self.nms_threshold} must be in [0, 1]")
         if not self.beta_nms > 0.0:

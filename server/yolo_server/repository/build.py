@@ -1,8 +1,7 @@
 """``yolo-server build``: cfg (+ weights, names) -> a complete Triton model repository.
 
-:func:`plan_repository` decides everything without torch work (the configs can
-be generated and checked for any target on any machine); :func:`build_repository`
-writes the files and exports the detector artifact.
+:func:`~yolo_server.repository.plan.plan_repository` decides everything without torch work;
+:func:`build_repository` writes the files and exports the detector artifact.
 
 Example:
     >>> options = BuildOptions(cfg=Path("models/darknet/yolov4-tiny.cfg"), names=Path("models/darknet/coco.names"))
@@ -12,39 +11,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_client.contract import (
-    DEFAULT_MAX_DETECTIONS,
-    DEFAULT_NMS_THRESHOLD,
-    DEFAULT_SCORE_THRESHOLD,
-    RANDOM_WEIGHTS,
-    ModelInfo,
-)
-from yolo_server.darknet import load_spec
-from yolo_server.darknet.cfg import DarknetSpec
-from yolo_server.darknet.names import load_class_names
-from yolo_server.darknet.weights import file_digest
-from yolo_server.precision import DEFAULT_PRECISION
-from yolo_server.repository.int8 import Int8GateFailed, Int8Options, build_int8, check_inputs
-from yolo_server.repository.spec import (
-    FUSED_BY_DEFAULT,
-    INT8_ARTIFACT,
-    TARGET_BATCHING,
-    Batching,
-    Instances,
-    Limits,
-    RepositorySpec,
-    model_base_name,
-)
+from yolo_client.contract import RANDOM_WEIGHTS
+from yolo_server.repository.int8 import Int8GateFailed, build_int8, check_inputs
+from yolo_server.repository.plan import BuildOptions, RepositoryPlan, plan_repository
+from yolo_server.repository.spec import INT8_ARTIFACT
 from yolo_server.repository.writer import artifact_directories, link_or_copy, write_repository
 
 if TYPE_CHECKING:
@@ -57,113 +35,6 @@ RANDOM_WEIGHTS_WARNING = """\
 !! benchmarks only). Its configs say weights: RANDOM-CALIBRATED-NOT-TRAINED.    !!
 !! Pass --weights yolov4-tiny.weights (darknet format) for a real detector.    !!
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """The inputs of one build (the CLI's flags).
-
-    ``size`` is (width, height) or None for the cfg's; ``target`` is ``cpu``,
-    ``tensorrt`` or ``auto``; ``precision`` None picks the target's default. ``int8`` (cpu, precision
-    ``auto`` or ``int8``) also builds an INT8 IR from calibration images, kept where it passes its gate.
-    """
-
-    cfg: Path
-    weights: Path | None = None
-    names: Path | None = None
-    size: tuple[int, int] | None = None
-    target: str = "cpu"
-    precision: str | None = None
-    name: str | None = None
-    score_threshold: float = DEFAULT_SCORE_THRESHOLD
-    nms_threshold: float = DEFAULT_NMS_THRESHOLD
-    max_detections: int = DEFAULT_MAX_DETECTIONS
-    class_agnostic: bool = False
-    batching: Batching | None = None  # None: the target's defaults (TARGET_BATCHING)
-    instances: Instances = field(default_factory=Instances)
-    limits: Limits = field(default_factory=Limits)
-    detector_threads: int | None = None
-    fused: bool | None = None  # None: the target's default (FUSED_BY_DEFAULT)
-    output: Path = Path("model_repository")
-    int8: Int8Options | None = None
-
-
-@dataclass(frozen=True)
-class RepositoryPlan:
-    """A decided build: the spec, the cfg at the repository's input size and the cfg file's bytes."""
-
-    spec: RepositorySpec
-    darknet: DarknetSpec
-    cfg_bytes: bytes
-
-
-def resolve_target(target: str) -> str:
-    """``auto`` -> ``tensorrt`` when a CUDA GPU and torch_tensorrt are present, else ``cpu``."""
-    if target != "auto":
-        return target
-    import torch
-
-    has_trt = importlib.util.find_spec("torch_tensorrt") is not None
-    return "tensorrt" if torch.cuda.is_available() and has_trt else "cpu"
-
-
-def resolve_precision(target: str, precision: str | None) -> str:
-    """None -> the target's default. cpu ``auto`` stays ``auto``: the serving machine's CPU decides at load."""
-    return DEFAULT_PRECISION[target] if precision is None else precision
-
-
-def check_int8_request(target: str, precision: str, int8: Int8Options | None) -> None:
-    """INT8 needs calibration images, and calibration images mean INT8 (cpu, ``auto`` or ``int8``)."""
-    if target == "cpu" and precision == "int8" and int8 is None:  # tensorrt refuses int8 with its own reason
-        raise ValueError(
-            "--precision int8 needs --calibration-images DIR: quantization fits its ranges to images like "
-            "the traffic the model will serve"
-        )
-    if int8 is not None and (target != "cpu" or precision not in ("auto", "int8")):
-        raise ValueError(
-            f"--calibration-images builds an INT8 IR: cpu target, precision auto or int8 (not {target} {precision})"
-        )
-
-
-def plan_repository(options: BuildOptions) -> RepositoryPlan:
-    """Everything a build writes, decided from the options (reads the cfg, names and weights digest)."""
-    from yolo_server.ops.config import postprocess_config_for
-
-    darknet = load_spec(options.cfg, options.size)
-    target = resolve_target(options.target)
-    check_int8_request(target, resolve_precision(target, options.precision), options.int8)
-    thresholds = postprocess_config_for(
-        darknet,
-        score_threshold=options.score_threshold,
-        nms_threshold=options.nms_threshold,
-        class_agnostic=options.class_agnostic,
-        max_detections=options.max_detections,
-    )
-    info = ModelInfo(
-        class_names=load_class_names(options.names, darknet.num_classes),
-        score_threshold=thresholds.score_threshold,
-        nms_threshold=thresholds.nms_threshold,
-        beta_nms=thresholds.beta_nms,
-        class_agnostic=thresholds.class_agnostic,
-        max_detections=thresholds.max_detections,
-        input_width=darknet.net.width,
-        input_height=darknet.net.height,
-        letterbox=darknet.net.letter_box,
-        weights=RANDOM_WEIGHTS if options.weights is None else file_digest(options.weights),
-        target=target,
-        precision=resolve_precision(target, options.precision),
-    )
-    spec = RepositorySpec(
-        name=options.name or model_base_name(options.cfg),
-        info=info,
-        batching=options.batching or TARGET_BATCHING[target],
-        instances=options.instances,
-        limits=options.limits,
-        detector_threads=options.detector_threads,
-        pre_nms_top_k=thresholds.pre_nms_top_k,
-        fused=FUSED_BY_DEFAULT[target] if options.fused is None else options.fused,
-    )
-    return RepositoryPlan(spec, darknet, Path(options.cfg).read_bytes())
 
 
 def preflight(options: BuildOptions) -> RepositoryPlan:

@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,28 +18,11 @@ from yolo_server.repository.spec import INT8_ARTIFACT
 if TYPE_CHECKING:
     from yolo_server.evaluation.gate import GateReport
     from yolo_server.export.calibration import CalibrationInput
-    from yolo_server.repository.build import BuildOptions, RepositoryPlan
-
-GATE_FAILURE_CHOICES = ("fallback", "stop")
+    from yolo_server.repository.plan import BuildOptions, Int8Options, RepositoryPlan
 
 
 class Int8GateFailed(RuntimeError):
     """The INT8 IR lost accuracy and the build was asked to stop; the message has the figures."""
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    """``calibration_images``: a folder of the traffic's images; ``validation``: COCO annotations for the gate
-    (None: the gate measures agreement with fp32 on the calibration images); ``on_gate_failure``: ``fallback``
-    (serve fp32/bf16, say so) or ``stop`` (fail the build, leave the previous repository)."""
-
-    calibration_images: Path
-    validation: Path | None = None
-    on_gate_failure: str = GATE_FAILURE_CHOICES[0]
-
-    def __post_init__(self) -> None:
-        if self.on_gate_failure not in GATE_FAILURE_CHOICES:
-            raise ValueError(f"on_gate_failure must be one of {GATE_FAILURE_CHOICES}, not {self.on_gate_failure!r}")
 
 
 def check_inputs(options: Int8Options) -> None:

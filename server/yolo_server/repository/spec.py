@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yolo_client.contract import IMAGES, ROLES, TENSOR, ModelInfo, model_name
+from yolo_server.flags import PER_TARGET, flag, positive_ints
 from yolo_server.ops.config import DEFAULT_PRE_NMS_TOP_K
 from yolo_server.precision import PRECISIONS, check_precision
+from yolo_server.triton.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 TARGETS = tuple(PRECISIONS)
 # cpu: images go through one fused model, measured faster than the ensemble on every load
@@ -81,12 +83,31 @@ class Batching:
     it before the client gives up on it.
     """
 
-    max_batch_size: int = 8
-    opt_batch_size: int = 4
-    max_queue_delay_us: int = 2000
-    max_queue_images: int = 512
-    queue_timeout_us: int = 3_000_000
-    preferred_batch_sizes: tuple[int, ...] = ()
+    max_batch_size: int = flag(
+        "--max-batch-size", f"largest dynamic batch (default: {PER_TARGET})", default=8, variable="MAX_BATCH_SIZE",
+        parse=int,
+    )  # fmt: skip
+    opt_batch_size: int = flag(
+        "--opt-batch-size", "TensorRT profile optimum (default: half the max batch)", default=4,
+        variable="OPT_BATCH_SIZE", parse=int,
+    )  # fmt: skip
+    max_queue_delay_us: int = flag(
+        "--max-queue-delay-us", f"longest wait to fill a batch (default: {PER_TARGET})", default=2000,
+        variable="MAX_QUEUE_DELAY_US", parse=int,
+    )  # fmt: skip
+    max_queue_images: int = flag(
+        "--max-queue-images", f"images each model's queue holds, full-batch requests counted (default: {PER_TARGET})",
+        default=512, variable="MAX_QUEUE_IMAGES", parse=int,
+    )  # fmt: skip
+    queue_timeout_us: int = flag(
+        "--queue-timeout-us", f"longest wait in one model's queue before UNAVAILABLE (default: {PER_TARGET})",
+        default=3_000_000, variable="QUEUE_TIMEOUT_US", parse=int,
+    )  # fmt: skip
+    preferred_batch_sizes: tuple[int, ...] = flag(
+        "--preferred-batch-sizes", "the detector's preferred dynamic batches (default: cpu none, tensorrt optimum "
+        "and max)", default=(), variable="PREFERRED_BATCH_SIZES", parse=positive_ints("batch sizes", "16,32"),
+        metavar="N[,N...]",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -201,8 +222,13 @@ INSTANCE_KINDS = tuple(f.name for f in dataclasses.fields(Instances))
 class Limits:
     """Preprocess caps on one encoded image."""
 
-    max_pixels: int = 50_000_000
-    max_bytes: int = 64 << 20
+    max_pixels: int = flag(
+        "--max-pixels", "per image, checked before decoding", default=DEFAULT_MAX_PIXELS, variable="MAX_PIXELS",
+        parse=lambda text: int(float(text)),  # 4e6 as well as 4000000
+    )  # fmt: skip
+    max_bytes: int = flag(
+        "--max-bytes", "per encoded image", default=DEFAULT_MAX_BYTES, variable="MAX_BYTES", parse=int
+    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from multiprocessing import get_context
 import cv2
 import numpy as np
 
-from yolo_server.training.scenes import decode_jpeg, encode_jpeg, generate_scene
+from yolo_client.scenes import decode_jpeg, encode_jpeg, generate_scene
 
 GREY = 127
 MIN_VISIBLE = 0.5  # keep a cropped box when at least this fraction of it stays in view

@@ -35,14 +35,17 @@ IMAGE_FORMATS = ("jpeg", "png", "bmp", "webp", "other")  # "other": a metrics la
 ACCEPTED_FORMATS = IMAGE_FORMATS[:-1]
 _JPEG_SOS, _JPEG_EOI = b"\xff\xda", b"\xff\xd9"
 _PNG_IEND = b"IEND\xaeB`\x82"
+# the caps on one encoded image unless the build sets others (``yolo_server.repository.spec.Limits`` defaults to them)
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
 class DecodeLimits:
     """Caps checked before decoding: encoded size in bytes and width x height in pixels."""
 
-    max_pixels: int = 50_000_000
-    max_bytes: int = 64 << 20
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
     max_jpeg_scans: int = 64
 
 

@@ -77,8 +77,9 @@ class OpenVINORunner:
 
     Args:
         path: the ``.xml`` written by :func:`yolo_server.export.openvino.export_openvino` (or its INT8 sibling).
-        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 where this CPU has native bf16) for an fp32 IR;
-            ``int8`` (or ``auto``) for an INT8 one, which serves nothing else.
+        precision: ``fp32`` or ``bf16`` for an fp32 IR, ``int8`` for an INT8 one, which serves nothing else: as
+            :func:`served_ir` resolved it (a load resolves ``auto`` there, once); ``auto`` from a caller that
+            did not go through it is resolved here, for this IR alone.
         num_threads: the plugin's threads; 0 for all cores.
     """
 
@@ -90,8 +91,8 @@ class OpenVINORunner:
             if precision not in (AUTO, "int8"):
                 raise ValueError(f"{path} is an INT8 IR: it serves int8, not {precision}")
             self.precision = "int8"
-        else:
-            self.precision = resolve_cpu_precision(precision)
+        else:  # resolved already (the load's served_ir) or, for auto or a precision not built, resolved or refused
+            self.precision = precision if precision in IR_PRECISIONS else resolve_cpu_precision(precision)
         compiled = core.compile_model(model, "CPU", compile_options(self.precision, num_threads))
         self.outputs = list(compiled.outputs)
         self.request = compiled.create_infer_request()
@@ -119,8 +120,10 @@ class LoadAwareRunner:
 
     def __init__(self, path: str | Path, precision: str = AUTO, lone_threads: int = 0, batch_threads: int = 0) -> None:
         self.lone = OpenVINORunner(path, precision, lone_threads)
-        self.batched = self.lone if batch_threads == lone_threads else OpenVINORunner(path, precision, batch_threads)
-        self.precision = self.lone.precision
+        self.precision = self.lone.precision  # auto, where given, resolved once for both
+        self.batched = (
+            self.lone if batch_threads == lone_threads else OpenVINORunner(path, self.precision, batch_threads)
+        )
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         """As :meth:`OpenVINORunner.__call__`."""

@@ -30,7 +30,7 @@ from typing import Any
 from yolo_client.benchmark import sample_images
 from yolo_client.contract import model_roles
 from yolo_server.extras import import_extra
-from yolo_server.launcher.process import loopback_server
+from yolo_server.launcher.launch import loopback_server
 from yolo_server.launcher.staging import plan_serving
 from yolo_server.launcher.tuned import TUNING_FILE, Tuning
 from yolo_server.precision import CpuFeatures
@@ -219,6 +219,20 @@ def tune(options: TuneOptions, log: Callable[[str], None] = print) -> TuneResult
             defaults = next((t for t in trials if t.values == space.defaults and not t.error), trials[0])
             best = _best(trials, options.p99_ms)
             tuned = best
+    chosen, tuning = _write_pick(options, space, trials, defaults, tuned, log)
+    return TuneResult(options, space, tuple(trials), defaults, chosen, tuning, interrupted)
+
+
+def _write_pick(
+    options: TuneOptions,
+    space: SearchSpace,
+    trials: Sequence[Trial],
+    defaults: Trial,
+    tuned: Trial,
+    log: Callable[[str], None],
+) -> tuple[Trial, Tuning]:
+    """The pick, ``tuned`` where it is within the bound and :func:`beats` the defaults, else the defaults, and its
+    settings, written to the tuning file."""
     if not any(trial.measurements for trial in trials):  # nothing to choose from: write no settings never measured
         raise RuntimeError(f"tune: no trial could be served and measured; the first: {trials[0].error}")
     keep = tuned.feasible(options.p99_ms) and beats(tuned, defaults)
@@ -228,7 +242,7 @@ def tune(options: TuneOptions, log: Callable[[str], None] = print) -> TuneResult
     tuning.write(options.tuning_file)
     if not keep:
         log("tune: no trial beat the defaults when measured again: the defaults stay")
-    return TuneResult(options, space, tuple(trials), defaults, chosen, tuning, interrupted)
+    return chosen, tuning
 
 
 def _suggest(asked: Any, knob: Knob) -> Any:

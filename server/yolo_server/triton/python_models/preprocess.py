@@ -12,8 +12,8 @@ from typing import Any
 import cv2
 import triton_python_backend_utils as pb_utils
 
-from yolo_client.contract import IMAGE, INPUT, PIXELS, RESIZE, read_parameters
-from yolo_server.triton.execution import execute_batched
+from yolo_client.contract import INPUT, PIXELS, RESIZE, read_parameters
+from yolo_server.triton.image_requests import execute_image_requests
 from yolo_server.triton.metrics import PREPROCESS_FAMILIES, ModelMetrics
 from yolo_server.triton.preprocess import PreprocessedRequest, Preprocessor
 from yolo_server.triton.settings import PreprocessSettings
@@ -28,12 +28,7 @@ class TritonPythonModel:
         self.metrics = ModelMetrics(pb_utils, args["model_name"], PREPROCESS_FAMILIES)
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        return execute_batched(pb_utils, requests, self._read, self._run, lambda exc: self.metrics.rejected(exc.reason))
-
-    def _read(self, request: Any) -> PreprocessedRequest:
-        prepared = self.preprocess(pb_utils.get_input_tensor_by_name(request, IMAGE).as_numpy())
-        self.metrics.decoded(prepared.formats, prepared.seconds)
-        return prepared
+        return execute_image_requests(pb_utils, requests, self.preprocess, self.metrics, self._run)
 
     def _run(self, payloads: list[PreprocessedRequest]) -> list[list[Any]]:
         return [[pb_utils.Tensor(self.network_output, p.inputs), pb_utils.Tensor(RESIZE, p.resize)] for p in payloads]
