@@ -55,7 +55,8 @@ def _set(item: Declared, command: str) -> Iterator[str]:
         return
     if kind in ("switch", "toggle"):
         name = flag.dest
-        yield f'{name}=$(boolean {flag.variable} "${{{flag.variable}:-}}")'
+        [variable] = flag.variables()
+        yield f'{name}=$(boolean {variable} "${{{variable}:-}}")'
         if kind == "switch":
             yield f'[ "${name}" != 1 ] || set -- "$@" {flag.flag}'
         else:

@@ -43,7 +43,7 @@ class Flag:
 
     flag: str
     help: str
-    variable: str | None = None
+    variable: str | None = "{DEST}"  # None: none; {DEST}: the flag in capitals (--max-bytes: MAX_BYTES)
     parse: Callable[[str], Any] | None = None
     kind: str = "value"
     choices: tuple[str, ...] | None = None
@@ -61,7 +61,8 @@ class Flag:
     def variables(self) -> tuple[str, ...]:
         if self.variable is None:
             return ()
-        return tuple(self.variable.format(KEY=key.upper()) for key in self.keys) if self.keys else (self.variable,)
+        dest = self.dest.upper()
+        return tuple(self.variable.format(DEST=dest, KEY=key.upper()) for key in self.keys or ("",))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def sample(item: Declared) -> tuple[str, Any]:
 
 @pytest.mark.parametrize(
     ("command", "item"),
-    [(c, i) for c, i in DECLARED if i.flag.variable and i.flag.variable not in gen_options.CONTAINER_LAYOUT],
+    [(c, i) for c, i in DECLARED if set(i.flag.variables()) - set(gen_options.CONTAINER_LAYOUT)],
     ids=lambda value: value.flag.flag if isinstance(value, Declared) else value,
 )
 def test_each_declared_variable_sets_its_option(command: str, item: Declared) -> None:

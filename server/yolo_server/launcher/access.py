@@ -52,12 +52,12 @@ class TlsFiles:
 
     cert: Path = flag(
         "--tls-cert", "gRPC TLS: PEM server certificate (chain); HTTP then binds 127.0.0.1 (default: no TLS)",
-        variable="TLS_CERT", parse=Path,
+        parse=Path,
     )  # fmt: skip
-    key: Path = flag("--tls-key", "gRPC TLS: PEM private key of --tls-cert", variable="TLS_KEY", parse=Path)
+    key: Path = flag("--tls-key", "gRPC TLS: PEM private key of --tls-cert", parse=Path)
     client_ca: Path | None = flag(
         "--tls-client-ca", "mutual TLS: PEM CA that client certificates must chain to (default: no client "
-        "certificates)", default=None, variable="TLS_CLIENT_CA", parse=Path,
+        "certificates)", default=None, parse=Path,
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -84,8 +84,7 @@ class Access:
     admin_key: str = flag(
         "--admin-key-file", f"file holding the key that the {ADMIN_KEY_HEADER!r} HTTP header (gRPC: "
         f"{GRPC_ADMIN_KEY_HEADER!r}) must carry for the repository, shared-memory, trace and logging APIs (default: "
-        "a random key nobody knows: those APIs are off)", variable="ADMIN_KEY_FILE", parse=Path,
-        convert=read_admin_key,
+        "a random key nobody knows: those APIs are off)", parse=Path, convert=read_admin_key,
     )  # fmt: skip
     tls: TlsFiles | None = nested(None, make=lambda values, _: TlsFiles.from_options(**values))
 

@@ -33,41 +33,40 @@ class ServeOptions:
     behind it. Without it Triton listens there itself, uncapped.
     """
 
-    repository: Path = flag(
-        "repository", "model repository", variable="REPOSITORY", parse=Path, kind="positional", by_hand=True
+    repository: Path = flag("repository", "model repository", parse=Path, kind="positional", by_hand=True)
+    # the container's own (its network is the boundary, its ports are the image's), without a variable
+    host: str = flag("--host", "bind address of all endpoints", default="127.0.0.1", variable=None)
+    http_port: int = flag("--http-port", "HTTP endpoint", default=HTTP_PORT, parse=int, variable=None)
+    grpc_port: int = flag("--grpc-port", "gRPC endpoint", default=GRPC_PORT, parse=int, variable=None)
+    metrics_port: int = flag(
+        "--metrics-port", "Prometheus metrics endpoint", default=METRICS_PORT, parse=int, variable=None
     )
-    host: str = flag("--host", "bind address of all endpoints", default="127.0.0.1")
-    http_port: int = flag("--http-port", "HTTP endpoint", default=HTTP_PORT, parse=int)
-    grpc_port: int = flag("--grpc-port", "gRPC endpoint", default=GRPC_PORT, parse=int)
-    metrics_port: int = flag("--metrics-port", "Prometheus metrics endpoint", default=METRICS_PORT, parse=int)
     exit_timeout_s: int = flag(
         "--exit-timeout", "seconds to drain in-flight requests on SIGTERM (keep it under the stop grace period)",
-        default=30, variable="EXIT_TIMEOUT", parse=int,
+        default=30, parse=int,
     )  # fmt: skip
-    ready_timeout_s: float = flag(
-        "--ready-timeout", "seconds to wait for every model", default=600.0, variable="READY_TIMEOUT", parse=float
-    )
+    ready_timeout_s: float = flag("--ready-timeout", "seconds to wait for every model", default=600.0, parse=float)
     shm_default_bytes: int = flag(
         "--shm-bytes", "Python-backend shared memory per instance (/dev/shm) and its growth step",
-        default=32 << 20, variable="SHM_BYTES", parse=int,
+        default=32 << 20, parse=int,
     )  # fmt: skip
     shm_growth_bytes: int | None = None  # None: shm_default_bytes
-    log_verbose: int = flag("--log-verbose", "Triton's log verbosity", default=0, variable="LOG_VERBOSE", parse=int)
+    log_verbose: int = flag("--log-verbose", "Triton's log verbosity", default=0, parse=int)
     access: Access | None = nested(None)  # None: admin APIs behind a random key nobody knows, no TLS
     supervision: Supervision = nested(default_factory=Supervision)
     front: bool = flag(
         "--front", "nginx on the ports clients reach, capping request sizes, with tritonserver on loopback behind it "
         "(--no-front: tritonserver's own ports, uncapped: put a capping proxy in front yourself)", default=True,
-        kind="toggle",
+        kind="toggle", variable=None,  # always on in a container: Triton itself has no request cap
     )  # fmt: skip
     max_request_bytes: int | None = flag(
         "--max-request-bytes", "the front's cap on one request (default: the largest request the repository's "
-        "models accept)", default=None, variable="MAX_REQUEST_BYTES", parse=int,
+        "models accept)", default=None, parse=int,
     )  # fmt: skip
     tuning: Path | None = flag(
         "--tuning", "settings `yolo-server tune` chose, applied whatever machine they were measured on (default: "
         "the repository's tuning.json where it was measured on the same CPUs and ISA as this machine)", default=None,
-        variable="TUNING", parse=Path, metavar="FILE", in_models=True,
+        parse=Path, metavar="FILE", in_models=True,
     )  # fmt: skip
     extra_args: tuple[str, ...] = ()
 

@@ -48,15 +48,12 @@ class Supervision:
 
     check_interval_s: float = flag(
         "--check-interval", "seconds between checks of the Python-backend stubs (0: no supervision)", default=1.0,
-        variable="CHECK_INTERVAL", parse=float,
+        parse=float,
     )  # fmt: skip
     canary_interval_s: float = flag(
-        "--canary-interval", "seconds between canary inferences through each image model", default=5.0,
-        variable="CANARY_INTERVAL", parse=float,
+        "--canary-interval", "seconds between canary inferences through each image model", default=5.0, parse=float,
     )  # fmt: skip
-    canary_timeout_s: float = flag(
-        "--canary-timeout", "deadline of one canary inference", default=15.0, variable="CANARY_TIMEOUT", parse=float
-    )
+    canary_timeout_s: float = flag("--canary-timeout", "deadline of one canary inference", default=15.0, parse=float)
     canary_failures: int = 2
 
     def __post_init__(self) -> None:

@@ -85,17 +85,16 @@ class Int8Options:
     calibration_images: Path = flag(
         "--calibration-images", "cpu: also build an INT8 IR, calibrated on the images under DIR (JPEG, PNG, WebP, "
         f"BMP; at least {MIN_CALIBRATION_IMAGES}, like the traffic to serve); it is kept only where it passes its "
-        "accuracy gate", variable="CALIBRATION_IMAGES", parse=Path, metavar="DIR", in_models=True,
+        "accuracy gate", parse=Path, metavar="DIR", in_models=True,
     )  # fmt: skip
     validation: Path | None = flag(
         "--validation", "the INT8 gate on COCO annotations: mAP@0.5 and mAP@[.5:.95] against fp32 (default: the "
-        "share of fp32's boxes INT8 finds again on the calibration images)", default=None, variable="VALIDATION",
-        parse=Path, metavar="ANNOTATIONS.json", in_models=True,
+        "share of fp32's boxes INT8 finds again on the calibration images)", default=None, parse=Path,
+        metavar="ANNOTATIONS.json", in_models=True,
     )  # fmt: skip
     on_gate_failure: str = flag(
         "--int8-gate-failure", "an INT8 IR that fails its gate: fallback (write none, serve fp32/bf16, warn) or stop "
-        "(fail the build)", default=GATE_FAILURE_CHOICES[0], variable="INT8_GATE_FAILURE",
-        choices=GATE_FAILURE_CHOICES,
+        "(fail the build)", default=GATE_FAILURE_CHOICES[0], choices=GATE_FAILURE_CHOICES,
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -130,45 +129,37 @@ class BuildOptions:
     INT8 IR from calibration images, kept where it passes its gate.
     """
 
-    cfg: Path = flag("--cfg", "darknet .cfg", variable="CFG", parse=Path, in_models=True, by_hand=True)
+    cfg: Path = flag("--cfg", "darknet .cfg", parse=Path, in_models=True, by_hand=True)
     weights: Path | None = flag(
-        "--weights", "darknet .weights (default: calibrated RANDOM weights, not trained)", default=None,
-        variable="WEIGHTS", parse=Path, in_models=True, by_hand=True,
+        "--weights", "darknet .weights (default: calibrated RANDOM weights, not trained)", default=None, parse=Path,
+        in_models=True, by_hand=True,
     )  # fmt: skip
     names: Path | None = flag(
-        "--names", "class names, one per line (default: class ids)", default=None, variable="NAMES", parse=Path,
+        "--names", "class names, one per line (default: class ids)", default=None, parse=Path,
         in_models=True, by_hand=True,
     )  # fmt: skip
     size: tuple[int, int] | None = flag(
-        "--size", "network input, N or WxH, multiples of 32 (default: the cfg's)", default=None, variable="SIZE",
-        parse=parse_size,
+        "--size", "network input, N or WxH, multiples of 32 (default: the cfg's)", default=None, parse=parse_size,
     )  # fmt: skip
     target: str = flag(
         "--target", "what serves the detector: OpenVINO on the CPU, or TensorRT (auto: tensorrt where a GPU and "
-        "torch_tensorrt are here)", default="cpu", variable="TARGET", choices=(*TARGETS, "auto"),
-        convert=resolve_target,
+        "torch_tensorrt are here)", default="cpu", choices=(*TARGETS, "auto"), convert=resolve_target,
     )  # fmt: skip
-    precision: str | None = flag(
-        "--precision", _precision_help(), default=None, variable="PRECISION", choices=ALL_PRECISIONS
-    )
+    precision: str | None = flag("--precision", _precision_help(), default=None, choices=ALL_PRECISIONS)
     name: str | None = flag(
         "--name", "base model name (default: from the cfg file name)", default=None, variable="MODEL_NAME"
     )
     score_threshold: float = flag(
-        "--score-threshold", "the served score threshold", default=DEFAULT_SCORE_THRESHOLD,
-        variable="SCORE_THRESHOLD", parse=float,
+        "--score-threshold", "the served score threshold", default=DEFAULT_SCORE_THRESHOLD, parse=float,
     )  # fmt: skip
     nms_threshold: float = flag(
-        "--nms-threshold", "the served DIoU-NMS threshold", default=DEFAULT_NMS_THRESHOLD, variable="NMS_THRESHOLD",
-        parse=float,
+        "--nms-threshold", "the served DIoU-NMS threshold", default=DEFAULT_NMS_THRESHOLD, parse=float,
     )  # fmt: skip
     max_detections: int = flag(
-        "--max-detections", "the most detections an image returns", default=DEFAULT_MAX_DETECTIONS,
-        variable="MAX_DETECTIONS", parse=int,
+        "--max-detections", "the most detections an image returns", default=DEFAULT_MAX_DETECTIONS, parse=int,
     )  # fmt: skip
     class_agnostic: bool = flag(
-        "--class-agnostic", "NMS across classes (default: per class)", default=False, variable="CLASS_AGNOSTIC",
-        kind="switch",
+        "--class-agnostic", "NMS across classes (default: per class)", default=False, kind="switch",
     )  # fmt: skip
     batching: Batching | None = nested(  # None: the target's defaults (TARGET_BATCHING)
         None,
@@ -184,13 +175,11 @@ class BuildOptions:
     limits: Limits = nested(default_factory=Limits)
     detector_threads: int | None = flag(
         "--detector-threads", "OpenVINO threads per cpu detector instance, the fused model's for a lone image (0: one "
-        "per core; default: sized by serve to the CPUs it may use)", default=None, variable="DETECTOR_THREADS",
-        parse=int,
+        "per core; default: sized by serve to the CPUs it may use)", default=None, parse=int,
     )  # fmt: skip
     fused: bool | None = flag(  # None: the target's default (FUSED_BY_DEFAULT)
         "--fused", "serve images with one fused Python model instead of the ensemble (default: cpu "
-        f"{'fused' if FUSED_BY_DEFAULT['cpu'] else 'ensemble'}; tensorrt: ensemble only)", default=None,
-        variable="FUSED", kind="toggle",
+        f"{'fused' if FUSED_BY_DEFAULT['cpu'] else 'ensemble'}; tensorrt: ensemble only)", default=None, kind="toggle",
     )  # fmt: skip
     output: Path = flag(
         "--output", "model repository directory", default=Path("model_repository"), variable="REPOSITORY",

@@ -84,29 +84,25 @@ class Batching:
     """
 
     max_batch_size: int = flag(
-        "--max-batch-size", f"largest dynamic batch (default: {PER_TARGET})", default=8, variable="MAX_BATCH_SIZE",
-        parse=int,
+        "--max-batch-size", f"largest dynamic batch (default: {PER_TARGET})", default=8, parse=int,
     )  # fmt: skip
     opt_batch_size: int = flag(
-        "--opt-batch-size", "TensorRT profile optimum (default: half the max batch)", default=4,
-        variable="OPT_BATCH_SIZE", parse=int,
+        "--opt-batch-size", "TensorRT profile optimum (default: half the max batch)", default=4, parse=int,
     )  # fmt: skip
     max_queue_delay_us: int = flag(
-        "--max-queue-delay-us", f"longest wait to fill a batch (default: {PER_TARGET})", default=2000,
-        variable="MAX_QUEUE_DELAY_US", parse=int,
+        "--max-queue-delay-us", f"longest wait to fill a batch (default: {PER_TARGET})", default=2000, parse=int,
     )  # fmt: skip
     max_queue_images: int = flag(
         "--max-queue-images", f"images each model's queue holds, full-batch requests counted (default: {PER_TARGET})",
-        default=512, variable="MAX_QUEUE_IMAGES", parse=int,
+        default=512, parse=int,
     )  # fmt: skip
     queue_timeout_us: int = flag(
         "--queue-timeout-us", f"longest wait in one model's queue before UNAVAILABLE (default: {PER_TARGET})",
-        default=3_000_000, variable="QUEUE_TIMEOUT_US", parse=int,
+        default=3_000_000, parse=int,
     )  # fmt: skip
     preferred_batch_sizes: tuple[int, ...] = flag(
         "--preferred-batch-sizes", "the detector's preferred dynamic batches (default: cpu none, tensorrt optimum "
-        "and max)", default=(), variable="PREFERRED_BATCH_SIZES", parse=positive_ints("batch sizes", "16,32"),
-        metavar="N[,N...]",
+        "and max)", default=(), parse=positive_ints("batch sizes", "16,32"), metavar="N[,N...]",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -223,12 +219,10 @@ class Limits:
     """Preprocess caps on one encoded image."""
 
     max_pixels: int = flag(
-        "--max-pixels", "per image, checked before decoding", default=DEFAULT_MAX_PIXELS, variable="MAX_PIXELS",
+        "--max-pixels", "per image, checked before decoding", default=DEFAULT_MAX_PIXELS,
         parse=lambda text: int(float(text)),  # 4e6 as well as 4000000
     )  # fmt: skip
-    max_bytes: int = flag(
-        "--max-bytes", "per encoded image", default=DEFAULT_MAX_BYTES, variable="MAX_BYTES", parse=int
-    )
+    max_bytes: int = flag("--max-bytes", "per encoded image", default=DEFAULT_MAX_BYTES, parse=int)
 
 
 @dataclass(frozen=True)
