@@ -130,6 +130,8 @@ RULES = {
     "yolo_server.launcher": (*BUILD, *IN_PROCESS, *TORCH, "yolo_server.darknet", "yolo_server.ops", "openvino"),
     "yolo_server.precision": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton"),
     "yolo_server.extras": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton"),
+    # the options' declarations are read by the build, the launcher and the stubs' configs alike: they import none
+    "yolo_server.flags": (*STUB_FORBIDDEN, *TORCH, "yolo_server.triton", "yolo_server.darknet", "yolo_server.ops"),
     # tune drives the launcher against a built repository: it builds nothing and runs no network itself
     "yolo_server.tuning": (*BUILD, *IN_PROCESS, *TORCH, "yolo_server.darknet", "yolo_server.ops", "openvino"),
 }
