@@ -10,7 +10,7 @@ data and every interface is read from it.
 Example:
     >>> @dataclass(frozen=True)
     ... class Options:
-    ...     size: int = flag("--size", "network input", default=416, variable="SIZE", parse=int)
+    ...     size: int = flag("--size", "network input", default=416, parse=int)  # variable SIZE
     >>> parser = argparse.ArgumentParser()
     >>> add_flags(parser, Options)
     >>> options_from(Options, parser.parse_args(["--size", "512"]))
