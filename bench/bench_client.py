@@ -97,22 +97,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
 
-    from yolo_server.launcher.launch import Serving
-    from yolo_server.launcher.options import ServeOptions
-    from yolo_server.launcher.ports import free_ports
+    from yolo_server.launcher.launch import loopback_server
 
     images = sample_images(16)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
         repository = Path(tmp) / "repository"
         build(MODELS["yolov4-tiny"], repository, args.size, 8, [])
-        http, grpc, metrics = free_ports(3)
-        server = Serving(  # tritonserver behind its nginx front, as `yolo-server serve` runs it
-            ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
-        )
-        server.start(stream=None)
-        try:
-            server.wait_ready(300)
+        # tritonserver behind its nginx front, as `yolo-server serve` runs it
+        with loopback_server(repository, exit_timeout_s=5, ready_timeout_s=300) as server:
             url = server.endpoints.grpc
             rate(bare_caller, url, images, max(args.concurrency), 2.0)  # warm every instance
             for concurrency in args.concurrency:
@@ -121,8 +114,6 @@ def main() -> None:
                     bare.append(rate(bare_caller, url, images, concurrency, args.seconds))
                     sdk.append(rate(sdk_caller, url, images, concurrency, args.seconds))
                 rows.append((concurrency, statistics.median(bare), statistics.median(sdk)))
-        finally:
-            server.stop()
 
     print(
         f"\nyolov4-tiny @{args.size}, cpu, 640x480 JPEGs, bytes transport, median of {args.rounds} alternating rounds"

@@ -195,24 +195,16 @@ def compute_ns(url: str, model: str) -> dict[str, int]:
 def serve_and_measure(
     repository: Path, model: str, images: list[bytes], concurrencies: list[int], seconds: float
 ) -> tuple[list[LoadResult], dict[str, int]]:
-    from yolo_server.launcher.launch import Serving
-    from yolo_server.launcher.options import ServeOptions
-    from yolo_server.launcher.ports import free_ports
+    from yolo_server.launcher.launch import loopback_server
 
-    http, grpc, metrics = free_ports(3)
-    options = ServeOptions(repository, http_port=http, grpc_port=grpc, metrics_port=metrics, exit_timeout_s=5)
-    server = Serving(options)  # tritonserver behind its nginx front, as `yolo-server serve` runs it
-    server.start(stream=None)
-    try:
-        server.wait_ready(300)
+    # tritonserver behind its nginx front, as `yolo-server serve` runs it
+    with loopback_server(repository, exit_timeout_s=5, ready_timeout_s=300) as server:
         url = server.endpoints.grpc
         load(url, model, images, max(concurrencies), 3.0)  # warm every instance
         before = compute_ns(url, model)
         results = [load(url, model, images, c, seconds) for c in concurrencies]
         after = compute_ns(url, model)
         return results, {key: after[key] - before[key] for key in after}
-    finally:
-        server.stop()
 
 
 def main() -> None:

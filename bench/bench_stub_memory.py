@@ -44,25 +44,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="per entry point")
     args = parser.parse_args()
 
-    from yolo_server.launcher.options import ServeOptions
-    from yolo_server.launcher.ports import free_ports
-    from yolo_server.launcher.process import TritonServer
+    from yolo_server.launcher.launch import loopback_server
 
-    http, grpc, metrics = free_ports(3)
-    options = ServeOptions(args.repository, http_port=http, grpc_port=grpc, metrics_port=metrics, front=False)
-    server = TritonServer(options)
-    server.start(stream=None)
-    try:
-        server.wait_ready(300)
+    with loopback_server(args.repository, front=False, ready_timeout_s=300) as serving:
         image = draw_scene(np.random.default_rng(0), 400, 300).image
         for transport in ("bytes", "tensor"):
-            with YoloClient(server.endpoints.grpc, args.model, transport=transport) as client:
+            with YoloClient(serving.endpoints.grpc, args.model, transport=transport) as client:
                 for _ in range(args.requests):
                     client.detect(image, color="rgb")
-        assert server.pid is not None
-        rows = sorted((model, pid, *stub_memory(pid)) for pid, model in stub_models(server.pid).items())
-    finally:
-        server.stop()
+        assert serving.server.pid is not None
+        rows = sorted((model, pid, *stub_memory(pid)) for pid, model in stub_models(serving.server.pid).items())
 
     print(isa_line())
     print(f"{'model':40} {'pid':>8} {'RSS MiB':>8}  maps")

@@ -19,7 +19,7 @@ import argparse
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from yolo_server.flags import Declared, declared
@@ -142,17 +142,18 @@ def rendered() -> dict[Path, str]:
     return {ENTRYPOINT: entrypoint, COMPOSE: compose, OPTIONS_DOC: options_doc()}
 
 
-def main(argv: list[str] | None = None, write: Callable[[Path, str], object] = Path.write_text) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
     args = parser.parse_args(argv)
-    stale = [path for path, text in rendered().items() if not path.is_file() or path.read_text() != text]
+    texts = rendered()
+    stale = [path for path, text in texts.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
             print(f"{path.relative_to(ROOT)} is stale: run python docker/gen_options.py", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
-        write(path, rendered()[path])
+        path.write_text(texts[path])
         print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

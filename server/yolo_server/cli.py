@@ -116,14 +116,12 @@ def run_tune(args: argparse.Namespace) -> int:
 
 def build_options(args: argparse.Namespace) -> BuildOptions:
     """Namespace of ``build`` -> :class:`~yolo_server.repository.plan.BuildOptions`."""
-    options: BuildOptions = options_from(BuildOptions, args)
-    return options
+    return options_from(BuildOptions, args)
 
 
 def serve_options(args: argparse.Namespace) -> ServeOptions:
     """Namespace of ``serve`` -> :class:`~yolo_server.launcher.options.ServeOptions`."""
-    options: ServeOptions = options_from(ServeOptions, args)
-    return options
+    return options_from(ServeOptions, args)
 
 
 def run_probe(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 _KEY = "yolo_server.flag"
+T = typing.TypeVar("T")
 PER_TARGET = "{per_target}"  # in a help text: "cpu 8, tensorrt 32", from the nested class's per-target defaults
 
 
@@ -183,7 +184,7 @@ def _argument(item: Declared) -> dict[str, Any]:
     return {**argument, "type": flag.parse, "choices": flag.choices, "metavar": flag.metavar}
 
 
-def options_from(options: type, namespace: argparse.Namespace, **given: Any) -> Any:
+def options_from(options: type[T], namespace: argparse.Namespace, **given: Any) -> T:
     """``options`` made from a parsed namespace: each flagged field from its flag, each nested one by its ``make``
     (default: its class from its fields); ``given`` fields are taken as they are."""
     return options(**_made(options, namespace, given))
