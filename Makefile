@@ -51,13 +51,16 @@ $(VENV)/.installed: server/pyproject.toml client/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU build of torch (an unpinned torch would pull a multi-GB CUDA build)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ./client -e './server[serve,openvino,int8,tune,test]'
+	$(BIN)/python -m pip install -q -e ./client -e './server[build,serve,openvino,int8,tune,test]'
 	touch $@
 
-# Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: validates docker/compose.yaml)
+# Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: runs docker/compose.yaml),
+# the Docker engine with its BuildKit CLI (docker.io: tests/docker start dockerd when none runs) and debootstrap
+# (docker/debian-base.sh: the local base image where no registry serves one)
+SYSTEM_PACKAGES := prometheus nginx docker-compose docker.io debootstrap
 system-deps:
-	@command -v promtool >/dev/null && command -v nginx >/dev/null && command -v docker-compose >/dev/null || \
-	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus nginx docker-compose >/dev/null )
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null )
 
 # nginx: the front `yolo-server serve` puts on the ports clients reach, capping request sizes (Triton has no cap)
 front-deps:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yolo_client.contract import HTTP_PORT
+from yolo_server.extras import import_extra
 from yolo_server.flags import add_flags, options_from, positive_ints
 from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.supervise import Supervision
@@ -141,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "build":
+            # a serving image has no torch (server[serve]): say which extra builds, before any traceback would
+            import_extra("torch", "build", "`yolo-server build` exports the network with torch")
             from yolo_server.repository.build import build_repository, preflight
 
             if args.preflight:

@@ -153,7 +153,7 @@ def check_model(name: str, mode: str, device: torch.device, dtype: torch.dtype, 
               "heads_within_tolerance": max(errors.values()) <= HEAD_TOLERANCE,
               "images_per_second": {str(b): round(v, 1) for b, v in result["images_per_second"].items()}}  # fmt: skip
     if name == "demo":
-        post = Postprocessor(tuple(spec.yolo_layers), width, height, postprocess_config_for(spec), device)
+        post = Postprocessor(tuple(spec.yolo_layers), width, height, postprocess_config_for(spec), str(device))
         eager_found = post.run([h.numpy() for h in reference["heads"]], placements)
         found = post.run([h.numpy() for h in result["heads"]], placements)
         share = matched_share(eager_found, found)

@@ -93,10 +93,6 @@ KNOBS = (
 # the options no variable sets, and why
 FIXED_OPTIONS = {
     ("build", "preflight"): "the entrypoint's own check, run before it clears the repository volume",
-    ("serve", "host"): "0.0.0.0: the container's network is the boundary; compose publishes on PUBLISH_ADDRESS",
-    ("serve", "http_port"): "the image's ports, which compose and k8s map",
-    ("serve", "grpc_port"): "the image's ports, which compose and k8s map",
-    ("serve", "metrics_port"): "the image's ports, which compose and k8s map",
     ("serve", "front"): "always on in a container: Triton itself has no request cap",
 }
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.images import encode, scene
-from tests.helpers.paths import ROOT
+from tests.helpers.nginx_balancer import NGINX_CONF, render_nginx_conf
 from tests.helpers.serving import (
     READY_TIMEOUT_S,
     TritonTestServer,
@@ -36,8 +35,6 @@ from yolo_server.launcher.ports import free_ports
 
 pytestmark = pytest.mark.integration
 
-NGINX_CONF = ROOT / "docker" / "nginx" / "nginx.conf"
-
 
 @dataclass
 class Replica:
@@ -50,25 +47,6 @@ class Replica:
         with urllib.request.urlopen(f"http://{self.http}/v2/models/{model}/stats", timeout=10) as response:
             stats = json.load(response)["model_stats"]
         return sum(int(entry.get("inference_count", 0)) for entry in stats)
-
-
-def render_nginx_conf(text: str, grpc: list[str], http: list[str], grpc_listen: int, http_listen: int) -> str:
-    """The compose config with test upstreams and ports; each substitution must match exactly once."""
-
-    def upstream(match: re.Match[str], targets: list[str]) -> str:
-        indent, rest = match.group(1), match.group(2)
-        return "\n".join(f"{indent}server {target} {rest}" for target in targets)
-
-    subs = [
-        (r"^(\s*)server server:8001 (.*)$", lambda m: upstream(m, grpc)),
-        (r"^(\s*)server server:8000 (.*)$", lambda m: upstream(m, http)),
-        (r"^(\s*)listen 8001 http2;$", lambda m: f"{m.group(1)}listen 127.0.0.1:{grpc_listen} http2;"),
-        (r"^(\s*)listen 8000;$", lambda m: f"{m.group(1)}listen 127.0.0.1:{http_listen};"),
-    ]
-    for pattern, replacement in subs:
-        text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
-        assert count == 1, f"{pattern} matched {count} times in {NGINX_CONF}"
-    return text
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +84,12 @@ def balancer(replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) 
     conf = prefix / "nginx.conf"
     conf.write_text(
         render_nginx_conf(
-            NGINX_CONF.read_text(), [r.grpc for r in replicas], [r.http for r in replicas], grpc_port, http_port
+            NGINX_CONF.read_text(),
+            [r.grpc for r in replicas],
+            [r.http for r in replicas],
+            grpc_port,
+            http_port,
+            prefix,
         )
     )
     access_log, error_log = prefix / "access.log", prefix / "error.log"
@@ -121,7 +104,7 @@ def balancer(replicas: list[Replica], tmp_path_factory: pytest.TempPathFactory) 
                 "-c",
                 str(conf),
                 "-g",
-                f"daemon off; pid {prefix / 'nginx.pid'};",
+                "daemon off;",
             ],
             stdout=out,
             stderr=err,

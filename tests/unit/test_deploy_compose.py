@@ -182,7 +182,7 @@ def test_hostnames_in_the_mounted_configs_are_compose_services(resolved: dict[st
         for n, s in services.items()
     }
     serving = {n for n, aliases in names.items() if "server" in aliases}
-    assert serving == {"server", "server-replica", "server-cpu"}
+    assert serving == {"server", "server-replica", "server-cpu", "server-cpu-replica"}
     serve = parse_yolo_server(entrypoint_argv("serve"))
     nginx = (DOCKER / "nginx" / "nginx.conf").read_text()
     upstreams = re.findall(r"server (\S+):(\d+) ", nginx)

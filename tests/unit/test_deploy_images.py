@@ -50,6 +50,37 @@ def stages(path: Path) -> list[list[tuple[str, str]]]:
     return result
 
 
+def build_args(path: Path) -> dict[str, str]:
+    """The ``ARG NAME=default`` lines before the first FROM: what ``FROM ${NAME}`` builds on by default."""
+    args: dict[str, str] = {}
+    for keyword, rest in instructions(path):
+        if keyword == "FROM":
+            return args
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            args[name] = default
+    return args
+
+
+def stage_names(path: Path) -> list[str]:
+    return [stage[0][1].split(" AS ")[-1] if " AS " in stage[0][1] else "" for stage in stages(path)]
+
+
+def base_images(path: Path) -> list[str]:
+    """Each stage's base: an image (build arguments at their defaults), or an earlier stage's name."""
+    args = build_args(path)
+    return [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], stage[0][1].split()[0]) for stage in stages(path)]
+
+
+def image_instructions(path: Path, target: str | None = None) -> list[tuple[str, str]]:
+    """What an image built with ``--target`` (default: the last stage) is made of: its stage after the stages it
+    builds on."""
+    names, bases, all_stages = stage_names(path), base_images(path), stages(path)
+    index = names.index(target) if target else len(all_stages) - 1
+    inherited = image_instructions(path, bases[index]) if bases[index] in names else []
+    return inherited + all_stages[index]
+
+
 def copy_sources(path: Path) -> list[str]:
     sources = []
     for keyword, rest in instructions(path):
@@ -64,8 +95,8 @@ def test_three_images() -> None:
 
 
 def test_builder_and_server_are_the_same_ngc_release() -> None:
-    base = {p.name: [rest for kw, rest in instructions(p) if kw == "FROM"] for p in DOCKERFILES}
-    builder, server = (NGC.match(base[name][0].split()[0]) for name in ("Dockerfile.builder", "Dockerfile.server"))
+    base = {p.name: base_images(p) for p in DOCKERFILES}
+    builder, server = (NGC.match(base[name][0]) for name in ("Dockerfile.builder", "Dockerfile.server"))
     assert builder and builder.group(1) == "pytorch", base
     assert server and server.group(1) == "tritonserver", base
     assert builder.group(2) == server.group(2), "the builder's TensorRT must be the one Triton runs"
@@ -75,10 +106,24 @@ def test_builder_and_server_are_the_same_ngc_release() -> None:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_base_images_are_pinned(path: Path) -> None:
-    for keyword, rest in instructions(path):
-        if keyword == "FROM":
-            image = rest.split()[0]
+    for image in base_images(path):
+        if image not in stage_names(path):
             assert re.search(r":[\w.-]*\d[\w.-]*$", image) and "latest" not in image, f"{path.name}: {image}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_images_build_with_the_builtin_frontend_behind_any_registry(path: Path) -> None:
+    """No `# syntax` line (it pulls a frontend image); the base and the package index are build arguments, and every
+    pip install takes the CA secret and the wheels folder."""
+    assert not path.read_text().startswith("# syntax"), path.name
+    assert "BASE_IMAGE" in build_args(path) and base_images(path)[0] == build_args(path)["BASE_IMAGE"]
+    runs = [rest for kw, rest in instructions(path) if kw == "RUN" and "pip install" in rest]
+    assert runs, path.name
+    for run in runs:
+        assert "--mount=type=secret,id=ca" in run and "PIP_CERT=/run/secrets/ca" in run, run[:120]
+        assert "--mount=type=bind,source=docker/wheels,target=/wheels" in run and "--find-links /wheels" in run
+    stage_args = [rest for stage in stages(path) for kw, rest in stage if kw == "ARG"]
+    assert any(arg.startswith("PIP_INDEX_URL=") for arg in stage_args), path.name
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -100,23 +145,27 @@ def test_dockerignores_are_one_file() -> None:
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
-def test_every_stage_runs_as_a_non_root_user(path: Path) -> None:
-    for stage in stages(path):
-        users = [rest for kw, rest in stage if kw == "USER"]
-        assert users and users[-1] not in ("root", "0"), f"{path.name}: stage {stage[0][1]} runs as root"
+def test_every_image_runs_as_a_non_root_user(path: Path) -> None:
+    """Every stage that is an image (it has an ENTRYPOINT of its own or inherited), not only a base of others."""
+    for name in stage_names(path):
+        image = image_instructions(path, name or None)
+        if any(kw == "ENTRYPOINT" for kw, _ in image):
+            users = [rest for kw, rest in image if kw == "USER"]
+            assert users and users[-1] not in ("root", "0"), f"{path.name}: stage {name} runs as root"
 
 
 @pytest.mark.parametrize("name", ["Dockerfile.builder", "Dockerfile.server", "Dockerfile.cpu"])
 def test_entrypoint_and_default_model_are_copied_where_the_script_looks(name: str) -> None:
-    final = dict((kw, rest) for kw, rest in stages(DOCKER / name)[-1])
-    copies = [rest for kw, rest in stages(DOCKER / name)[-1] if kw == "COPY"]
+    image = image_instructions(DOCKER / name)  # Dockerfile.cpu: the builder, on the server stage
+    final = dict(image)
+    copies = [rest for kw, rest in image if kw == "COPY"]
     assert final["WORKDIR"] == IMAGE_APP
     assert any(c.endswith("docker/entrypoint.sh entrypoint.sh") and "--chmod=755" in c for c in copies)
     assert any(
         c == f"{Path(makefile_var('DEFAULT_CFG')).parent} {Path(makefile_var('DEFAULT_CFG')).parent}" for c in copies
     )
     # NGC images keep NVIDIA's entrypoint (CUDA forward compatibility) in front of ours
-    nvidia = '"/opt/nvidia/nvidia_entrypoint.sh", ' if NGC.match(stages(DOCKER / name)[-1][0][1].split()[0]) else ""
+    nvidia = '"/opt/nvidia/nvidia_entrypoint.sh", ' if NGC.match(base_images(DOCKER / name)[0]) else ""
     assert final["ENTRYPOINT"] == f'[{nvidia}"{IMAGE_APP}/entrypoint.sh"]'
     assert bool(nvidia) == (name != "Dockerfile.cpu")
 
@@ -127,9 +176,9 @@ def healthcheck_options(arguments: str) -> dict[str, float]:
     return {name: float(value) * (60 if unit == "m" else 1) for name, value, unit in options}
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.server", "Dockerfile.cpu"])
-def test_servers_expose_the_served_ports_and_check_health_with_the_probe(name: str) -> None:
-    final = dict((kw, rest) for kw, rest in stages(DOCKER / name)[-1])
+@pytest.mark.parametrize(("name", "target"), [("Dockerfile.server", None), ("Dockerfile.cpu", "server")])
+def test_servers_expose_the_served_ports_and_check_health_with_the_probe(name: str, target: str | None) -> None:
+    final = dict(image_instructions(DOCKER / name, target))
     serve = parse_yolo_server(entrypoint_argv("serve"))
     assert final["EXPOSE"].split() == [str(p) for p in (serve.http_port, serve.grpc_port, serve.metrics_port)]
     assert final["HEALTHCHECK"].endswith(f'CMD ["{IMAGE_APP}/entrypoint.sh", "health"]')
@@ -142,22 +191,26 @@ def test_servers_expose_the_served_ports_and_check_health_with_the_probe(name: s
     assert final["CMD"] == '["serve"]'
 
 
-def test_cpu_image_installs_the_makefiles_cpu_torch_and_the_bundled_triton() -> None:
+def test_cpu_builder_adds_the_makefiles_cpu_torch_to_a_server_without_torch() -> None:
     makefile_torch = re.search(r"pip install -q (torch==[\d.]+)", (ROOT / "Makefile").read_text())
     assert makefile_torch
-    runs = " ".join(rest for kw, rest in stages(DOCKER / "Dockerfile.cpu")[-1] if kw == "RUN")
-    assert f"download.pytorch.org/whl/cpu {makefile_torch.group(1)} " in runs
-    assert (
-        "'./server[serve,openvino,int8]'" in runs
-    )  # nvidia-pytriton: the tritonserver binary; the cpu detector's runtime
-    env = " ".join(rest for kw, rest in stages(DOCKER / "Dockerfile.cpu")[-1] if kw == "ENV")
-    assert "TARGET=cpu" in env
+    builder = image_instructions(DOCKER / "Dockerfile.cpu", "builder")
+    server = image_instructions(DOCKER / "Dockerfile.cpu", "server")
+    assert server == builder[: len(server)], "the builder is the server plus the build's packages"
+    server_runs = " ".join(rest for kw, rest in server if kw == "RUN")
+    # nvidia-pytriton: the tritonserver binary; the cpu detector's runtime; and the proof that torch is absent
+    assert "'./server[serve,openvino]'" in server_runs and '! python -c "import torch"' in server_runs
+    builder_runs = " ".join(rest for kw, rest in builder[len(server) :] if kw == "RUN")
+    assert f'${{TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}} {makefile_torch.group(1)} ' in builder_runs
+    assert "'./server[build,openvino,int8]'" in builder_runs
+    assert "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in [rest for kw, rest in builder if kw == "ARG"]
+    assert "TARGET=cpu" in " ".join(rest for kw, rest in builder if kw == "ENV")
 
 
 def test_builder_keeps_the_ngc_torch_and_targets_tensorrt() -> None:
     runs = " ".join(rest for kw, rest in instructions(DOCKER / "Dockerfile.builder") if kw == "RUN")
     assert "print('torch==' + m.version('torch'))\" > /tmp/image-pins.txt" in runs
-    assert "$constraints ./client ./server" in runs
+    assert "$constraints ./client './server[build]'" in runs
     env = " ".join(rest for kw, rest in instructions(DOCKER / "Dockerfile.builder") if kw == "ENV")
     assert "TARGET=tensorrt" in env
     assert parse_yolo_server(entrypoint_argv("build", {"TARGET": "tensorrt"})).target == "tensorrt"

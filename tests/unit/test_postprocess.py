@@ -1,4 +1,5 @@
-"""postprocess against darknet's threshold + per-class sort-and-suppress, written as plain loops."""
+"""postprocess against darknet's threshold + per-class sort-and-suppress, written as plain loops, on numpy (the cpu
+stubs) and on torch (in process, a GPU instance), and the two against each other."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers.namespaces import NAMESPACES, host, on
 from tests.helpers.reference_boxes import reference_diou
 from yolo_client.geometry import ResizeParams, resize_params
 from yolo_server.darknet.cfg import YoloSpec
@@ -21,9 +23,19 @@ RANDOM_HEADS = [
 IMAGE_SIZES = [(640, 480, True), (300, 500, True), (128, 96, False), (1000, 200, False)]
 
 
-def reference_postprocess(outputs, heads, resize, config: PostprocessConfig) -> list[tuple]:
-    """Per image (boxes, scores, class_ids) the slow way, from decoded (already tested) tensors."""
-    boxes, objectness, class_probs = (t.numpy() for t in decode_yolo(outputs, heads, NET_W, NET_H))
+def decoded(namespace: str, outputs: list[torch.Tensor], heads=RANDOM_HEADS) -> tuple[np.ndarray, ...]:
+    """decode_yolo (already tested) on ``namespace``'s arrays: boxes, objectness, class_probs as numpy."""
+    return tuple(host(a) for a in decode_yolo([on(namespace, o) for o in outputs], heads, NET_W, NET_H))
+
+
+def run(namespace: str, outputs: list[torch.Tensor], heads, width, height, resize, config) -> list[Detections]:
+    """postprocess on ``namespace``'s arrays of the torch ``outputs``."""
+    return postprocess([on(namespace, o) for o in outputs], heads, width, height, resize, config)
+
+
+def reference_postprocess(namespace: str, outputs, heads, resize, config: PostprocessConfig) -> list[tuple]:
+    """Per image (boxes, scores, class_ids) the slow way, from the namespace's decoded (already tested) values."""
+    boxes, objectness, class_probs = decoded(namespace, outputs, heads)
     thresh = np.float32(config.score_threshold)
     result = []
     for b, params in enumerate(resize):
@@ -94,12 +106,13 @@ CONFIGS = {
 }
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("seed", [0, 1])
-def test_matches_reference_on_random_outputs(name: str, seed: int):
+def test_matches_reference_on_random_outputs(namespace: str, name: str, seed: int):
     outputs, resize, config = random_outputs(seed, 3), random_resize(3), CONFIGS[name]
-    actual = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
-    expected = reference_postprocess(outputs, RANDOM_HEADS, resize, config)
+    actual = run(namespace, outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    expected = reference_postprocess(namespace, outputs, RANDOM_HEADS, resize, config)
     assert_same(actual, expected)
     assert all(len(d) > 0 for d in actual)
     for det in actual:
@@ -107,10 +120,11 @@ def test_matches_reference_on_random_outputs(name: str, seed: int):
         assert len(det) <= config.max_detections
 
 
-def test_candidate_counts_are_the_pairs_above_the_threshold_per_image():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_candidate_counts_are_the_pairs_above_the_threshold_per_image(namespace: str):
     outputs, resize, config = random_outputs(2, 3), random_resize(3), CONFIGS["pre-nms-top-k"]
-    found = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
-    _, objectness, class_probs = (t.numpy() for t in decode_yolo(outputs, RANDOM_HEADS, NET_W, NET_H))
+    found = run(namespace, outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    _, objectness, class_probs = decoded(namespace, outputs)
     thresh = np.float32(config.score_threshold)
     expected = [
         sum(1 for n in range(objectness.shape[1]) for c in range(class_probs.shape[2])
@@ -119,14 +133,17 @@ def test_candidate_counts_are_the_pairs_above_the_threshold_per_image():
     ]  # fmt: skip
     assert [d.candidates for d in found] == expected
     assert all(count > config.pre_nms_top_k for count in expected)  # counted before the top-k cut, before NMS
-    assert_same(found, reference_postprocess(outputs, RANDOM_HEADS, resize, config))
+    assert_same(found, reference_postprocess(namespace, outputs, RANDOM_HEADS, resize, config))
 
 
-def test_batched_equals_per_image():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_batched_equals_per_image(namespace: str):
     outputs, resize, config = random_outputs(5, 4), random_resize(4), PostprocessConfig(score_threshold=0.2)
-    batched = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    batched = run(namespace, outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
     for i in range(4):
-        (alone,) = postprocess([o[i : i + 1] for o in outputs], RANDOM_HEADS, NET_W, NET_H, resize[i : i + 1], config)
+        (alone,) = run(
+            namespace, [o[i : i + 1] for o in outputs], RANDOM_HEADS, NET_W, NET_H, resize[i : i + 1], config
+        )
         np.testing.assert_array_equal(batched[i].boxes, alone.boxes)
         np.testing.assert_array_equal(batched[i].scores, alone.scores)
         np.testing.assert_array_equal(batched[i].class_ids, alone.class_ids)
@@ -154,11 +171,12 @@ def identity(size: int, batch: int = 1) -> list[ResizeParams]:
     return [resize_params(size, size, size, size, letterbox=False)] * batch
 
 
-def run_exact(spec, output, config, size=64):
-    return postprocess([output], [spec], size, size, identity(size, output.shape[0]), config)
+def run_exact(namespace, spec, output, config, size=64):
+    return run(namespace, [output], [spec], size, size, identity(size, output.shape[0]), config)
 
 
-def test_thresholds_are_strict_on_objectness_and_score():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_thresholds_are_strict_on_objectness_and_score(namespace: str):
     spec = exact_head([(16, 16)], 1)
     cells = {
         (0, 0, 0, 0): (0.25, [1.0]),  # objectness exactly at the threshold: rejected
@@ -166,62 +184,67 @@ def test_thresholds_are_strict_on_objectness_and_score():
         (0, 0, 1, 0): (0.2578125, [1.0]),  # just above
         (0, 0, 1, 1): (0.5, [0.5078125]),  # score 0.25390625
     }
-    (det,) = run_exact(spec, exact_output(spec, 2, cells), PostprocessConfig(score_threshold=0.25))
+    (det,) = run_exact(namespace, spec, exact_output(spec, 2, cells), PostprocessConfig(score_threshold=0.25))
     assert det.scores.tolist() == [0.2578125, 0.25390625]
     np.testing.assert_array_equal(det.boxes, [[8, 40, 24, 56], [40, 40, 56, 56]])
 
 
-def test_one_box_may_give_several_classes_unless_class_agnostic():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_one_box_may_give_several_classes_unless_class_agnostic(namespace: str):
     spec = exact_head([(16, 16)], 3)
     output = exact_output(spec, 2, {(0, 0, 0, 0): (0.5, [0.75, 1.0, 0.25])})
-    (det,) = run_exact(spec, output, PostprocessConfig())
+    (det,) = run_exact(namespace, spec, output, PostprocessConfig())
     assert det.class_ids.tolist() == [1, 0] and det.scores.tolist() == [0.5, 0.375]
     np.testing.assert_array_equal(det.boxes[0], det.boxes[1])
-    (agnostic,) = run_exact(spec, output, PostprocessConfig(class_agnostic=True))
+    (agnostic,) = run_exact(namespace, spec, output, PostprocessConfig(class_agnostic=True))
     assert agnostic.class_ids.tolist() == [1]
     tie = exact_output(spec, 2, {(0, 0, 0, 0): (0.5, [0.75, 0.75, 0.0])})
-    assert run_exact(spec, tie, PostprocessConfig(class_agnostic=True))[0].class_ids.tolist() == [0]
+    assert run_exact(namespace, spec, tie, PostprocessConfig(class_agnostic=True))[0].class_ids.tolist() == [0]
 
 
-def test_nms_threshold_is_strict_end_to_end():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_nms_threshold_is_strict_end_to_end(namespace: str):
     # Two anchors on one cell: concentric 32x16 and 16x16 boxes, IoU = DIoU = 0.5 exactly.
     spec = exact_head([(32, 16), (16, 16)], 1)
     output = exact_output(spec, 2, {(0, 0, 0, 0): (0.75, [1.0]), (0, 1, 0, 0): (0.5, [1.0])})
-    (det,) = run_exact(spec, output, PostprocessConfig(nms_threshold=0.5))
+    (det,) = run_exact(namespace, spec, output, PostprocessConfig(nms_threshold=0.5))
     assert det.scores.tolist() == [0.75, 0.5]
     np.testing.assert_array_equal(det.boxes, [[0, 8, 32, 24], [8, 8, 24, 24]])
-    assert len(run_exact(spec, output, PostprocessConfig(nms_threshold=0.4921875))[0]) == 1
+    assert len(run_exact(namespace, spec, output, PostprocessConfig(nms_threshold=0.4921875))[0]) == 1
 
 
-def test_max_detections_and_pre_nms_top_k_keep_the_best():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_max_detections_and_pre_nms_top_k_keep_the_best(namespace: str):
     spec = exact_head([(8, 8)], 1)
     scores = np.linspace(0.3, 0.9, 16, dtype=np.float32)
     rng = np.random.default_rng(0)
     cells = {(0, 0, int(i) // 4, int(i) % 4): (float(scores[j]), [1.0]) for j, i in enumerate(rng.permutation(16))}
     output = exact_output(spec, 4, cells)
     best = sorted(scores.tolist(), reverse=True)
-    assert run_exact(spec, output, PostprocessConfig(), 128)[0].scores.tolist() == best
-    assert run_exact(spec, output, PostprocessConfig(max_detections=5), 128)[0].scores.tolist() == best[:5]
-    assert run_exact(spec, output, PostprocessConfig(pre_nms_top_k=3), 128)[0].scores.tolist() == best[:3]
-    assert len(run_exact(spec, output, PostprocessConfig(max_detections=0), 128)[0]) == 0
+    assert run_exact(namespace, spec, output, PostprocessConfig(), 128)[0].scores.tolist() == best
+    assert run_exact(namespace, spec, output, PostprocessConfig(max_detections=5), 128)[0].scores.tolist() == best[:5]
+    assert run_exact(namespace, spec, output, PostprocessConfig(pre_nms_top_k=3), 128)[0].scores.tolist() == best[:3]
+    assert len(run_exact(namespace, spec, output, PostprocessConfig(max_detections=0), 128)[0]) == 0
 
 
-def test_empty_results_have_the_right_types():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_empty_results_have_the_right_types(namespace: str):
     spec = exact_head([(16, 16)], 2)
     output = exact_output(spec, 2, {(1, 0, 1, 1): (0.9, [0.9, 0.0])}, batch=3)
-    dets = run_exact(spec, output, PostprocessConfig())
+    dets = run_exact(namespace, spec, output, PostprocessConfig())
     assert [len(d) for d in dets] == [0, 1, 0]
     for det in (dets[0], dets[2]):
         assert det.boxes.shape == (0, 4) and det.boxes.dtype == np.float32
         assert det.scores.shape == (0,) and det.scores.dtype == np.float32
         assert det.class_ids.shape == (0,) and det.class_ids.dtype == np.int32
-    assert run_exact(spec, output[:0], PostprocessConfig()) == []
+    assert run_exact(namespace, spec, output[:0], PostprocessConfig()) == []
 
 
-def test_select_candidates_order_and_values():
-    objectness = torch.tensor([[0.5, 0.1, 1.0], [0.75, 0.5, 0.25]])
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_select_candidates_order_and_values(namespace: str):
+    objectness = on(namespace, torch.tensor([[0.5, 0.1, 1.0], [0.75, 0.5, 0.25]]))
     class_probs = torch.tensor([[[1.0, 0.75], [1.0, 1.0], [0.25, 0.5]], [[0.5, 0.25], [0.75, 0.5], [1.0, 1.0]]])
-    image_idx, box_idx, class_id, score = select_candidates(objectness, class_probs, 0.25)
+    image_idx, box_idx, class_id, score = select_candidates(objectness, on(namespace, class_probs), 0.25)
     assert list(zip(image_idx.tolist(), box_idx.tolist(), class_id.tolist(), strict=True)) == [
         (0, 0, 0),
         (0, 0, 1),
@@ -232,10 +255,11 @@ def test_select_candidates_order_and_values():
     assert score.tolist() == [0.5, 0.375, 0.5, 0.375, 0.375]
 
 
-def test_argument_errors():
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_argument_errors(namespace: str):
     spec = exact_head([(16, 16)], 1)
     with pytest.raises(ValueError, match="2 resize params for a batch of 1"):
-        postprocess([exact_output(spec, 2, {})], [spec], 64, 64, identity(64, 2), PostprocessConfig())
+        run(namespace, [exact_output(spec, 2, {})], [spec], 64, 64, identity(64, 2), PostprocessConfig())
     with pytest.raises(ValueError, match="score_threshold"):
         PostprocessConfig(score_threshold=1.5)
     with pytest.raises(ValueError, match=r"score_threshold must be in \[0, 1\), got 1.0"):  # 1 keeps nothing
@@ -244,10 +268,24 @@ def test_argument_errors():
         PostprocessConfig(max_detections=-1)
 
 
+@pytest.mark.parametrize("namespace", NAMESPACES)
+def test_numpy_and_torch_find_the_same_detections(namespace: str):
+    outputs, resize, config = random_outputs(6, 4), random_resize(4), PostprocessConfig(score_threshold=0.1)
+    served = run("numpy", outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)  # a cpu stub's
+    oracle = run(namespace, outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)  # the in-process Detector's
+    assert sum(len(d) for d in oracle) > 20
+    for a, b in zip(served, oracle, strict=True):
+        assert a.candidates == b.candidates
+        np.testing.assert_array_equal(a.class_ids, b.class_ids)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+        np.testing.assert_allclose(a.boxes, b.boxes, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu():
+def test_cuda_matches_numpy(namespace: str):
     outputs, resize, config = random_outputs(3, 3), random_resize(3), PostprocessConfig(score_threshold=0.1)
-    cpu = postprocess(outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
+    cpu = run(namespace, outputs, RANDOM_HEADS, NET_W, NET_H, resize, config)
     gpu = postprocess([o.cuda() for o in outputs], RANDOM_HEADS, NET_W, NET_H, resize, config)
     for a, b in zip(cpu, gpu, strict=True):
         np.testing.assert_array_equal(a.class_ids, b.class_ids)
@@ -258,9 +296,9 @@ def test_cuda_matches_cpu():
 def test_a_gpu_instance_runs_on_cuda_only_where_torch_sees_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from yolo_server.triton.postprocess import instance_device
 
-    assert instance_device("CPU", 0) == torch.device("cpu")
+    assert instance_device("CPU", 0) == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert instance_device("GPU", 1) == torch.device("cpu")  # a GPU repository on a host whose torch has no CUDA
+    assert instance_device("GPU", 1) == "cpu"  # a GPU repository on a host whose torch has no CUDA
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert instance_device("GPU", "1") == torch.device("cuda", 1)
-    assert instance_device("CPU", 1) == torch.device("cpu")
+    assert instance_device("GPU", "1") == "cuda:1"
+    assert instance_device("CPU", 1) == "cpu"

@@ -34,13 +34,12 @@ class ServeOptions:
     """
 
     repository: Path = flag("repository", "model repository", parse=Path, kind="positional", by_hand=True)
-    # the container's own (its network is the boundary, its ports are the image's), without a variable
-    host: str = flag("--host", "bind address of all endpoints", default="127.0.0.1", variable=None)
-    http_port: int = flag("--http-port", "HTTP endpoint", default=HTTP_PORT, parse=int, variable=None)
-    grpc_port: int = flag("--grpc-port", "gRPC endpoint", default=GRPC_PORT, parse=int, variable=None)
-    metrics_port: int = flag(
-        "--metrics-port", "Prometheus metrics endpoint", default=METRICS_PORT, parse=int, variable=None
-    )
+    # a container's: HOST defaults to all its addresses (docker/entrypoint.sh); with host networking (several
+    # servers on one host) the ports are set too
+    host: str = flag("--host", "bind address of all endpoints", default="127.0.0.1")
+    http_port: int = flag("--http-port", "HTTP endpoint", default=HTTP_PORT, parse=int)
+    grpc_port: int = flag("--grpc-port", "gRPC endpoint", default=GRPC_PORT, parse=int)
+    metrics_port: int = flag("--metrics-port", "Prometheus metrics endpoint", default=METRICS_PORT, parse=int)
     exit_timeout_s: int = flag(
         "--exit-timeout", "seconds to drain in-flight requests on SIGTERM (keep it under the stop grace period)",
         default=30, parse=int,

@@ -5,7 +5,10 @@ Example:
     >>> outputs = model(images)                       # [B, A*(5+C), h, w] per head
     >>> boxes, objectness, class_probs = decode_yolo(outputs, heads, 416, 416)
     >>> boxes.shape, objectness.shape, class_probs.shape
-    (torch.Size([B, N, 4]), torch.Size([B, N]), torch.Size([B, N, C]))
+    ((B, N, 4), (B, N), (B, N, C))
+
+``outputs`` are numpy arrays (the cpu stubs) or torch tensors (in process, training, a GPU instance): the math is
+written once against the array API, and the results are of the outputs' kind and device.
 
 Per cell (col, row) of a ``grid_w x grid_h`` head, anchor ``(aw, ah)`` in
 network pixels, ``s = scale_x_y``:
@@ -28,10 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor
-
 from ..darknet.cfg import YoloSpec
+from .arrays import Tensor, array_namespace, device, sigmoid
 
 MAX_LOG_SIZE = 20.0
 TRAINING_MAX_LOG_SIZE = 6.0
@@ -61,9 +62,10 @@ def decode_yolo(
     batch = {output.shape[0] for output in outputs}
     if len(batch) != 1:
         raise ValueError(f"outputs disagree on batch size: {sorted(batch)}")
+    xp = array_namespace(*outputs)
     decoded = [_decode_head(output, head, net_width, net_height) for output, head in zip(outputs, heads, strict=True)]
     boxes, objectness, class_probs = zip(*decoded, strict=True)
-    return torch.cat(boxes, dim=1), torch.cat(objectness, dim=1), torch.cat(class_probs, dim=1)
+    return xp.concat(boxes, axis=1), xp.concat(objectness, axis=1), xp.concat(class_probs, axis=1)
 
 
 def yolo_boxes(
@@ -92,44 +94,53 @@ def yolo_boxes(
     Returns:
         float32 ``Tensor[B, A, h, w, 4]`` xyxy in network-input pixels.
     """
-    anchors, classes = head.num_anchors, head.classes
-    if output.dim() != 4 or output.shape[1] != anchors * (5 + classes):
-        raise ValueError(
-            f"[yolo] at cfg line {head.line} expects [B, {anchors * (5 + classes)}, h, w], got {list(output.shape)}"
-        )
-    batch, _, grid_h, grid_w = output.shape
-    x = output.float().reshape(batch, anchors, 5 + classes, grid_h, grid_w)
-    device = x.device
+    xp = array_namespace(output)
+    x = _per_anchor(output, head)
+    batch, anchors, _, grid_h, grid_w = x.shape
+    on = device(x)
     tx, ty, tw, th = x[:, :, 0], x[:, :, 1], x[:, :, 2], x[:, :, 3]  # [B, A, h, w]
     if head.new_coords:
         w_scale, h_scale = tw * tw * 4.0, th * th * 4.0
     else:
-        tx, ty = torch.sigmoid(tx), torch.sigmoid(ty)
-        w_scale, h_scale = torch.exp(tw.clamp(max=max_log_size)), torch.exp(th.clamp(max=max_log_size))
+        tx, ty = sigmoid(tx), sigmoid(ty)
+        w_scale, h_scale = xp.exp(xp.minimum(tw, max_log_size)), xp.exp(xp.minimum(th, max_log_size))
     s = float(head.scale_x_y)
     shift = -0.5 * (s - 1.0)
-    cols = torch.arange(grid_w, device=device, dtype=torch.float32).view(1, 1, 1, grid_w)
-    rows = torch.arange(grid_h, device=device, dtype=torch.float32).view(1, 1, grid_h, 1)
+    cols = xp.reshape(xp.arange(grid_w, dtype=xp.float32, device=on), (1, 1, 1, grid_w))
+    rows = xp.reshape(xp.arange(grid_h, dtype=xp.float32, device=on), (1, 1, grid_h, 1))
     cx = (cols + tx * s + shift) * (net_width / grid_w)
     cy = (rows + ty * s + shift) * (net_height / grid_h)
-    anchor = torch.tensor(head.anchors, device=device, dtype=torch.float32).view(1, anchors, 1, 1, 2)
+    anchor = xp.reshape(xp.asarray(head.anchors, dtype=xp.float32, device=on), (1, anchors, 1, 1, 2))
     w = w_scale * anchor[..., 0]
     h = h_scale * anchor[..., 1]
-    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+    return xp.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
 
 
 def _decode_head(output: Tensor, head: YoloSpec, net_width: int, net_height: int) -> tuple[Tensor, Tensor, Tensor]:
     """One head: ``Tensor[B, A*(5+C), h, w]`` -> ``[B, A*h*w, 4]``, ``[B, A*h*w]``, ``[B, A*h*w, C]``."""
+    xp = array_namespace(output)
     boxes = yolo_boxes(output, head, net_width, net_height)
     batch, anchors, grid_h, grid_w, _ = boxes.shape
-    classes = head.classes
-    x = output.float().reshape(batch, anchors, 5 + classes, grid_h, grid_w)
+    x = _per_anchor(output, head)
     objectness, class_probs = x[:, :, 4], x[:, :, 5:]
     if not head.new_coords:  # new_coords=1: the conv before [yolo] is already logistic
-        objectness, class_probs = torch.sigmoid(objectness), torch.sigmoid(class_probs)
+        objectness, class_probs = sigmoid(objectness), sigmoid(class_probs)
     count = anchors * grid_h * grid_w
     return (
-        boxes.reshape(batch, count, 4),
-        objectness.reshape(batch, count),
-        class_probs.permute(0, 1, 3, 4, 2).reshape(batch, count, classes),
+        xp.reshape(boxes, (batch, count, 4)),
+        xp.reshape(objectness, (batch, count)),
+        xp.reshape(xp.permute_dims(class_probs, (0, 1, 3, 4, 2)), (batch, count, head.classes)),
     )
+
+
+def _per_anchor(output: Tensor, head: YoloSpec) -> Tensor:
+    """``Tensor[B, A*(5+C), h, w]`` (checked against ``head``) -> float32 ``Tensor[B, A, 5+C, h, w]``, a view where
+    the output is already float32."""
+    xp = array_namespace(output)
+    anchors, classes = head.num_anchors, head.classes
+    if output.ndim != 4 or output.shape[1] != anchors * (5 + classes):
+        raise ValueError(
+            f"[yolo] at cfg line {head.line} expects [B, {anchors * (5 + classes)}, h, w], got {list(output.shape)}"
+        )
+    batch, _, grid_h, grid_w = output.shape
+    return xp.reshape(xp.astype(output, xp.float32, copy=False), (batch, anchors, 5 + classes, grid_h, grid_w))

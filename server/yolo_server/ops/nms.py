@@ -1,4 +1,5 @@
-"""Exact greedy DIoU-NMS, batched over arbitrary groups (vectorised, CPU and GPU).
+"""Exact greedy DIoU-NMS, batched over arbitrary groups (vectorised; numpy or torch on CPU and GPU, one array-API
+implementation).
 
 Example:
     >>> # per-class NMS for a whole batch in one pass
@@ -33,9 +34,7 @@ from __future__ import annotations
 
 import math
 
-import torch
-from torch import Tensor
-
+from .arrays import Tensor, array_namespace, device
 from .boxes import box_iou, paired_box_diou
 
 # Upper bound on the elements of one block of pairwise DIoUs (rows x columns).
@@ -57,23 +56,24 @@ def batched_diou_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshol
         ``Tensor[k]`` int64 indices of the kept candidates, sorted by score,
         descending, ties by lower index first.
     """
-    if boxes.dim() != 2 or boxes.shape[-1] != 4:
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be [K, 4], got {list(boxes.shape)}")
     if scores.shape != boxes.shape[:1] or groups.shape != boxes.shape[:1]:
         shapes = f"boxes {list(boxes.shape)}, scores {list(scores.shape)}, groups {list(groups.shape)}"
         raise ValueError(f"{shapes} disagree")
+    xp = array_namespace(boxes, scores, groups)
     if boxes.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+        return xp.zeros(0, dtype=xp.int64, device=device(boxes))
     # Rank order: score descending, ties by index (stable sort over arange).
-    order = torch.sort(scores, descending=True, stable=True).indices
+    order = xp.argsort(scores, descending=True, stable=True)
     # Bring each group together, keeping rank order inside it.
-    order = order[torch.sort(groups[order], stable=True).indices]
+    order = order[xp.argsort(groups[order], stable=True)]
     src, dst = _suppression_edges(boxes[order], groups[order], iou_threshold, beta)
     keep = _greedy_fixed_point(order.shape[0], src, dst)
     kept = order[keep]
     # Back to global rank order: index ascending, then stable by score.
-    kept = torch.sort(kept).values
-    return kept[torch.sort(scores[kept], descending=True, stable=True).indices]
+    kept = xp.sort(kept)
+    return kept[xp.argsort(scores[kept], descending=True, stable=True)]
 
 
 def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 0.6) -> Tensor:
@@ -87,7 +87,8 @@ def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, beta: float = 
     Returns:
         ``Tensor[k]`` int64 kept indices, by score descending, ties by lower index.
     """
-    groups = torch.zeros(scores.shape, dtype=torch.int64, device=scores.device)
+    xp = array_namespace(scores)
+    groups = xp.zeros(scores.shape, dtype=xp.int64, device=device(scores))
     return batched_diou_nms(boxes, scores, groups, iou_threshold, beta)
 
 
@@ -99,27 +100,30 @@ def _suppression_edges(boxes: Tensor, groups: Tensor, threshold: float, beta: fl
     whose columns span at most the block's rows plus the largest group.
     Returns two ``Tensor[E]`` int64 positions (suppressor, suppressed).
     """
+    xp = array_namespace(boxes, groups)
+    on = device(boxes)
     count = boxes.shape[0]
-    _, sizes = torch.unique_consecutive(groups, return_counts=True)
-    group_end = torch.repeat_interleave(torch.cumsum(sizes, 0), sizes)  # one past the row's group
-    rows_per_block = _rows_per_block(int(sizes.max()))
+    # groups are sorted: a row's group ends where searching for its id from the right lands (one past its run)
+    group_end = xp.searchsorted(groups, groups, side="right")
+    largest_group = int(xp.max(group_end - xp.searchsorted(groups, groups, side="left")))
+    rows_per_block = _rows_per_block(largest_group)
     srcs: list[Tensor] = []
     dsts: list[Tensor] = []
     for start in range(0, count, rows_per_block):  # bounded: ceil(K / rows_per_block) blocks
         stop = min(start + rows_per_block, count)
         col_stop = int(group_end[stop - 1])
-        rows = torch.arange(start, stop, device=boxes.device)
-        cols = torch.arange(start, col_stop, device=boxes.device)
+        rows = xp.arange(start, stop, device=on)
+        cols = xp.arange(start, col_stop, device=on)
         pair = (cols[None, :] > rows[:, None]) & (cols[None, :] < group_end[start:stop, None])
         # diou <= iou, so iou > threshold is necessary: the costly distance term
         # (a pow) is computed only for the few pairs that pass it.
         pair &= box_iou(boxes[start:stop], boxes[start:col_stop]) > threshold
-        r, c = pair.nonzero(as_tuple=True)
+        r, c = xp.nonzero(pair)
         r, c = r + start, c + start
         hit = paired_box_diou(boxes[r], boxes[c], beta) > threshold
         srcs.append(r[hit])
         dsts.append(c[hit])
-    return torch.cat(srcs), torch.cat(dsts)
+    return xp.concat(srcs), xp.concat(dsts)
 
 
 def _rows_per_block(largest_group: int) -> int:
@@ -131,12 +135,14 @@ def _rows_per_block(largest_group: int) -> int:
 
 def _greedy_fixed_point(count: int, src: Tensor, dst: Tensor) -> Tensor:
     """Iterate ``keep[j] = not any(keep[i] for edges i -> j)`` to its fixed point: ``Tensor[K]`` bool."""
-    keep = torch.ones(count, dtype=torch.bool, device=src.device)
+    xp = array_namespace(src, dst)
+    keep = xp.ones(count, dtype=xp.bool, device=device(src))
     for _ in range(count + 1):  # converges in at most K + 1 rounds (module docstring)
-        suppressed = torch.zeros_like(keep)
+        suppressed = xp.zeros_like(keep)
+        # integer-array assignment: beyond the standard, but numpy and torch both scatter this way
         suppressed[dst[keep[src]]] = True
         new_keep = ~suppressed
-        if torch.equal(new_keep, keep):
+        if bool(xp.all(new_keep == keep)):
             break
         keep = new_keep
     return keep

@@ -17,6 +17,10 @@ score is ``objectness * class_prob``, and one box may yield several classes.
 NMS runs per (image, class), or per image with ``class_agnostic``, in a single
 batched pass; ties in score go to the lower candidate index, i.e. the earlier
 box in decode order (head, anchor, row, col), then the lower class id.
+
+The heads are numpy arrays (the cpu stubs: no torch in the process) or torch tensors (the in-process
+``Detector``, a GPU instance on CUDA): one array-API implementation runs on both, and the detections come back as
+host numpy arrays either way. Torch callers run it without autograd (``Detector.forward`` is in inference mode).
 """
 
 from __future__ import annotations
@@ -25,13 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from yolo_client.contract import above_score_threshold
 from yolo_client.geometry import ResizeParams
 
 from ..darknet.cfg import YoloSpec
+from .arrays import Tensor, array_namespace, device, to_numpy
 from .config import PostprocessConfig
 from .decode import decode_yolo
 from .nms import batched_diou_nms
@@ -71,13 +74,13 @@ def select_candidates(
         (``objectness * class_prob``, dtype of the inputs), each ``Tensor[K]``,
         in (image, box, class) order.
     """
-    image_idx, box_idx = above_score_threshold(objectness, score_threshold).nonzero(as_tuple=True)
-    scores = objectness[image_idx, box_idx, None] * class_probs[image_idx, box_idx]  # [M, C]
-    row, class_id = above_score_threshold(scores, score_threshold).nonzero(as_tuple=True)
+    xp = array_namespace(objectness, class_probs)
+    image_idx, box_idx = xp.nonzero(above_score_threshold(objectness, score_threshold))
+    scores = objectness[image_idx, box_idx][:, None] * class_probs[image_idx, box_idx]  # [M, C]
+    row, class_id = xp.nonzero(above_score_threshold(scores, score_threshold))
     return image_idx[row], box_idx[row], class_id, scores[row, class_id]
 
 
-@torch.no_grad()
 def postprocess(
     outputs: Sequence[Tensor],
     heads: Sequence[YoloSpec],
@@ -89,7 +92,8 @@ def postprocess(
     """Raw ``[yolo]`` inputs of a batch -> detections per image in original pixels.
 
     Args:
-        outputs: per head, ``Tensor[B, A*(5+C), h, w]`` (see :func:`decode_yolo`).
+        outputs: per head, ``Tensor[B, A*(5+C), h, w]`` (see :func:`decode_yolo`), all numpy or all torch on one
+            device.
         heads: the :class:`YoloSpec` per head, in cfg order.
         net_width: network input width in pixels.
         net_height: network input height in pixels.
@@ -104,7 +108,7 @@ def postprocess(
     if len(resize) != batch:
         raise ValueError(f"got {len(resize)} resize params for a batch of {batch}")
     image_idx, box_idx, class_id, scores = select_candidates(objectness, class_probs, config.score_threshold)
-    candidates = np.bincount(image_idx.cpu().numpy(), minlength=batch)
+    candidates = np.bincount(to_numpy(image_idx), minlength=batch)
     top = _rank_in_image(image_idx, scores) < config.pre_nms_top_k
     image_idx, box_idx, class_id, scores = image_idx[top], box_idx[top], class_id[top], scores[top]
     candidate_boxes = boxes[image_idx, box_idx]
@@ -113,10 +117,10 @@ def postprocess(
     image_idx, class_id, scores, candidate_boxes = image_idx[keep], class_id[keep], scores[keep], candidate_boxes[keep]
     capped = _rank_in_image(image_idx, scores) < config.max_detections
     return _split(
-        image_idx[capped].cpu().numpy(),
-        candidate_boxes[capped].cpu().numpy(),
-        scores[capped].cpu().numpy().astype(np.float32),
-        class_id[capped].cpu().numpy().astype(np.int32),
+        to_numpy(image_idx[capped]),
+        to_numpy(candidate_boxes[capped]),
+        to_numpy(scores[capped]).astype(np.float32),
+        to_numpy(class_id[capped]).astype(np.int32),
         resize,
         candidates,
     )
@@ -124,12 +128,14 @@ def postprocess(
 
 def _rank_in_image(image_idx: Tensor, scores: Tensor) -> Tensor:
     """``Tensor[K]`` int64: rank of each candidate in its image by score, descending, ties by index."""
-    order = torch.sort(scores, descending=True, stable=True).indices
-    order = order[torch.sort(image_idx[order], stable=True).indices]
-    sorted_images = image_idx[order].contiguous()
-    first = torch.searchsorted(sorted_images, sorted_images)  # start of each image's run
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.shape[0], device=order.device) - first
+    xp = array_namespace(image_idx, scores)
+    order = xp.argsort(scores, descending=True, stable=True)
+    order = order[xp.argsort(image_idx[order], stable=True)]
+    sorted_images = image_idx[order]
+    first = xp.searchsorted(sorted_images, sorted_images)  # start of each image's run
+    rank = xp.empty_like(order)
+    # integer-array assignment (a scatter): beyond the standard, but numpy and torch both do it
+    rank[order] = xp.arange(order.shape[0], device=device(order)) - first
     return rank
 
 

@@ -231,7 +231,7 @@ class RepositorySpec:
 
     ``info.target`` picks the detector's backend; ``detector_threads`` sets the cpu detector's
     OpenVINO threads (the fused model's for a lone image; 0: one per core; None: sized by serve) and ``postprocess_threads``
-    PyTorch's intra-op threads. ``fused`` (cpu only) serves images with one model, :attr:`ModelNames.images`,
+    a GPU postprocess instance's torch intra-op threads (the cpu stubs run the ops on numpy, on one thread). ``fused`` (cpu only) serves images with one model, :attr:`ModelNames.images`,
     instead of the preprocess -> detector -> postprocess ensemble (:data:`FUSED_BY_DEFAULT`).
     ``int8_gate`` (cpu only) is the accuracy check an INT8 IR passed, with its figures: set by the build after
     it measured them, empty where the repository has no INT8 IR.

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from yolo_server.training.train import TrainConfig
+from yolo_server.extras import MissingExtra, import_extra
 
 
 def _parser() -> argparse.ArgumentParser:
+    from yolo_server.training.train import TrainConfig
+
     parser = argparse.ArgumentParser(
         prog="yolo-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -56,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:  # the trainer runs torch, which a serving install lacks (server[serve]): say which extra, not a traceback
+        import_extra("torch", "build", "yolo-train trains with torch")
+    except MissingExtra as exc:
+        print(f"yolo-train: error: {exc}", file=sys.stderr)
+        return 2
+    from yolo_server.training.train import TrainConfig
+
     args = _parser().parse_args(argv)
     if args.command == "scenes":
         from yolo_server.training.scenes import write_dataset
