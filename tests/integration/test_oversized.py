@@ -51,12 +51,15 @@ def container_env(shape: str) -> dict[str, str]:
 
 
 def container_serve_args(argv: list[str]) -> list[str]:
-    """A container's ``yolo-server serve`` argv less what a test sets itself (repository, host, ports)."""
+    """A container's ``yolo-server serve`` argv less what a test sets itself (repository, host, ports: a container
+    binds all its addresses, on serve's default ports unless its variables say otherwise)."""
     assert argv[:2] == ["yolo-server", "serve"], argv
     rest = argv[3:]
+    assert rest[rest.index("--host") + 1] == "0.0.0.0", argv
     for flag in ("--host", "--http-port", "--grpc-port", "--metrics-port"):
-        at = rest.index(flag)
-        del rest[at : at + 2]
+        if flag in rest:
+            at = rest.index(flag)
+            del rest[at : at + 2]
     return rest
 
 
