@@ -112,6 +112,7 @@ def test_server_turns_healthy_and_answers_as_the_oracle(stack: Stack, tmp_path: 
 
     server = stack.container("server-cpu")
     wait_healthy(server, HEALTHY_TIMEOUT_S)
+    print(stack.project.run("--profile", "cpu", "ps").stdout)  # the run's record (`pytest -s`)
     for name in ("model.xml", "model.bin"):  # the IR the server loaded, out of the volume
         docker("cp", f"{server}:/repository/{DEFAULT_MODEL}/1/{name}", str(tmp_path / name))
     with YoloClient(stack.server.grpc_url, model=DEFAULT_MODEL) as client:
@@ -150,9 +151,12 @@ def test_loadtest_runs_headless_and_writes_its_csv(stack: Stack) -> None:
     with open(stack.locust_out / "stats_stats.csv") as stats:
         total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
     assert int(total["Request Count"]) > 0 and int(total["Failure Count"]) == 0, total
+    print({key: total[key] for key in ("Request Count", "Failure Count", "Requests/s", "50%", "99%")})
 
 
 def test_a_replica_stopped_under_load_behind_nginx_loses_no_request(stack: Stack) -> None:
+    """Four SDK clients (their default retry policy) through nginx-cpu while `docker stop` drains one replica:
+    nginx retries what the draining replica refuses on the other, and every request is answered."""
     from yolo_client import YoloClient
 
     stack.project.run("--profile", "cpu", "--profile", "cpu-lb", "up", "-d", "server-cpu-replica", "nginx-cpu",
@@ -179,6 +183,8 @@ def test_a_replica_stopped_under_load_behind_nginx_loses_no_request(stack: Stack
         docker("stop", "-t", "45", replica, timeout=120)
         time.sleep(5)
         stop.set()
+    print(f"through nginx: {before} answered before the stop, {len(answered)} in all, {len(failed)} failed")
+    print(stack.project.run("--profile", "cpu", "--profile", "cpu-lb", "ps").stdout)
     assert before > 0 and len(answered) > before, (before, len(answered))
     assert not failed, failed[:5]
     assert inspect(replica, "{{.State.ExitCode}}") == "0"
@@ -199,3 +205,4 @@ def test_docker_stop_drains_the_server_and_it_exits_0(stack: Stack) -> None:
         results = [future.result(timeout=60) for future in in_flight]
     assert len(results) == len(in_flight)
     assert inspect(server, "{{.State.ExitCode}}") == "0"
+    print(docker("logs", "--tail", "8", server).stderr)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from yolo_client.contract import DEFAULT_MODEL, DEFAULT_NMS_THRESHOLD
 from yolo_server.evaluation.coco import MAP_SCORE_THRESHOLD, CocoDataset, coco_evaluate, format_table
+from yolo_server.extras import MissingExtra, import_extra
 from yolo_server.precision import EAGER_PRECISIONS
 
 
@@ -48,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:  # mAP and the in-process detector are the build extra's, which a serving install lacks (server[serve])
+        import_extra("pycocotools", "build", "yolo-eval scores COCO mAP with pycocotools")
+        if not args.server:
+            import_extra("torch", "build", "yolo-eval runs the detector in process with torch")
+    except MissingExtra as exc:
+        print(f"yolo-eval: error: {exc}", file=sys.stderr)
+        return 2
     dataset = CocoDataset.load(args.annotations)
     start = time.time()
     if args.server:
