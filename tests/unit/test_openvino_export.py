@@ -76,11 +76,12 @@ def test_load_aware_runner_gives_a_lone_image_every_thread_and_a_batch_one(demo_
         inner = getattr(runner, name)
         setattr(runner, name, lambda batch, name=name, inner=inner: calls.append((name, len(batch))) or inner(batch))
     generator = np.random.default_rng(5)
-    for batch in (1, 3, 1):
+    for batch in (1, 3, 1, 7):
         inputs = generator.random((batch, 3, 416, 416), dtype=np.float32)
         for got, want in zip(runner(inputs), reference(inputs), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    assert calls == [("lone", 1), ("batched", 3), ("lone", 1)]
+    # a batch over MAX_INFERENCE_BATCH (4) runs in near-equal parts, its heads joined in order
+    assert calls == [("lone", 1), ("batched", 3), ("lone", 1), ("batched", 4), ("batched", 3)]
     same = LoadAwareRunner(demo_ir, precision="fp32", lone_threads=2, batch_threads=2)
     assert same.batched is same.lone  # NAME_detector's: one compiled model for every batch
 
