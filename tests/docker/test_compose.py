@@ -205,4 +205,5 @@ def test_docker_stop_drains_the_server_and_it_exits_0(stack: Stack) -> None:
         results = [future.result(timeout=60) for future in in_flight]
     assert len(results) == len(in_flight)
     assert inspect(server, "{{.State.ExitCode}}") == "0"
-    print(docker("logs", "--tail", "8", server).stderr)
+    drained = docker("logs", "--tail", "8", server)
+    print(drained.stdout + drained.stderr)
