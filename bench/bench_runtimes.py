@@ -126,7 +126,7 @@ class Row:
 
 
 def contenders(name: str, work: Workload, tmp: Path, compile_too: bool) -> list[Row]:
-    from yolo_server.repository.spec import Limits
+    from yolo_server.repository.spec import Decoding
     from yolo_server.training.scenes import write_dataset
     from yolo_server.triton.settings import PreprocessSettings
 
@@ -137,8 +137,10 @@ def contenders(name: str, work: Workload, tmp: Path, compile_too: bool) -> list[
     scenes = tmp / "calibration"
     if not scenes.is_dir():
         write_dataset(scenes, CALIBRATION_COUNT, CALIBRATION_SEED, progress=False)
-    limits = Limits()  # the server's defaults
-    settings = PreprocessSettings(SIZE, SIZE, spec.net.letter_box, limits.max_pixels, limits.max_bytes, pixels=True)
+    decoding = Decoding()  # the server's defaults
+    settings = PreprocessSettings(
+        SIZE, SIZE, spec.net.letter_box, decoding.max_pixels, decoding.max_bytes, True, decoding.jpeg_decode
+    )
     started = time.perf_counter()
     int8 = tmp / f"{name}-int8.xml"
     quantize_ir(

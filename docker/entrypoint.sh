@@ -62,6 +62,9 @@
 #                           to the CPUs it may use, the tensorrt detector 1 per GPU)
 #   MAX_PIXELS              (build --max-pixels) per image, checked before decoding (default 50000000)
 #   MAX_BYTES               (build --max-bytes) per encoded image (default 67108864)
+#   JPEG_DECODE             (build --jpeg-decode) scaled: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
+#                           that still covers the network input, boxes in its original pixels; full: every pixel, as
+#                           darknet does (default scaled)
 #   DETECTOR_THREADS        (build --detector-threads) OpenVINO threads per cpu detector instance, the fused model's
 #                           for a lone image (0: one per core; default: sized by serve to the CPUs it may use)
 #   FUSED                   (build --fused) serve images with one fused Python model instead of the ensemble (default:
@@ -186,6 +189,7 @@ build() {
     [ -z "${FUSED_INSTANCES:-}" ] || set -- "$@" --instances "fused=$FUSED_INSTANCES"
     [ -z "${MAX_PIXELS:-}" ] || set -- "$@" --max-pixels "$MAX_PIXELS"
     [ -z "${MAX_BYTES:-}" ] || set -- "$@" --max-bytes "$MAX_BYTES"
+    [ -z "${JPEG_DECODE:-}" ] || set -- "$@" --jpeg-decode "$JPEG_DECODE"
     [ -z "${DETECTOR_THREADS:-}" ] || set -- "$@" --detector-threads "$DETECTOR_THREADS"
     fused=$(boolean FUSED "${FUSED:-}")
     [ -z "$fused" ] || set -- "$@" "$([ "$fused" = 1 ] && echo --fused || echo --no-fused)"

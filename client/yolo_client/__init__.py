@@ -28,12 +28,16 @@ _EXPORTS = {
     "RepositoryModel": "types",
     "YoloClientError": "errors",
     "InvalidInputError": "errors",
+    "VideoSourceError": "errors",
     "ServerRejectedError": "errors",
     "ServerError": "errors",
     "UnavailableError": "errors",
     "DeadlineExceededError": "errors",
     "ClientMetrics": "metrics",
     "draw_detections": "draw",
+    "FrameResult": "video",
+    "VideoInfo": "video",
+    "VideoOptions": "video",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -49,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ServerError,
         ServerRejectedError,
         UnavailableError,
+        VideoSourceError,
         YoloClientError,
     )
     from .metrics import ClientMetrics
@@ -62,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
         RetryPolicy,
         TlsConfig,
     )
+    from .video import FrameResult, VideoInfo, VideoOptions
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,10 @@ from .endpoints import EndpointPool
 from .errors import YoloClientError
 from .images import ImageInput
 from .options import ClientOptions
+from .sources import FrameSource, VideoInput
+from .streaming import AsyncVideoStream, prepare
 from .types import Detection, DetectOptions, EndpointHealth, ModelInfo, RepositoryModel
+from .video import VideoDetectOptions
 
 T = TypeVar("T")
 
@@ -96,6 +99,14 @@ class AsyncYoloClient(ClientBase):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+
+    def detect_video(self, source: VideoInput | FrameSource, **options: Unpack[VideoDetectOptions]) -> AsyncVideoStream:
+        """See :meth:`yolo_client.YoloClient.detect_video`: ``async for result in client.detect_video(...)``.
+
+        The source is opened (in a worker thread) on entering ``async with`` or at the first result, so its errors
+        are raised there; cancelling the task that iterates cancels the requests in flight and stops the reader.
+        """
+        return AsyncVideoStream(lambda: prepare(self, source, options))
 
     async def health(self) -> list[EndpointHealth]:
         """See :meth:`yolo_client.YoloClient.health`."""

@@ -4,6 +4,7 @@ Examples::
 
     yolo-client detect dog.jpg street.png --json
     yolo-client detect dog.jpg --draw dog.out.jpg --url triton-a:8001 --url triton-b:8001
+    yolo-client detect street.mp4 --json --draw street.out.mp4     # a video, a stream URL or a camera index
     yolo-client health --url grpcs://triton:8001 --tls-ca ca.pem
     yolo-client models                                    # the served model: classes, thresholds, batching
     yolo-client models --admin-key-file admin.key         # and every model of the server's repository
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import video_cli
 from .contract import DEFAULT_MODEL, DEFAULT_URL, GRPC_ADMIN_KEY_HEADER, SERVING_PARAMETER, TARGET_FPS, read_parameters
 from .errors import YoloClientError
 from .options import DEFAULT_TIMEOUT
@@ -80,12 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yolo-client", description="Client for the YOLOv4 Triton server.")
     sub = parser.add_subparsers(dest="command")
 
-    detect = sub.add_parser("detect", parents=[common], help="detect objects in images")
-    detect.add_argument("images", nargs="+", metavar="IMAGE")
-    detect.add_argument("--json", action="store_true", help="print JSON: [{image, detections: [...]}, ...]")
-    detect.add_argument("--draw", metavar="OUT", help="write rendered images: a file for one image, else a directory")
+    detect = sub.add_parser("detect", parents=[common], help="detect objects in images or a video")
+    detect.add_argument("images", nargs="+", metavar="IMAGE", help="images, or one video file, URL or camera index")
+    detect.add_argument(
+        "--json", action="store_true", help="print JSON: [{image, detections: [...]}, ...]; a video: a line a frame"
+    )
+    detect.add_argument(
+        "--draw", metavar="OUT", help="write rendered images: a file for one image, else a directory; a video file"
+    )
     detect.add_argument("--score-threshold", type=float, help="raise the server's score threshold")
     detect.add_argument("--max-detections", type=int, help="at most this many detections per image")
+    video_cli.add_arguments(detect)
     detect.set_defaults(run=_detect)
 
     health = sub.add_parser("health", parents=[common], help="liveness and readiness of every endpoint")
@@ -139,6 +146,12 @@ def _client(args: argparse.Namespace, headers: dict[str, str] | None = None, **e
 
 
 def _detect(args: argparse.Namespace) -> int:
+    videos = [arg for arg in args.images if video_cli.is_video(arg)]
+    if videos:
+        if len(args.images) > 1:
+            raise SystemExit(f"yolo-client: error: a video ({videos[0]}) must be detect's only input")
+        with _client(args) as client:
+            return video_cli.run(args, client, videos[0])
     draw_dir = None
     if args.draw and (len(args.images) > 1 or args.draw.endswith(os.sep) or Path(args.draw).is_dir()):
         draw_dir = Path(args.draw)

@@ -27,7 +27,10 @@ from ._base import ClientBase, Loaded, check_batch, run_blocking
 from .endpoints import EndpointPool
 from .images import ImageInput
 from .options import ClientOptions
+from .sources import FrameSource, VideoInput
+from .streaming import VideoStream, prepare
 from .types import Detection, DetectOptions, EndpointHealth, ModelInfo, RepositoryModel
+from .video import VideoDetectOptions
 
 T = TypeVar("T")
 
@@ -131,6 +134,33 @@ class YoloClient(ClientBase):
             for future in futures:
                 future.cancel()
             raise
+
+    def detect_video(self, source: VideoInput | FrameSource, **options: Unpack[VideoDetectOptions]) -> VideoStream:
+        """Detections in every frame of a video, as an iterator of :class:`~yolo_client.video.FrameResult` in frame
+        order (also a context manager; ``.info`` says the source's fps, size and frame count).
+
+        Reading, encoding and inference overlap: a reader thread reads frames, and up to ``max_in_flight`` frames
+        are encoded and in flight at once. A file has every frame detected; a live source (camera, network URL, or
+        ``live=True``) drops frames when the server falls behind, and each result counts those before it.
+
+        Args:
+            source: a file path, a camera index, a URL FFmpeg opens (``rtsp://``, ``http(s)://``, ``udp://``, ...),
+                or a :class:`~yolo_client.video.FrameSource`.
+            options: ``score_threshold``, ``max_detections``, ``timeout`` (per frame) as in :meth:`detect`, and
+                ``live``, ``drop``, ``max_in_flight``, ``jpeg_quality``, ``shrink``, ``keep_frames``,
+                ``open_timeout``, ``read_timeout``: see :class:`~yolo_client.video.VideoOptions`.
+
+        Raises:
+            VideoSourceError: here, before any request, for a source that cannot be opened or gives no frame;
+                from the iterator, once every frame read has its result, for a file that breaks off (truncated).
+            InvalidInputError: here, for a bad option.
+            ServerRejectedError, ServerError, UnavailableError, DeadlineExceededError: from the iterator, for the
+                first frame whose request failed (every frame before it has been yielded); the stream ends there.
+
+        A live stream that goes silent for ``read_timeout`` seconds ends cleanly. Breaking out of the loop,
+        ``close()`` or leaving the ``with`` block stops the reader and waits for the requests in flight.
+        """
+        return VideoStream(run_blocking(prepare(self, source, options)))
 
     def health(self) -> list[EndpointHealth]:
         """Liveness, readiness and model readiness of every endpoint (also updates the rotation)."""

@@ -6,6 +6,7 @@ Every error the clients raise is a :class:`YoloClientError`; tritonclient's
 
     YoloClientError
     ├── InvalidInputError        bad input or options, raised before any request (also a ValueError)
+    │   └── VideoSourceError     a video source that cannot be opened or read (a truncated file: after its results)
     ├── ServerRejectedError      the server refused the request (INVALID_ARGUMENT, NOT_FOUND, an admin API without
     │                            its key, ...)
     ├── ServerError              the server failed (INTERNAL, UNKNOWN, DATA_LOSS)
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "YoloClientError",
     "InvalidInputError",
+    "VideoSourceError",
     "ServerRejectedError",
     "ServerError",
     "UnavailableError",
@@ -80,6 +82,12 @@ class YoloClientError(Exception):
 
 class InvalidInputError(YoloClientError, ValueError):
     """Bad input or options, found on the client before anything was sent."""
+
+
+class VideoSourceError(InvalidInputError):
+    """A video source that cannot be opened (missing file, not a video, a URL that refuses or times out), or
+    that broke off (a truncated file): raised before any request, or for a break, once every frame read before it
+    has its result."""
 
 
 class ServerRejectedError(YoloClientError):

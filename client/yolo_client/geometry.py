@@ -21,6 +21,8 @@ import numpy as np
 from .contract import RESIZE_LEN
 
 LETTERBOX_FILL = 0.5  # darknet pads letterboxed images with 0.5 grey
+# the DCT-domain scales libjpeg decodes at (1/8, 1/4, 1/2), largest reduction first: OpenCV's IMREAD_REDUCED_*
+JPEG_REDUCTIONS = (8, 4, 2)
 
 
 @dataclass(frozen=True)
@@ -103,22 +105,50 @@ def resize_params(width: int, height: int, net_width: int, net_height: int, lett
     return ResizeParams(width, height, net_width, net_height, new_width, new_height, pad_x, pad_y)
 
 
-def prepare_pixels(image_rgb: np.ndarray, params: ResizeParams) -> np.ndarray:
+def reduced_size(width: int, height: int, reduction: int) -> tuple[int, int]:
+    """(width, height) of an image decoded at ``1/reduction`` scale: libjpeg rounds each side up."""
+    return -(-width // reduction), -(-height // reduction)
+
+
+def covering_reduction(params: ResizeParams) -> int:
+    """The largest JPEG reduction (:data:`JPEG_REDUCTIONS`, else 1) whose decode still covers the placed image.
+
+    The placement (``params``) is the full image's, so boxes map back to the original pixels exactly as for a
+    full decode; only the pixels the resize starts from differ: a 1/``reduction`` decode at least
+    ``new_width x new_height``, which the resize then only shrinks (or keeps).
+
+    Example:
+        >>> covering_reduction(resize_params(1920, 1080, 416, 416, letterbox=True))  # 480x270 covers 416x234
+        4
+    """
+    for reduction in JPEG_REDUCTIONS:
+        width, height = reduced_size(params.width, params.height, reduction)
+        if width >= params.new_width and height >= params.new_height:
+            return reduction
+    return 1
+
+
+def prepare_pixels(image_rgb: np.ndarray, params: ResizeParams, reduction: int = 1) -> np.ndarray:
     """Resize an RGB image into the network input's place, still uint8: a quarter of the float bytes.
 
     Args:
-        image_rgb: uint8 [H, W, 3] RGB, H and W equal to ``params.height/width``.
+        image_rgb: uint8 [H, W, 3] RGB: the image ``params`` places, or its ``1/reduction`` scale decode
+            (:func:`reduced_size` of ``params.width x params.height``).
+        params: the placement of the full image.
+        reduction: 1, or the scale ``image_rgb`` was decoded at (:func:`covering_reduction`).
     Returns:
         uint8 [3, net_height, net_width]; the padding holds zeros until :func:`pixels_to_input` fills it.
     """
     import cv2  # local: keeps `import yolo_client` light
 
-    if image_rgb.shape[:2] != (params.height, params.width):
+    width, height = reduced_size(params.width, params.height, reduction)
+    if image_rgb.shape[:2] != (height, width):
+        scale = "" if reduction == 1 else f" at 1/{reduction} scale ({width}x{height})"
         raise ValueError(
-            f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]}, params are for {params.width}x{params.height}"
+            f"image is {image_rgb.shape[1]}x{image_rgb.shape[0]}, params are for {params.width}x{params.height}{scale}"
         )
     resized = image_rgb
-    if (params.new_width, params.new_height) != (params.width, params.height):
+    if (params.new_width, params.new_height) != (width, height):
         resized = cv2.resize(image_rgb, (params.new_width, params.new_height), interpolation=cv2.INTER_LINEAR)
     out = np.zeros((3, params.net_height, params.net_width), dtype=np.uint8)
     out[:, params.pad_y : params.pad_y + params.new_height, params.pad_x : params.pad_x + params.new_width] = (

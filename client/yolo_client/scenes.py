@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -121,6 +122,17 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> Scene:
         areas=visible,
         quality=quality,
     )
+
+
+def scaled_scene(scene: Scene, factor: float) -> Scene:
+    """``scene`` as a camera of ``factor`` times its resolution sees it: the image resized (bilinear, so its
+    shapes keep soft edges), the boxes and areas scaled alike."""
+    height, width = scene.image.shape[:2]
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    image = cv2.resize(scene.image, size, interpolation=cv2.INTER_LINEAR)
+    scale = np.array([size[0] / width, size[1] / height] * 2, dtype=np.float32)
+    areas = (scene.areas * scale[0] * scale[1]).astype(np.float32)
+    return dataclasses.replace(scene, image=image, boxes=(scene.boxes * scale).astype(np.float32), areas=areas)
 
 
 def encode_jpeg(scene: Scene) -> bytes:

@@ -23,6 +23,9 @@ from yolo_server.export.wrapper import InferenceWrapper, torch_dtype
 from yolo_server.ops.config import PostprocessConfig, postprocess_config_for
 from yolo_server.ops.postprocess import Detections, postprocess
 from yolo_server.precision import resolve_cpu_precision
+from yolo_server.triton.imaging import DEFAULT_JPEG_DECODE, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from yolo_server.triton.preprocess import Preprocessor
+from yolo_server.triton.settings import PreprocessSettings
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +106,22 @@ class Detector:
         prepared = [self.preprocess(image) for image in images]
         batch = np.stack([tensor for tensor, _ in prepared])
         return self.detect_tensor(batch, [params for _, params in prepared], config)
+
+    def detect_encoded(
+        self, encoded: Sequence[bytes], jpeg_decode: str = DEFAULT_JPEG_DECODE, config: PostprocessConfig | None = None
+    ) -> list[LabeledDetections]:
+        """Encoded images -> one :class:`LabeledDetections` each, decoded and placed by the server's own preprocess
+        (:class:`yolo_server.triton.preprocess.Preprocessor`), its JPEG scale (``jpeg_decode``) included."""
+        if len(encoded) == 0:
+            return []
+        width, height = self.input_size
+        preprocess = Preprocessor(
+            PreprocessSettings(
+                width, height, self.spec.net.letter_box, DEFAULT_MAX_PIXELS, DEFAULT_MAX_BYTES, False, jpeg_decode
+            )
+        )
+        prepared = preprocess(np.array([[bytes(data)] for data in encoded], dtype=object))
+        return self.detect_tensor(prepared.inputs, prepared.params, config)
 
     def _label(self, dets: Detections) -> LabeledDetections:
         labels = tuple(self.class_names[int(i)] for i in dets.class_ids)

@@ -107,7 +107,6 @@ def test_server_turns_healthy_and_answers_as_the_oracle(stack: Stack, tmp_path: 
     from yolo_client import YoloClient
     from yolo_server.ops.config import PostprocessConfig
     from yolo_server.pipeline import Detector
-    from yolo_server.triton.imaging import DecodeLimits, decode_image
     from yolo_server.triton.runtime import OpenVINORunner
 
     server = stack.container("server-cpu")
@@ -124,7 +123,7 @@ def test_server_turns_healthy_and_answers_as_the_oracle(stack: Stack, tmp_path: 
         for seed in range(3):
             data = encode(".jpg", scene(480, 640, seed))
             [found] = split_result(raw.infer(DEFAULT_MODEL, bytes_inputs([data])))
-            [expected] = detector.detect([decode_image(data, DecodeLimits()).rgb])
+            [expected] = detector.detect_encoded([data])
             assert len(expected) > 0
             assert_same_detections(found, expected, max_detections=info.max_detections)
 

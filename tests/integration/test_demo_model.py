@@ -35,6 +35,9 @@ MIN_MAP50 = 0.85
 CALIBRATION_SEED, CALIBRATION_COUNT = 0, 64
 # the INT8 gate's limits against fp32 (yolo_server.evaluation.gate), here on 40 scenes
 MAX_MAP50_DROP, MAX_MAP_DROP = 0.005, 0.01
+# camera frames: held-out scenes seen at 3x their resolution (720 to 3000 pixels a side), which the server decodes at
+# 1/2, 1/4 or 1/8 scale
+HIGH_RESOLUTION_SEED, HIGH_RESOLUTION_COUNT, HIGH_RESOLUTION_SCALE = 2028, 24, 3.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,33 @@ def test_shipped_model_map_through_the_server_matches_in_process(demo_server: De
     assert local.map50 - served.map50 <= MAX_MAP50_DROP and local.map50_95 - served.map50_95 <= MAX_MAP_DROP
 
 
+def test_high_resolution_frames_keep_the_served_map(demo_server: DemoServer, tmp_path: Path) -> None:
+    """Served (INT8, JPEGs decoded at a reduced scale) against the fp32 oracle decoding every pixel."""
+    from yolo_client import YoloClient
+    from yolo_server.evaluation import CocoDataset, coco_evaluate, detect_inprocess, detect_server
+    from yolo_server.ops.config import postprocess_config_for
+    from yolo_server.pipeline import Detector
+    from yolo_server.training.scenes import write_dataset
+
+    annotations = write_dataset(
+        tmp_path, HIGH_RESOLUTION_COUNT, HIGH_RESOLUTION_SEED, progress=False, scale=HIGH_RESOLUTION_SCALE
+    )
+    dataset = CocoDataset.load(annotations)
+    reduced = [item for item in dataset.images if max(item.width, item.height) >= 2 * SIZE]  # decoded at 1/2 or less
+    assert len(reduced) >= len(dataset.images) * 3 // 4
+    with YoloClient(demo_server.grpc_url, model=MODEL) as client:
+        served = coco_evaluate(dataset, detect_server(client, dataset, progress=False))
+    detector = Detector(CFG, WEIGHTS, NAMES, input_size=SIZE)
+    detector.config = postprocess_config_for(detector.spec, score_threshold=0.005)
+    local = coco_evaluate(dataset, detect_inprocess(detector, dataset, progress=False))
+    print(
+        f"{len(dataset.images)} high-resolution scenes: mAP@0.5 served {served.map50:.4f}, fp32 full decode "
+        f"{local.map50:.4f}; mAP@[.5:.95] served {served.map50_95:.4f}, fp32 full decode {local.map50_95:.4f}"
+    )
+    assert served.map50 > MIN_MAP50, served
+    assert local.map50 - served.map50 <= MAX_MAP50_DROP and local.map50_95 - served.map50_95 <= MAX_MAP_DROP
+
+
 def test_served_int8_detections_are_the_detectors_on_the_same_ir(demo_server: DemoServer, held_out: Path) -> None:
     """The server picks the IR this CPU runs fastest (INT8 wherever AVX2 is), and serves exactly what a Detector
     running that IR finds."""
@@ -99,7 +129,6 @@ def test_served_int8_detections_are_the_detectors_on_the_same_ir(demo_server: De
     from yolo_server.pipeline import Detector
     from yolo_server.precision import CpuFeatures
     from yolo_server.repository.spec import INT8_ARTIFACT
-    from yolo_server.triton.imaging import DecodeLimits, decode_image
     from yolo_server.triton.runtime import OpenVINORunner, served_ir
 
     artifact, precision = served_ir(demo_server.repository / MODEL / "1" / "model.xml", "auto", INT8_ARTIFACT)
@@ -112,7 +141,7 @@ def test_served_int8_detections_are_the_detectors_on_the_same_ir(demo_server: De
         for item in CocoDataset.load(held_out).images[:8]:
             data = item.path.read_bytes()
             [found] = split_result(raw.infer(MODEL, bytes_inputs([data])))
-            [expected] = detector.detect([decode_image(data, DecodeLimits()).rgb])
+            [expected] = detector.detect_encoded([data])
             assert len(expected) > 0
             assert_same_detections(found, expected, max_detections=info.max_detections)
 

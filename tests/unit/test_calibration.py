@@ -18,11 +18,14 @@ from yolo_server.export.calibration import (
     spread,
 )
 from yolo_server.pipeline import Detector
-from yolo_server.repository.spec import Limits
+from yolo_server.repository.spec import Decoding
 from yolo_server.triton.imaging import DecodeLimits, decode_image
 from yolo_server.triton.settings import PreprocessSettings
 
-SETTINGS = PreprocessSettings(320, 256, True, Limits().max_pixels, Limits().max_bytes, pixels=True)
+DECODING = Decoding()
+SETTINGS = PreprocessSettings(
+    320, 256, True, DECODING.max_pixels, DECODING.max_bytes, pixels=True, jpeg_decode=DECODING.jpeg_decode
+)
 
 
 def write_images(directory: Path, sizes: list[tuple[int, int]], suffix: str = ".jpg") -> list[Path]:

@@ -68,7 +68,7 @@ def test_the_cap_is_the_largest_request_a_model_accepts(tmp_path: Path) -> None:
 
 def test_in_the_ensemble_layout_the_preprocess_step_gives_the_image_cap(tmp_path: Path) -> None:
     image = 'input { name: "IMAGE" data_type: TYPE_STRING dims: [1] }\n'
-    settings = PreprocessSettings(416, 416, False, 50_000_000, 200 << 20, True).to_parameters()
+    settings = PreprocessSettings(416, 416, False, 50_000_000, 200 << 20, True, "scaled").to_parameters()
     for name, parameters in (("yolo_preprocess", settings), ("yolo", {})):  # the ensemble says no max_bytes
         (tmp_path / name).mkdir()
         (tmp_path / name / "config.pbtxt").write_text(

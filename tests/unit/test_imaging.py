@@ -134,7 +134,7 @@ def test_sniffed_formats() -> None:
 
 
 def test_preprocessor_names_the_bad_image_of_a_multi_image_request() -> None:
-    preprocess = Preprocessor(PreprocessSettings(64, 32, False, 1_000_000, 1 << 20, pixels=False))
+    preprocess = Preprocessor(PreprocessSettings(64, 32, False, 1_000_000, 1 << 20, False, "scaled"))
     good = encode(".png", scene(10, 20))
     prepared = preprocess(np.array([[good], [good]], dtype=object))
     assert prepared.inputs.shape == (2, 3, 32, 64) and prepared.resize.shape == (2, 6)
@@ -148,8 +148,8 @@ def test_uint8_pixels_become_the_float_input_bit_for_bit(letterboxed: bool) -> N
     """The cpu preprocess sends uint8 and the detector scales; the result is the float path's, padding 0.5 included."""
     images = [scene(40, 100, seed=1), scene(90, 30, seed=2)]
     payload = np.array([[encode(".png", image)] for image in images], dtype=object)
-    as_pixels = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, pixels=True))(payload)
-    as_floats = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, pixels=False))(payload)
+    as_pixels = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, True, "scaled"))(payload)
+    as_floats = Preprocessor(PreprocessSettings(64, 32, letterboxed, 1_000_000, 1 << 20, False, "scaled"))(payload)
     assert as_pixels.inputs.dtype == np.uint8 and as_floats.inputs.dtype == np.float32
     scaled, sizes = network_batch([network_input(None, as_pixels.inputs, as_pixels.resize, 64, 32)])
     assert sizes == [2]

@@ -31,7 +31,7 @@ from yolo_server.pipeline import Detector
 from yolo_server.repository.build import build_repository
 from yolo_server.repository.int8 import Int8GateFailed
 from yolo_server.repository.plan import BuildOptions, Int8Options
-from yolo_server.repository.spec import INT8_ARTIFACT, Limits
+from yolo_server.repository.spec import INT8_ARTIFACT, Decoding
 from yolo_server.triton.runtime import OpenVINORunner
 from yolo_server.triton.settings import PreprocessSettings
 
@@ -67,8 +67,10 @@ def quantized(tmp_path_factory: pytest.TempPathFactory) -> Quantized:
     model, spec = load_darknet(CFG, WEIGHTS, SIZE)
     fp32 = export_openvino(model, spec, workdir / "model.xml")[0]
     scenes = write_dataset(workdir / "calibration", CALIBRATION_COUNT, CALIBRATION_SEED, progress=False).parent
-    limits = Limits()
-    settings = PreprocessSettings(SIZE, SIZE, spec.net.letter_box, limits.max_pixels, limits.max_bytes, pixels=True)
+    decoding = Decoding()
+    settings = PreprocessSettings(
+        SIZE, SIZE, spec.net.letter_box, decoding.max_pixels, decoding.max_bytes, True, decoding.jpeg_decode
+    )
     inputs = calibration_inputs(calibration_files(scenes), settings, progress=False)
     int8, broken = workdir / INT8_ARTIFACT, workdir / "broken.xml"
     quantize_ir(fp32, [item.tensor for item in inputs], int8)
@@ -97,7 +99,8 @@ def test_a_figure_passes_on_its_limit_and_fails_past_it() -> None:
 
 
 def test_nncf_int8_keeps_the_demo_detectors_accuracy(quantized: Quantized) -> None:
-    mapped = coco_gate(detector(quantized.fp32, "fp32"), detector(quantized.int8, "int8"), quantized.validation)
+    int8 = detector(quantized.int8, "int8")
+    mapped = coco_gate(detector(quantized.fp32, "fp32"), int8, quantized.validation, Decoding().jpeg_decode)
     assert mapped.passed, mapped.text
     assert mapped.figures[0].fp32 > 0.85, "the trained demo model finds the shapes"
     agreed = agreement_gate(detector(quantized.fp32, "fp32"), detector(quantized.int8, "int8"), quantized.inputs)
@@ -105,7 +108,8 @@ def test_nncf_int8_keeps_the_demo_detectors_accuracy(quantized: Quantized) -> No
 
 
 def test_a_broken_quantization_fails_the_gate_saying_by_how_much(quantized: Quantized) -> None:
-    mapped = coco_gate(detector(quantized.fp32, "fp32"), detector(quantized.broken, "int8"), quantized.validation)
+    broken = detector(quantized.broken, "int8")
+    mapped = coco_gate(detector(quantized.fp32, "fp32"), broken, quantized.validation, Decoding().jpeg_decode)
     assert not mapped.passed and "more than the 0.005 allowed" in mapped.shortfall, mapped.text
     agreed = agreement_gate(detector(quantized.fp32, "fp32"), detector(quantized.broken, "int8"), quantized.inputs)
     assert not agreed.passed and "more than the 0.03 allowed" in agreed.shortfall, agreed.text

@@ -186,6 +186,7 @@ def test_the_fused_model_reads_every_steps_settings_from_its_own_directory() -> 
         50_000_000,
         64 << 20,
         True,  # uint8 rows until the batch is written
+        "scaled",
     )
     assert DetectorSettings.from_parameters(parameters) == DetectorSettings(
         512, 320, "auto", "model.xml", 0, FUSED_BATCH_THREADS, "", ""
@@ -287,7 +288,7 @@ def test_cli_options() -> None:
     fused = ["build", "--cfg", str(TINY), "--instances", "fused=3"]
     assert build_options(build_parser().parse_args(fused)).instances.fused == 3
     assert not plan_repository(build_options(build_parser().parse_args([*fused, "--no-fused"]))).spec.fused
-    assert options.limits.max_pixels == 2_000_000 and options.class_agnostic
+    assert options.decoding.max_pixels == 2_000_000 and options.class_agnostic
     with pytest.raises(SystemExit):
         build_parser().parse_args(["build", "--cfg", str(TINY), "--instances", "gpu=2"])
 

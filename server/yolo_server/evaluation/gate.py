@@ -7,7 +7,7 @@ label, at the repository's thresholds. A per-box IoU >= 0.9 test (the bf16 one) 
 detector for boxes moved by two pixels, which no mAP notices.
 
 Example:
-    >>> report = coco_gate(fp32_detector, int8_detector, CocoDataset.load("val/annotations.json"))
+    >>> report = coco_gate(fp32_detector, int8_detector, CocoDataset.load("val/annotations.json"), "scaled")
     >>> report.passed, report.text
     (True, 'passed: mAP@0.5 0.9507 (fp32 0.9508, -0.0001, limit -0.0050); ...')
 """
@@ -79,12 +79,14 @@ class GateReport:
         return f"{verdict}: {'; '.join(f.describe() for f in self.figures)}; on {self.checked_on}"
 
 
-def coco_gate(fp32: Any, int8: Any, dataset: CocoDataset) -> GateReport:
-    """mAP of two :class:`yolo_server.pipeline.Detector` (same thresholds, set here to darknet's) on ``dataset``."""
+def coco_gate(fp32: Any, int8: Any, dataset: CocoDataset, jpeg_decode: str) -> GateReport:
+    """mAP of two :class:`yolo_server.pipeline.Detector` (same thresholds, set here to darknet's) on ``dataset``,
+    its JPEGs decoded as the server will (``jpeg_decode``)."""
     results = {}
     for name, detector in (("fp32", fp32), ("int8", int8)):
         detector.config = dataclasses.replace(detector.config, score_threshold=MAP_SCORE_THRESHOLD)
-        results[name] = coco_evaluate(dataset, detect_inprocess(detector, dataset, progress=False))
+        rows = detect_inprocess(detector, dataset, progress=False, jpeg_decode=jpeg_decode)
+        results[name] = coco_evaluate(dataset, rows)
     figures = (
         Figure("mAP@0.5", results["int8"].map50, results["fp32"].map50, MAX_MAP50_DROP),
         Figure("mAP@[.5:.95]", results["int8"].map50_95, results["fp32"].map50_95, MAX_MAP_DROP),

@@ -1,7 +1,8 @@
 """Detections for every image of a :class:`CocoDataset`: in process (:class:`~yolo_server.Detector`) or through a server (SDK).
 
 Both read the image files' bytes: the server decodes them itself, the in-process
-path with the server's own decode (:func:`yolo_server.triton.imaging.decode_image`).
+path with the server's own preprocess (:meth:`yolo_server.pipeline.Detector.detect_encoded`), by default
+decoding every pixel (the darknet-parity oracle).
 
 Example:
     >>> rows = detect_inprocess(detector, dataset)                         # COCO result rows
@@ -15,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from yolo_server.evaluation.coco import CocoDataset, detection_rows
-from yolo_server.triton.imaging import DecodeLimits, decode_image
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
@@ -25,17 +25,20 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 
 
 def detect_inprocess(
-    detector: Any, dataset: CocoDataset, batch: int = 8, progress: bool = True
+    detector: Any, dataset: CocoDataset, batch: int = 8, progress: bool = True, jpeg_decode: str = "full"
 ) -> list[dict[str, Any]]:
-    """Run a :class:`yolo_server.pipeline.Detector` (its own thresholds) over the dataset; COCO result rows."""
+    """Run a :class:`yolo_server.pipeline.Detector` (its own thresholds) over the dataset; COCO result rows.
+
+    ``jpeg_decode``: how its preprocess decodes JPEGs (``yolo_server.triton.imaging.JPEG_DECODES``).
+    """
     category_ids = dataset.category_ids(detector.class_names)
     images = dataset.images
     rows: list[dict[str, Any]] = []
     with _progress(len(images), "in-process", progress) as bar:
         for start in range(0, len(images), batch):
             chunk = images[start : start + batch]
-            decoded = [decode_image(item.path.read_bytes(), DecodeLimits()).rgb for item in chunk]
-            for item, found in zip(chunk, detector.detect(decoded), strict=True):
+            encoded = [item.path.read_bytes() for item in chunk]
+            for item, found in zip(chunk, detector.detect_encoded(encoded, jpeg_decode), strict=True):
                 rows += detection_rows(item.id, found.boxes, found.scores, found.class_ids, category_ids)
             bar.update(len(chunk))
     return rows

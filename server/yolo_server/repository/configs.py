@@ -156,9 +156,15 @@ def preprocess_config(spec: RepositorySpec) -> pb.ModelConfig:
 
 
 def preprocess_settings(spec: RepositorySpec, pixels: bool) -> PreprocessSettings:
-    info, limits = spec.info, spec.limits
+    info, decoding = spec.info, spec.decoding
     return PreprocessSettings(
-        info.input_width, info.input_height, info.letterbox, limits.max_pixels, limits.max_bytes, pixels
+        info.input_width,
+        info.input_height,
+        info.letterbox,
+        decoding.max_pixels,
+        decoding.max_bytes,
+        pixels,
+        decoding.jpeg_decode,
     )
 
 

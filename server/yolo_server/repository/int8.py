@@ -78,5 +78,5 @@ def measure(
     )
     validation = options.int8.validation if options.int8 else None
     if validation is not None:
-        return coco_gate(fp32, int8, CocoDataset.load(validation))
+        return coco_gate(fp32, int8, CocoDataset.load(validation), plan.spec.decoding.jpeg_decode)
     return agreement_gate(fp32, int8, inputs)

@@ -38,8 +38,8 @@ from yolo_server.repository.spec import (
     TARGET_BATCHING,
     TARGETS,
     Batching,
+    Decoding,
     Instances,
-    Limits,
     RepositorySpec,
     model_base_name,
 )
@@ -172,7 +172,7 @@ class BuildOptions:
         keys=INSTANCE_KINDS, parse=parse_instances, metavar="KIND=N",
         convert=lambda pairs: Instances(**dict(pairs)),
     )  # fmt: skip
-    limits: Limits = nested(default_factory=Limits)
+    decoding: Decoding = nested(default_factory=Decoding)
     detector_threads: int | None = flag(
         "--detector-threads", "OpenVINO threads per cpu detector instance, the fused model's for a lone image (0: one "
         "per core; default: sized by serve to the CPUs it may use)", default=None, parse=int,
@@ -249,7 +249,7 @@ def plan_repository(options: BuildOptions) -> RepositoryPlan:
         info=info,
         batching=options.batching or TARGET_BATCHING[target],
         instances=options.instances,
-        limits=options.limits,
+        decoding=options.decoding,
         detector_threads=options.detector_threads,
         pre_nms_top_k=thresholds.pre_nms_top_k,
         fused=FUSED_BY_DEFAULT[target] if options.fused is None else options.fused,

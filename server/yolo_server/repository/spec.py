@@ -18,7 +18,7 @@ from yolo_client.contract import IMAGES, ROLES, TENSOR, ModelInfo, model_name
 from yolo_server.flags import PER_TARGET, flag, positive_ints
 from yolo_server.ops.config import DEFAULT_PRE_NMS_TOP_K
 from yolo_server.precision import PRECISIONS, check_precision
-from yolo_server.triton.imaging import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+from yolo_server.triton.imaging import DEFAULT_JPEG_DECODE, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, JPEG_DECODES
 
 TARGETS = tuple(PRECISIONS)
 # cpu: images go through one fused model, measured faster than the ensemble on every load
@@ -215,14 +215,19 @@ INSTANCE_KINDS = tuple(f.name for f in dataclasses.fields(Instances))
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Preprocess caps on one encoded image."""
+class Decoding:
+    """How the preprocess decodes one encoded image: the caps checked first, and the scale a JPEG is decoded at."""
 
     max_pixels: int = flag(
         "--max-pixels", "per image, checked before decoding", default=DEFAULT_MAX_PIXELS,
         parse=lambda text: int(float(text)),  # 4e6 as well as 4000000
     )  # fmt: skip
     max_bytes: int = flag("--max-bytes", "per encoded image", default=DEFAULT_MAX_BYTES, parse=int)
+    jpeg_decode: str = flag(
+        "--jpeg-decode", "scaled: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers the "
+        "network input, boxes in its original pixels; full: every pixel, as darknet does",
+        default=DEFAULT_JPEG_DECODE, choices=JPEG_DECODES,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,7 @@ class RepositorySpec:
     info: ModelInfo
     batching: Batching = field(default_factory=Batching)
     instances: Instances = field(default_factory=Instances)
-    limits: Limits = field(default_factory=Limits)
+    decoding: Decoding = field(default_factory=Decoding)
     detector_threads: int | None = None
     postprocess_threads: int = 1
     pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K

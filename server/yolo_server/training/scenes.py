@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from yolo_client.scenes import CLASS_NAMES, encode_jpeg, generate_scene
+from yolo_client.scenes import CLASS_NAMES, encode_jpeg, generate_scene, scaled_scene
 
 
 def coco_categories() -> list[dict[str, object]]:
@@ -21,8 +21,12 @@ def coco_categories() -> list[dict[str, object]]:
     return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASS_NAMES)]
 
 
-def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = True) -> Path:
-    """Write scenes ``0..count-1`` of ``seed`` as JPEGs plus ``annotations.json`` (COCO); returns the json path."""
+def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = True, scale: float = 1.0) -> Path:
+    """Write scenes ``0..count-1`` of ``seed`` as JPEGs plus ``annotations.json`` (COCO); returns the json path.
+
+    ``scale``: each scene as a camera of that many times its resolution sees it (``scaled_scene``), e.g. 3 for
+    frames of 720 to 3000 pixels a side.
+    """
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -31,6 +35,8 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = T
     annotations: list[dict[str, object]] = []
     for index in tqdm(range(count), desc=f"scenes seed={seed}", disable=not progress, unit="img"):
         scene = generate_scene(seed, index)
+        if scale != 1.0:
+            scene = scaled_scene(scene, scale)
         name = f"images/{seed}_{index:06d}.jpg"
         (out / name).write_bytes(encode_jpeg(scene))
         height, width = scene.image.shape[:2]

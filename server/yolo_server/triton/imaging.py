@@ -15,6 +15,12 @@ up to an embedded thumbnail's own scans. ``cv2.IMREAD_COLOR`` applies EXIF
 orientation and turns grayscale, RGBA, 16-bit and CMYK images into 8-bit BGR;
 those are valid images and come back as RGB.
 
+A JPEG may be decoded at a reduced scale: libjpeg decodes 1/2, 1/4 or 1/8 of each side in the DCT domain for
+a fraction of the cost (OpenCV's ``IMREAD_REDUCED_COLOR_*``), and a camera frame shrunk to the network input
+never needs every pixel. ``reduction_for`` picks the scale from the displayed size (EXIF orientation applied,
+as the header states it); the result keeps that full size, so the caller places and maps boxes as for a full
+decode (:func:`yolo_client.geometry.covering_reduction`).
+
 Example:
     >>> image = decode_image(jpeg_bytes, DecodeLimits(max_pixels=50_000_000, max_bytes=64 << 20))
     >>> image.rgb.shape, image.format
@@ -25,19 +31,27 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from yolo_client.geometry import JPEG_REDUCTIONS, reduced_size
 from yolo_server.triton.validation import InvalidInput
 
 IMAGE_FORMATS = ("jpeg", "png", "bmp", "webp", "other")  # "other": a metrics label; those images are refused
 ACCEPTED_FORMATS = IMAGE_FORMATS[:-1]
 _JPEG_SOS, _JPEG_EOI = b"\xff\xda", b"\xff\xd9"
 _PNG_IEND = b"IEND\xaeB`\x82"
-# the caps on one encoded image unless the build sets others (``yolo_server.repository.spec.Limits`` defaults to them)
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})  # displayed turned a quarter: width and height swap
+# the caps on one encoded image unless the build sets others (``yolo_server.repository.spec.Decoding`` defaults to them)
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 64 << 20
+# how a JPEG is decoded: "scaled", at the smallest DCT scale that still covers the network input; "full", every
+# pixel, as darknet does (the parity path)
+JPEG_DECODES = ("scaled", "full")
+DEFAULT_JPEG_DECODE = "scaled"
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,14 @@ class DecodeLimits:
 
 @dataclass(frozen=True, eq=False)
 class DecodedImage:
-    """``rgb``: uint8 ``[H, W, 3]``; ``format``: one of :data:`IMAGE_FORMATS`."""
+    """``rgb``: uint8 ``[H, W, 3]``, the image at ``1/reduction`` scale; ``format``: one of :data:`IMAGE_FORMATS`;
+    ``width`` x ``height``: the full image's size (``rgb``'s where ``reduction`` is 1)."""
 
     rgb: np.ndarray
     format: str
+    width: int
+    height: int
+    reduction: int = 1
 
 
 def sniff_format(data: bytes) -> str:
@@ -71,14 +89,15 @@ def sniff_format(data: bytes) -> str:
 
 
 def read_header_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the header only; no pixel data is decoded."""
+    """(width, height) as displayed, from the header only (EXIF orientation applied); no pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(io.BytesIO(data)) as image:
-                return image.size
+                width, height = image.size
+                return (height, width) if _orientation(image) in _TRANSPOSING_ORIENTATIONS else (width, height)
         except Image.DecompressionBombError as exc:
             raise InvalidInput("too_many_pixels", f"image is too large: {exc}") from None
         except UnidentifiedImageError:
@@ -90,6 +109,14 @@ def read_header_size(data: bytes) -> tuple[int, int]:
             ) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise InvalidInput("undecodable", f"undecodable image header ({len(data)} bytes): {exc}") from None
+
+
+def _orientation(image: object) -> int:
+    """The EXIF orientation tag of an opened PIL image; 1 (as stored) where it has none or it cannot be read."""
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))  # type: ignore[attr-defined]
+    except Exception:  # a damaged EXIF block is the decoder's to judge, not the header's
+        return 1
 
 
 def declared_size(data: bytes) -> tuple[int, int] | None:
@@ -122,14 +149,17 @@ def check_complete(data: bytes, image_format: str) -> None:
         raise InvalidInput("truncated", "truncated PNG: no IEND chunk at the end")
 
 
-def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
+def decode_image(
+    data: bytes, limits: DecodeLimits, reduction_for: Callable[[int, int], int] | None = None
+) -> DecodedImage:
     """Checked decode of one encoded image.
 
     Args:
         data: the encoded file: JPEG, PNG, BMP or WebP.
         limits: byte, pixel and JPEG scan caps.
+        reduction_for: (width, height) as displayed -> the scale to decode a JPEG at (1, 2, 4 or 8); None: 1.
     Returns:
-        RGB uint8 ``[H, W, 3]`` (EXIF orientation applied) and the sniffed format.
+        RGB uint8 ``[H, W, 3]`` (EXIF orientation applied), the sniffed format and the full size.
     Raises:
         InvalidInput: with reason ``empty``, ``too_large``, ``too_many_pixels``,
             ``bad_dimensions``, ``undecodable``, ``unsupported_format``, ``truncated``
@@ -161,7 +191,16 @@ def decode_image(data: bytes, limits: DecodeLimits) -> DecodedImage:
             "too_many_scans",
             f"JPEG has {scans} scans, over the limit of {limits.max_jpeg_scans} (progressive scan bomb?)",
         )
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    encoded = np.frombuffer(data, dtype=np.uint8)
+    reduction = reduction_for(width, height) if reduction_for is not None and image_format == "jpeg" else 1
+    if reduction != 1:
+        if reduction not in JPEG_REDUCTIONS:
+            raise ValueError(f"a JPEG decodes at 1/{'/'.join(map(str, JPEG_REDUCTIONS))} scale, not 1/{reduction}")
+        bgr = cv2.imdecode(encoded, getattr(cv2, f"IMREAD_REDUCED_COLOR_{reduction}"))
+        # any other shape: OpenCV read the orientation otherwise than the header did; decode it whole instead
+        if bgr is not None and bgr.shape[1::-1] == reduced_size(width, height, reduction):
+            return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), image_format, width, height, reduction)
+    bgr = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise InvalidInput("undecodable", f"OpenCV could not decode the {image_format} image ({width}x{height})")
-    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), image_format)
+    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), image_format, bgr.shape[1], bgr.shape[0])

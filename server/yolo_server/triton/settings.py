@@ -25,6 +25,7 @@ class PreprocessSettings(Parameters):
 
     ``pixels``: hand the detector uint8 ``PIXELS`` (a quarter of the bytes; the
     cpu detector scales them) rather than the float32 ``INPUT`` (tensorrt).
+    ``jpeg_decode``: one of :data:`yolo_server.triton.imaging.JPEG_DECODES`.
     """
 
     input_width: int
@@ -33,6 +34,7 @@ class PreprocessSettings(Parameters):
     max_pixels: int
     max_bytes: int
     pixels: bool
+    jpeg_decode: str
 
 
 @dataclass(frozen=True)
