@@ -61,9 +61,12 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonTe
 
     workdir = tmp_path_factory.mktemp("triton")
     weights = write_random_weights(workdir / "yolov4-tiny-random.weights")
+    # every pixel decoded (the darknet-parity path), so that the Detector on a full decode is its exact oracle;
+    # the default reduced-scale JPEG decode is served against Detector.detect_encoded by test_demo_model and
+    # tests/docker
     repository = build_repository(weights, workdir / "model_repository", "--size", f"{INPUT_WIDTH}x{INPUT_HEIGHT}",
                                   "--target", "cpu", "--max-batch-size", str(MAX_BATCH_SIZE),
-                                  "--max-pixels", str(MAX_PIXELS))  # fmt: skip
+                                  "--max-pixels", str(MAX_PIXELS), "--jpeg-decode", "full")  # fmt: skip
     admin_key = secrets.token_hex(24)
     (workdir / "admin-key").write_text(admin_key + "\n")
     # no supervision: its canary inferences would add to the counts and metrics that tests compare
