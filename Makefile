@@ -56,8 +56,9 @@ $(VENV)/.installed: server/pyproject.toml client/pyproject.toml
 
 # Debian packages the tests run for real: promtool/prometheus, nginx, docker-compose (v1: runs docker/compose.yaml),
 # the Docker engine with its BuildKit CLI (docker.io: tests/docker start dockerd when none runs) and debootstrap
-# (docker/debian-base.sh: the local base image where no registry serves one)
-SYSTEM_PACKAGES := prometheus nginx docker-compose docker.io debootstrap
+# (docker/debian-base.sh: the local base image where no registry serves one) and ffmpeg (a live camera stream over UDP
+# on loopback, tests/integration/test_live_stream.py)
+SYSTEM_PACKAGES := prometheus nginx docker-compose docker.io debootstrap ffmpeg
 system-deps:
 	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
 	  ( (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null )

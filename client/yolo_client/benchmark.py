@@ -47,31 +47,43 @@ class BenchResult:
         """Latency percentile in seconds (nan without successes)."""
         return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
 
+    def latency_ms(self) -> dict[str, float]:
+        """p50, p95 and p99 latency in milliseconds (nan without successes)."""
+        return {f"p{q}": round(self.percentile(q) * 1000, 2) for q in (50, 95, 99)}
+
+    def latency_text(self) -> str:
+        return "p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(*(self.percentile(q) * 1000 for q in (50, 95, 99)))
+
+    def error_text(self) -> str:
+        return ", ".join(f"{name}: {n}" for name, n in sorted(self.errors.items())) or "none"
+
     def to_dict(self, target_fps: float = TARGET_FPS) -> dict[str, Any]:
         return {
             "concurrency": self.concurrency,
             "seconds": round(self.elapsed, 3),
             "images": self.ok,
             "images_per_second": round(self.throughput, 2),
-            "latency_ms": {f"p{q}": round(self.percentile(q) * 1000, 2) for q in (50, 95, 99)},
+            "latency_ms": self.latency_ms(),
             "errors": dict(self.errors),
             "target_fps": target_fps,
-            "meets_target": self.throughput >= target_fps,
+            "meets_target": verdict(self.throughput, target_fps) == "MEETS",
         }
 
     def report(self, target_fps: float = TARGET_FPS) -> str:
-        errors = ", ".join(f"{name}: {n}" for name, n in sorted(self.errors.items())) or "none"
-        verdict = "MEETS" if self.throughput >= target_fps else "BELOW"
         return "\n".join(
             [
                 f"images/s     {self.throughput:.1f}  ({self.ok} images in {self.elapsed:.1f} s, concurrency {self.concurrency})",
-                "latency ms   p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(
-                    *(self.percentile(q) * 1000 for q in (50, 95, 99))
-                ),
-                f"errors       {errors}",
-                f"verdict      {verdict} the {target_fps:g} FPS target (YOLOv4 paper, V100): {self.throughput:.1f} images/s",
+                f"latency ms   {self.latency_text()}",
+                f"errors       {self.error_text()}",
+                f"verdict      {verdict(self.throughput, target_fps)} the {target_fps:g} FPS target (YOLOv4 paper, "
+                f"V100): {self.throughput:.1f} images/s",
             ]
         )
+
+
+def verdict(rate: float, target_fps: float = TARGET_FPS) -> str:
+    """``MEETS`` or ``BELOW`` the target (frames or images per second)."""
+    return "MEETS" if rate >= target_fps else "BELOW"
 
 
 def sample_images(count: int = 8, width: int = 640, height: int = 480, seed: int = 0) -> list[bytes]:

@@ -9,6 +9,7 @@ Examples::
     yolo-client models                                    # the served model: classes, thresholds, batching
     yolo-client models --admin-key-file admin.key         # and every model of the server's repository
     yolo-client bench --concurrency 16 --duration 30 --transport tensor
+    yolo-client bench --video street.mp4 --streams 4 --duration 30 --live   # 4 camera-paced streams
 
 Exit status: 0 success, 1 a request failed (or ``health`` found an endpoint not ready), 2 bad usage.
 """
@@ -117,12 +118,15 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", parents=[common], help="closed-loop throughput and latency")
     bench.add_argument("images", nargs="*", metavar="IMAGE", help="images to send (default: synthetic 640x480 JPEGs)")
-    bench.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    bench.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    bench.add_argument("--concurrency", type=int, default=8, help="requests in flight (--video: per stream)")
+    bench.add_argument("--duration", type=float, help="measured seconds (default 10; --video: the file once)")
     bench.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
     bench.add_argument("--target-fps", type=float, default=TARGET_FPS, help="verdict threshold (YOLOv4 paper: 65)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--no-progress", action="store_true")
+    bench.add_argument("--video", metavar="FILE", help="bench detect_video streams of FILE (see video_bench)")
+    bench.add_argument("--streams", type=int, default=1, help="--video: concurrent streams, a client each")
+    bench.add_argument("--live", action="store_true", help="--video: pace at the file's fps, dropping when behind")
     bench.set_defaults(run=_bench)
     return parser
 
@@ -294,6 +298,11 @@ def _bench(args: argparse.Namespace) -> int:
     from .images import to_bytes
     from .types import RetryPolicy
 
+    if args.video:
+        from .video_bench import run_cli
+
+        return run_cli(args, _client)
+    args.duration = 10.0 if args.duration is None else args.duration
     if args.concurrency < 1 or args.duration <= 0:
         raise SystemExit("yolo-client: error: --concurrency must be >= 1 and --duration > 0")
     images = [to_bytes(path) for path in args.images] if args.images else sample_images()

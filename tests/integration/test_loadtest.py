@@ -87,6 +87,7 @@ def test_ci_sized_run_meets_its_slo_with_zero_failures(triton_server, tmp_path: 
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     kinds = {name for name in rows if name.startswith("detect ")}
     assert len(kinds) >= 3, kinds  # the mix really mixes sizes and formats
+    assert "video" not in report and not [n for n in rows if n.startswith("video ")]  # named only: YoloVideoUser
     assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
@@ -114,6 +115,31 @@ def test_impossible_slo_exits_non_zero_and_ramp_shape_steps_users(triton_server,
     with open(tmp_path / "run_stats_history.csv", newline="") as handle:
         users = [int(row["User Count"]) for row in csv.DictReader(handle)]
     assert 1 in users and 2 in users and users.index(1) < users.index(2), users
+
+
+def test_video_users_play_at_their_frame_rate_and_count_late_and_dropped_frames(triton_server, tmp_path: Path) -> None:
+    # 2 cameras at 100 fps, one request in flight each: the CPU server answers far slower than a frame each 10 ms,
+    # so most frames are dropped; locust runs only the class named last
+    users, fps = 2, 100
+    code, output, report = run_locust(
+        triton_server, tmp_path, "-u", str(users), "-r", str(users), "-t", "6s", "--video-fps", str(fps),
+        "--video-size", "320x240", "--video-frames", "8", "--video-window", "1", "YoloVideoUser",
+    )  # fmt: skip
+    assert code == 0, output[-3000:]
+    video, measured = report["video"], report["measured"]
+    assert video["frames"] == video["sent"] + video["late"] + video["dropped"], video
+    assert video["dropped"] > 0 and 0 < video["dropped_ratio"] < 1 and 0 <= video["late_ratio"] < 1, video
+    # ~6 s of 2 streams at 100 fps were due (spawning and stopping take a little of the 6 s)
+    assert users * fps * 2 <= video["frames"] <= users * fps * 7, video
+    # every frame not dropped was sent: one request each (a request cut off by the stop is never reported)
+    assert 0 <= video["sent"] + video["late"] - measured["requests"] <= users, (video, measured)
+    assert measured["failures"] == 0 and measured["requests"] >= 4, measured
+    assert f"video: {video['frames']} frames due" in output
+    print(f"\nlocust video run: {video}, {measured['requests']} requests, p50 {measured['p50_ms']:.0f} ms")
+    with open(tmp_path / "run_stats.csv", newline="") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    assert int(rows[f"video 320x240@{fps}fps"]["Request Count"]) >= 4, rows.keys()
+    assert not [name for name in rows if name.startswith("detect ")], rows.keys()  # no image user ran
 
 
 def test_bad_image_mix_is_refused_before_any_request(triton_server, tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def test_the_readme_shows_each_command_a_newcomer_needs() -> None:
     kinds = {
         "detect --json": lambda line: line.startswith("yolo-client detect") and "--json" in line,
         "detect --draw": lambda line: line.startswith("yolo-client detect") and "--draw" in line,
+        "detect a video": lambda line: line.startswith("yolo-client detect") and line.split()[2].endswith(".mp4"),
         "health": lambda line: line.startswith("yolo-client health"),
         "models": lambda line: line.startswith("yolo-client models"),
         "bench": lambda line: line.startswith("yolo-client bench") and "--duration" in line,
@@ -112,6 +113,10 @@ def check_output(line: str, out: str, cwd: Path, server: DefaultServer) -> None:
     if line.startswith("yolo-train scenes"):
         annotations = json.loads((cwd / words[2] / "annotations.json").read_text())
         assert annotations["images"] and annotations["annotations"], line
+        if "--video" in words:  # and the same scenes as the frames of a video
+            capture = cv2.VideoCapture(str(cwd / words[words.index("--video") + 1]))
+            assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == int(words[words.index("--count") + 1]), line
+            capture.release()
     elif line.startswith("yolo-client health"):
         assert out.strip().endswith("(live=True ready=True model_ready=True)") and ": OK" in out, out
     elif line.startswith("yolo-client models"):
@@ -119,6 +124,14 @@ def check_output(line: str, out: str, cwd: Path, server: DefaultServer) -> None:
         assert f"classes ({len(server.class_names)}): {', '.join(server.class_names)}" in out, out
         assert re.search(r"score threshold [\d.]+, NMS threshold [\d.]+", out) and "max batch " in out, out
         assert f"inputs {IMAGE} STRING [1]" in out, out
+    elif line.startswith("yolo-client detect") and words[2].endswith(".mp4"):  # a video: a JSON line a frame
+        frames = [json.loads(row) for row in out.splitlines()]
+        assert [frame["index"] for frame in frames] == list(range(len(frames))) and len(frames) > 1, out[:2000]
+        assert any(frame["detections"] for frame in frames), out[:2000]
+        source, drawn = (cv2.VideoCapture(str(cwd / name)) for name in (words[2], words[words.index("--draw") + 1]))
+        assert drawn.get(cv2.CAP_PROP_FRAME_COUNT) == source.get(cv2.CAP_PROP_FRAME_COUNT) == len(frames), line
+        source.release()
+        drawn.release()
     elif line.startswith("yolo-client detect") and "--json" in words:
         [report] = json.loads(out)
         labels = {detection["label"] for detection in report["detections"]}

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     scenes.add_argument("output", type=Path)
     scenes.add_argument("--count", type=int, default=500)
     scenes.add_argument("--seed", type=int, default=1000)
+    scenes.add_argument("--video", type=Path, help="also write the scenes as the frames of this video (.mp4, .avi)")
     anchors = sub.add_parser("anchors", help="k-means (1-IoU) anchors on training scenes stretched to the cfg size")
     anchors.add_argument("--cfg", type=Path, required=True)
     anchors.add_argument("--seed", type=int, default=0)
@@ -68,9 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     if args.command == "scenes":
-        from yolo_server.training.scenes import write_dataset
+        from yolo_server.training.scenes import write_dataset, write_video
 
         print(write_dataset(args.output, args.count, args.seed))
+        if args.video is not None:
+            print(write_video(args.video, args.count, args.seed))
     elif args.command == "anchors":
         from yolo_server.darknet import load_spec
         from yolo_server.training.anchors import format_anchors, kmeans_anchors, mean_best_iou, set_cfg_anchors

@@ -6,6 +6,7 @@ calibration, validation and evaluation sets from seeds.
 
 Example:
     >>> write_dataset("data/val", count=500, seed=1000)         # JPEGs + annotations.json (COCO)
+    >>> write_video("clip.mp4", count=30, seed=1000)            # the same scenes as the frames of a video
 """
 
 from __future__ import annotations
@@ -59,3 +60,37 @@ def write_dataset(out_dir: str | Path, count: int, seed: int, progress: bool = T
         json.dumps({"info": info, "images": images, "annotations": annotations, "categories": coco_categories()})
     )
     return path
+
+
+VIDEO_SIZE = (1280, 720)
+VIDEO_FPS = 10.0
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+def write_video(path: str | Path, count: int, seed: int, size: tuple[int, int] = VIDEO_SIZE) -> Path:
+    """Scenes ``0..count-1`` of ``seed`` as the frames of one video at :data:`VIDEO_FPS` (``yolo-client detect``'s
+    video input, for a demo): each scene scaled to fit ``size`` (width, height), centred on black."""
+    import cv2
+    import numpy as np
+
+    out = Path(path)
+    codec = VIDEO_CODECS.get(out.suffix.lower())
+    if codec is None:
+        raise ValueError(f"a video is written as {', '.join(VIDEO_CODECS)}, not {out.suffix or 'no suffix'}")
+    width, height = size
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*codec), VIDEO_FPS, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {out}")
+    try:
+        for index in range(count):
+            image = generate_scene(seed, index).image
+            scale = min(width / image.shape[1], height / image.shape[0])
+            fitted = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+            frame = np.zeros((height, width, 3), dtype=np.uint8)
+            left, top = (width - fitted[0]) // 2, (height - fitted[1]) // 2
+            resized = cv2.resize(image, fitted, interpolation=cv2.INTER_LINEAR)
+            frame[top : top + fitted[1], left : left + fitted[0]] = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
+            writer.write(frame)
+    finally:
+        writer.release()
+    return out
