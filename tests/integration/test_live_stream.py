@@ -1,7 +1,7 @@
 """A live stream from a real streaming process: Debian's ``ffmpeg`` sends MPEG-TS over UDP on loopback, in real
 time (``-re``), and ``detect_video`` reads it as a camera is read (a URL: live, frames dropped when behind).
 
-The clip is the project's synthetic scenes written with OpenCV; ffmpeg loops it (``-stream_loop -1``) until the
+The clip is the project's synthetic scenes (``yolo_server.training.scenes.write_video``, MJPG); ffmpeg loops it (``-stream_loop -1``) until the
 test stops it by its pid. The frame rates are chosen on both sides of what the session server keeps up with on
 two cores: 5 frames/s (every frame detected) and 100 frames/s with one request in flight (most dropped).
 """
@@ -17,33 +17,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import cv2
 import pytest
 
-from tests.helpers.images import scene
 from yolo_client import FrameResult, YoloClient
+from yolo_server.launcher.ports import free_ports
+from yolo_server.training.scenes import write_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-WIDTH, HEIGHT, CLIP_FRAMES = 640, 480, 20
+WIDTH, HEIGHT, CLIP_FRAMES, CLIP_SEED = 640, 480, 20, 300
 MAX_P99_LATENCY_S = 1.0  # the issue's bound for a live source faster than the server
 READ_TIMEOUT_S = 2.0
 CATCH_UP = 3  # results while the client drains the frames queued in its socket before it joined
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1, kind=socket.SOCK_DGRAM)[0]
 
 
 def write_clip(path: Path, fps: float) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (WIDTH, HEIGHT))
-    assert writer.isOpened()
-    for index in range(CLIP_FRAMES):
-        writer.write(scene(HEIGHT, WIDTH, seed=300 + index))
-    writer.release()
-    return path
+    return write_video(path, CLIP_FRAMES, CLIP_SEED, size=(WIDTH, HEIGHT), fps=fps)
 
 
 @contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from tests.helpers.triton_requests import as_found, assert_same_detections
 from yolo_client import AsyncYoloClient, FrameResult, VideoInfo, VideoSourceError, YoloClient
 from yolo_client.cli import main as cli_main
 from yolo_client.video import VideoOptions
+from yolo_server.launcher.ports import free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -240,17 +240,11 @@ def test_a_truncated_file_gives_its_readable_frames_then_the_error(triton_server
     assert results[-1].index == len(results) - 1
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     "scheme", ["rtsp://127.0.0.1:{port}/x", "http://127.0.0.1:{port}/x.mp4", "udp://127.0.0.1:{port}"]
 )
 def test_a_url_that_refuses_or_stays_silent_fails_quickly(triton_server, scheme) -> None:
-    url = scheme.format(port=_closed_port())
+    url = scheme.format(port=free_ports(1)[0])  # nothing listens there
     with YoloClient(triton_server.grpc_url, triton_server.model_name) as client:
         began = time.monotonic()
         with pytest.raises(VideoSourceError, match="cannot open"):

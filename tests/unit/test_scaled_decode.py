@@ -75,7 +75,11 @@ def test_each_scale_places_the_image_as_the_full_decode_does(width: int, height:
     np.testing.assert_array_equal(from_scaled.resize, from_full.resize)
     assert from_scaled.resize[0, :2].tolist() == [width, height]
     difference = np.abs(from_scaled.inputs.astype(int) - from_full.inputs.astype(int))
-    assert difference.mean() < 6  # one scene, resampled two ways: a DCT reduction smooths, a bilinear resize aliases
+    # one scene, resampled two ways (a DCT reduction smooths, a bilinear resize aliases): means of 0.3 to 3.1 levels
+    # measured over these five sizes
+    assert difference.mean() < 6
+    if reduction == 1:
+        np.testing.assert_array_equal(from_scaled.inputs, from_full.inputs)
 
 
 def test_a_drawn_rectangle_maps_back_to_its_original_pixels_from_every_scale() -> None:

@@ -12,8 +12,11 @@ import socket
 from collections.abc import Collection
 
 
-def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = ()) -> list[int]:
-    """``count`` distinct free TCP ports on ``host``, none of ``exclude`` (held open together so they differ).
+def free_ports(
+    count: int, host: str = "127.0.0.1", exclude: Collection[int] = (), kind: int = socket.SOCK_STREAM
+) -> list[int]:
+    """``count`` distinct free ports on ``host``, TCP (``kind``: ``socket.SOCK_DGRAM`` for UDP), none of
+    ``exclude`` (held open together so they differ).
 
     ``exclude``: ports promised elsewhere but not bound yet, which the kernel may hand out again (the public ports
     of a server whose front has not started: its tritonserver's own ports must differ from them).
@@ -22,7 +25,7 @@ def free_ports(count: int, host: str = "127.0.0.1", exclude: Collection[int] = (
         sockets: list[socket.socket] = []
         try:
             for _ in range(count):
-                sock = socket.socket()
+                sock = socket.socket(socket.AF_INET, kind)
                 sock.bind((host, 0))
                 sockets.append(sock)
             ports = [sock.getsockname()[1] for sock in sockets]

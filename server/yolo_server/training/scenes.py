@@ -67,9 +67,11 @@ VIDEO_FPS = 10.0
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
-def write_video(path: str | Path, count: int, seed: int, size: tuple[int, int] = VIDEO_SIZE) -> Path:
-    """Scenes ``0..count-1`` of ``seed`` as the frames of one video at :data:`VIDEO_FPS` (``yolo-client detect``'s
-    video input, for a demo): each scene scaled to fit ``size`` (width, height), centred on black."""
+def write_video(
+    path: str | Path, count: int, seed: int, size: tuple[int, int] = VIDEO_SIZE, fps: float = VIDEO_FPS
+) -> Path:
+    """Scenes ``0..count-1`` of ``seed`` as the frames of one video at ``fps`` (``yolo-client detect``'s video
+    input, for a demo): each scene scaled to fit ``size`` (width, height), centred on black."""
     import cv2
     import numpy as np
 
@@ -78,7 +80,7 @@ def write_video(path: str | Path, count: int, seed: int, size: tuple[int, int] =
     if codec is None:
         raise ValueError(f"a video is written as {', '.join(VIDEO_CODECS)}, not {out.suffix or 'no suffix'}")
     width, height = size
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*codec), VIDEO_FPS, size)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*codec), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {out}")
     try:
