@@ -29,7 +29,8 @@ def class_color(class_id: int) -> tuple[int, int, int]:
 def draw_detections(
     image: np.ndarray, detections: Iterable[Detection], *, thickness: int = 2, font_scale: float = 0.5
 ) -> np.ndarray:
-    """A copy of a uint8 ``[H, W, 3]`` image with each detection's box and ``label score`` drawn on it.
+    """A copy of a uint8 ``[H, W, 3]`` image with each detection's box and ``label score`` drawn on it (``#track_id
+    label score`` for a tracked one).
 
     Colours are per class; the channel order of ``image`` is kept (pass BGR to write with ``cv2.imwrite``).
     """
@@ -44,6 +45,8 @@ def draw_detections(
         colour = class_color(det.class_id)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness, lineType=cv2.LINE_AA)
         text = f"{det.label} {det.score:.2f}"
+        if det.track_id is not None:
+            text = f"#{det.track_id} {text}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else min(y1 + thickness, max(0, height - th - base - 2))
         tx = min(max(0, x1), max(0, width - tw - 2))

@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import VideoSourceError
 from .sources import FrameSource, VideoInput, is_frame_source, open_source
+from .tracking import ByteTracker
 from .types import Detection, ModelInfo
 from .video import FrameEncoder, FrameQueue, FrameResult, VideoInfo, scale_boxes, split_options
 
@@ -74,6 +75,7 @@ class VideoPlan:
     max_in_flight: int
     keep_frames: bool
     detect: Callable[[Frame], Coroutine[Any, Any, list[Detection]]]
+    tracker: ByteTracker | None = None
 
 
 async def prepare(client: ClientBase, source: VideoInput | FrameSource, options: Mapping[str, Any]) -> VideoPlan:
@@ -89,6 +91,7 @@ async def prepare(client: ClientBase, source: VideoInput | FrameSource, options:
         given = cast(VideoInput, source)
         frames = await client._work(lambda: open_source(given, video))
     try:
+        tracker = ByteTracker(frames.info.fps) if video.track else None
         info: ModelInfo = await client._checked_info(detect_options)
     except BaseException:
         frames.close()
@@ -104,7 +107,7 @@ async def prepare(client: ClientBase, source: VideoInput | FrameSource, options:
 
     live = frames.info.live if video.live is None else video.live
     in_flight = video.max_in_flight or client._max_in_flight
-    return VideoPlan(frames, live, video.drop, in_flight, video.keep_frames, detect)
+    return VideoPlan(frames, live, video.drop, in_flight, video.keep_frames, detect, tracker)
 
 
 class Pipeline:
@@ -144,6 +147,8 @@ class Pipeline:
             frame, job = self._window.popleft()
             found = job.result()
             dropped, self._next_index = frame.index - self._next_index, frame.index + 1
+            if self.plan.tracker is not None:  # here, in frame order
+                found = self.plan.tracker.update(found, dropped)
             kept = frame.image if self.plan.keep_frames else None
             return FrameResult(frame.index, frame.timestamp, found, dropped, time.perf_counter() - frame.read_at, kept)
         if self._window or not self._queue.ended:

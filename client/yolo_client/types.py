@@ -39,12 +39,15 @@ class Detection:
         score: objectness x class probability, in [0, 1].
         class_id: index into :attr:`ModelInfo.class_names`.
         label: the class name (``"class_<id>"`` when the server has no name for it).
+        track_id: the id of the object it follows across a video's frames, with ``detect_video(..., track=True)``
+            (None elsewhere, and while the tracker has not confirmed a track for it).
     """
 
     box: Box
     score: float
     class_id: int
     label: str
+    track_id: int | None = None
 
     @property
     def width(self) -> float:
@@ -55,8 +58,10 @@ class Detection:
         return self.box[3] - self.box[1]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``{"box": [x1, y1, x2, y2], "score": ..., "class_id": ..., "label": ...}``."""
-        return {"box": list(self.box), "score": self.score, "class_id": self.class_id, "label": self.label}
+        """JSON-ready form: ``{"box": [x1, y1, x2, y2], "score": ..., "class_id": ..., "label": ...}``, and
+        ``"track_id"`` when it has one."""
+        out = {"box": list(self.box), "score": self.score, "class_id": self.class_id, "label": self.label}
+        return out if self.track_id is None else {**out, "track_id": self.track_id}
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,8 @@ class VideoOptions:
             (fewer bytes to encode and send; boxes come back in the frame's pixels). Off by default: the server
             then resizes from the source's full resolution, as ``detect`` does for an image.
         keep_frames: put each frame in its result (for drawing).
+        track: give each detection the ``track_id`` of the object it follows (supervision's ByteTrack, the
+            ``yolo-client[track]`` extra; see :mod:`yolo_client.tracking`).
         open_timeout: seconds to open a network source and read its first frame.
         read_timeout: seconds a network source may stay silent before its stream is taken to have ended.
     """
@@ -102,14 +104,15 @@ class VideoOptions:
     jpeg_quality: int = 90
     shrink: bool = False
     keep_frames: bool = False
+    track: bool = False
     open_timeout: float = 10.0
     read_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if self.live is not None and not isinstance(self.live, bool):
             raise InvalidInputError(f"live must be None, True or False, got {self.live!r}")
-        if not isinstance(self.shrink, bool) or not isinstance(self.keep_frames, bool):
-            raise InvalidInputError("shrink and keep_frames must be True or False")
+        if not all(isinstance(flag, bool) for flag in (self.shrink, self.keep_frames, self.track)):
+            raise InvalidInputError("shrink, keep_frames and track must be True or False")
         if self.drop not in ("oldest", "newest"):
             raise InvalidInputError(f"drop must be 'oldest' or 'newest', got {self.drop!r}")
         n = self.max_in_flight
@@ -134,6 +137,7 @@ class VideoDetectOptions(DetectOptions, total=False):
     jpeg_quality: int
     shrink: bool
     keep_frames: bool
+    track: bool
     open_timeout: float
     read_timeout: float
 

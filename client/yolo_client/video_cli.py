@@ -5,6 +5,7 @@ Examples::
     yolo-client detect street.mp4 --json > street.jsonl          # one JSON line per frame
     yolo-client detect rtsp://camera/stream --draw out.mp4         # annotated video at the source's frame rate
     yolo-client detect 0 --no-live                                 # camera 0, waiting for every frame
+    yolo-client detect street.mp4 --track --draw out.mp4           # each box labelled with its track id
 
 An argument is a video when it is a URL, a camera index (digits), has a video extension, or is a file that does
 not start like an image. A progress line (frames/s, dropped frames, latency) goes to stderr when it is a terminal,
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video.add_argument("--max-in-flight", type=int, help="requests in flight (default 16)")
     video.add_argument("--jpeg-quality", type=int, help="JPEG quality of the frames sent (default 90)")
     video.add_argument("--shrink", action="store_true", default=None, help="downscale frames to the model's input")
+    video.add_argument(
+        "--track",
+        action="store_true",
+        default=None,
+        help="give each detection a track id (ByteTrack; pip install 'yolo-client[track]')",
+    )
     video.add_argument("--open-timeout", type=float, help="seconds to open a URL (default 10)")
 
 
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace, client: Any, arg: str) -> int:
     source: VideoInput = int(arg) if arg.isdigit() and not os.path.exists(arg) else arg
     if args.draw and Path(args.draw).suffix.lower() not in WRITERS:
         raise SystemExit(f"yolo-client: error: --draw for a video needs one of {', '.join(sorted(WRITERS))}")
-    names = ("live", "drop", "max_in_flight", "jpeg_quality", "shrink", "open_timeout", "score_threshold")
+    names = ("live", "drop", "max_in_flight", "jpeg_quality", "shrink", "track", "open_timeout", "score_threshold")
     options = {name: getattr(args, name) for name in (*names, "max_detections") if getattr(args, name) is not None}
     writer = None
     progress = Progress(sys.stderr)
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace, client: Any, arg: str) -> int:
                         f" ({result.latency * 1000:.0f} ms, {result.dropped_before} dropped before)"
                     )
                     for d in result.detections:
-                        print(f"  {d.label:<16} {d.score:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
+                        track = "" if d.track_id is None else f"#{d.track_id} "
+                        print(f"  {track}{d.label:<16} {d.score:.3f}  " + " ".join(f"{v:.1f}" for v in d.box))
                 if args.draw:
                     from .draw import draw_detections
 

@@ -8,6 +8,7 @@ use seeds the training and calibration never saw.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,9 @@ MAX_MAP50_DROP, MAX_MAP_DROP = 0.005, 0.01
 # camera frames: held-out scenes seen at 3x their resolution (720 to 3000 pixels a side), which the server decodes at
 # 1/2, 1/4 or 1/8 scale
 HIGH_RESOLUTION_SEED, HIGH_RESOLUTION_COUNT, HIGH_RESOLUTION_SCALE = 2028, 24, 3.0
+# a camera panning over one scene (PAN_SCENE, width x height) through a PAN_VIEW window, PAN_STEP pixels a frame
+PAN_SCENE, PAN_VIEW, PAN_STEP, PAN_FRAMES = (720, 540), (560, 400), (4, 3), 24
+PAN_MIN_SIDE = 40  # the shapes followed: smaller ones are the detector's misses, not the tracker's
 
 
 @dataclass(frozen=True)
@@ -186,3 +190,61 @@ def test_make_demo_draws_boxes_on_the_generated_shapes(demo_server: DemoServer, 
     for box in scene.boxes:
         sides = _side_drawn(changed, box)
         assert min(sides) > 0.6, f"no box drawn on the shape at {box.tolist()}: {sides}"
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
+    return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
+
+
+def test_video_tracks_follow_each_shape_of_a_panning_camera(
+    demo_server: DemoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``detect_video(track=True)`` through the server: every shape in view all along keeps one track id, its own,
+    and ``yolo-client detect --track --json`` writes the ids."""
+    from yolo_client import YoloClient
+    from yolo_client.cli import main as client_main
+    from yolo_client.scenes import draw_scene
+
+    (view_w, view_h), (step_x, step_y) = PAN_VIEW, PAN_STEP
+    last_x, last_y = step_x * (PAN_FRAMES - 1), step_y * (PAN_FRAMES - 1)
+    always_seen = np.array([last_x, last_y, view_w, view_h])  # in scene pixels: inside every window
+
+    def in_view(boxes: np.ndarray) -> np.ndarray:  # and at least PAN_MIN_SIDE a side
+        inside = (boxes[:, :2] >= always_seen[:2]).all(1) & (boxes[:, 2:] <= always_seen[2:]).all(1)
+        return boxes[inside & (boxes[:, 2:] - boxes[:, :2] >= PAN_MIN_SIDE).all(1)]
+
+    scenes = (draw_scene(np.random.default_rng(seed), *PAN_SCENE) for seed in range(100))
+    scene = next(s for s in scenes if len(in_view(s.boxes)) >= 3)
+    shapes = in_view(scene.boxes)
+    offsets = [np.array([step_x * f, step_y * f] * 2) for f in range(PAN_FRAMES)]
+    clip = tmp_path / "pan.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, PAN_VIEW)
+    for f in range(PAN_FRAMES):
+        x, y = offsets[f][:2]
+        writer.write(np.ascontiguousarray(scene.image[y : y + view_h, x : x + view_w, ::-1]))
+    writer.release()
+
+    with YoloClient(demo_server.grpc_url, model=MODEL) as client:
+        with client.detect_video(clip, track=True, score_threshold=0.5, max_in_flight=4) as stream:
+            results = list(stream)
+    assert [r.index for r in results] == list(range(PAN_FRAMES))
+    track_of_shape = []
+    for shape in shapes:
+        ids = []
+        for result, offset in zip(results, offsets, strict=True):
+            seen = [(_iou(np.array(d.box), shape - offset), d.track_id) for d in result.detections]
+            overlap, track_id = max(seen, default=(0.0, None), key=lambda pair: pair[0])
+            if overlap >= 0.5:
+                ids.append(track_id)
+        assert len(ids) >= PAN_FRAMES - 2, f"the shape at {shape.tolist()} was found in {len(ids)} frames"
+        assert None not in ids[1:] and len(set(ids) - {None}) == 1, f"the shape at {shape.tolist()}: tracks {ids}"
+        track_of_shape.append(ids[-1])
+    assert len(set(track_of_shape)) == len(shapes)
+
+    url = demo_server.grpc_url
+    capsys.readouterr()
+    assert client_main(["detect", str(clip), "--track", "--json", "--score-threshold", "0.5", "--url", url]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["index"] for line in lines] == list(range(PAN_FRAMES))
+    assert sum("track_id" in d for d in lines[-1]["detections"]) >= len(shapes)
