@@ -2,7 +2,7 @@
 
 The demo repository (``model_repository``) is served as ``serve`` sizes it, straight to Triton (no front), as
 ``bench_perf_analyzer.py`` serves it; a 640x480 MJPG clip of ``--frames`` scenes (``training.scenes.write_video``)
-is the video. Client and server share this machine's CPUs, so the client's decode and encode cost server time.
+is the video (``--clip mp4``: MPEG-4 in .mp4). Client and server share this machine's CPUs, so the client's decode and encode cost server time.
 
 ``--mode images``: ``detect_video`` on the file (every frame detected, up to ``--concurrency`` in flight) against
 ``run_closed_loop`` over the same frames as JPEGs (``yolo-client bench``: the same bytes ``detect_video`` sends) at
@@ -91,12 +91,14 @@ class Replay:
 
 def looping(path: Path) -> LoopingSource:
     """The clip read again from its start each time it ends, as ``yolo-client bench --video --duration`` reads it."""
-    return LoopingSource(lambda: open_source(path, VideoOptions()))
+    return LoopingSource(lambda: open_source(path, VideoOptions(), packets=True))
 
 
 def clip_jpegs(path: Path) -> list[bytes]:
-    """The clip's frames as ``detect_video`` sends them: decoded by OpenCV, JPEG at ``VideoOptions``' quality."""
-    encoder, source = FrameEncoder("bytes", VideoOptions().jpeg_quality), open_source(path, VideoOptions())
+    """The clip's frames as ``detect_video`` sends them: a Motion JPEG clip's own JPEGs, else decoded by OpenCV and
+    encoded at ``VideoOptions``' quality."""
+    encoder = FrameEncoder("bytes", VideoOptions().jpeg_quality)
+    source = open_source(path, VideoOptions(), packets=True)
     jpegs: list[bytes] = []
     try:
         while (item := source.read()) is not None:
@@ -131,8 +133,8 @@ def video_side(url: str, path: Path, loops: int, concurrency: int) -> tuple[int,
 def images(url: str, path: Path, concurrency: int, rounds: int, seconds: float) -> None:
     jpegs = clip_jpegs(path)
     kib = sum(map(len, jpegs)) / len(jpegs) / 1024
-    print(f"\n## detect_video vs bench on images: {len(jpegs)} frames 640x480 ({kib:.0f} KiB each as JPEG), "
-          f"concurrency {concurrency}, alternating for {rounds} rounds\n")  # fmt: skip
+    print(f"\n## detect_video vs bench on images: {len(jpegs)} frames 640x480, {path.suffix[1:]} ({kib:.0f} KiB each "
+          f"as JPEG), concurrency {concurrency}, alternating for {rounds} rounds\n")  # fmt: skip
     print("| round | bench images/s | bench p50 ms | bench p99 ms | detect_video frames/s | frames (loops) "
           "| video/bench |\n|---|---|---|---|---|---|---|")  # fmt: skip
     done: list[Round] = []
@@ -198,13 +200,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="per side and round, per stream count, live")
     parser.add_argument("--streams", default="1,2,4", help="streams: stream counts")
     parser.add_argument("--live-fps", type=float, default=200.0, help="live: the camera's frame rate")
+    parser.add_argument(
+        "--clip", choices=("avi", "mp4"), default="avi",
+        help="the clip: Motion JPEG in .avi (its JPEGs sent as they are) or MPEG-4 in .mp4 (decoded, encoded again)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.frames < 1 or args.concurrency < 1 or args.rounds < 1 or not args.seconds > 0 or not args.live_fps > 0:
         parser.error("--frames, --concurrency, --rounds >= 1; --seconds, --live-fps > 0")
     counts = [int(n) for n in args.streams.split(",")]
     print(isa_line(), f"; {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-video-") as scratch:
-        path = write_video(Path(scratch) / "clip.avi", args.frames, SEED, size=SIZE, fps=CLIP_FPS)
+        path = write_video(Path(scratch) / f"clip.{args.clip}", args.frames, SEED, size=SIZE, fps=CLIP_FPS)
         with loopback_server(REPOSITORY, front=False) as server:
             url = server.endpoints.grpc
             bench_side(url, clip_jpegs(path)[:8], args.concurrency, 2.0)  # warm every instance, unmeasured

@@ -6,6 +6,11 @@ OpenCV's default camera backend, V4L2 on Linux: FFmpeg cannot open an index). Op
 already the client's dependency, and it is the same FFmpeg underneath. Anything else with the
 :class:`FrameSource` members (a PyAV or GStreamer reader, a test's fake) is accepted as it is.
 
+A Motion JPEG source (an MJPG file, an IP camera's multipart HTTP stream) is already a series of JPEGs: opened with
+``packets=True`` it is demuxed only, and each frame is its packet (:class:`~yolo_client.video.JpegFrame`), which
+``detect_video`` sends as it is. Decoding it and encoding it again would cost the client 2 to 3 ms a 640x480 frame,
+on CPUs a server beside it may share, and a second generation of JPEG loss.
+
 Example:
     >>> source = open_source("rtsp://camera/stream", VideoOptions(open_timeout=5))   # VideoSourceError if not
     >>> source.info.fps, source.info.live
@@ -23,12 +28,17 @@ from typing import Any, Protocol, TypeGuard, Union
 import numpy as np
 
 from .errors import InvalidInputError, VideoSourceError
-from .video import VideoInfo, VideoOptions
+from .video import JpegFrame, VideoInfo, VideoOptions
 
 VideoInput = Union[str, "os.PathLike[str]", int]  # a file, a URL or a camera index
+FrameData = np.ndarray | JpegFrame  # BGR pixels, or a Motion JPEG stream's packet as it came
 
 # a URL FFmpeg opens by protocol; a file:// URL is a file
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# the codec tags FFmpeg gives a Motion JPEG stream whose packets are each a whole JPEG (AVI, QuickTime, HTTP's
+# multipart MJPEG): read undecoded with ``packets=True``; not 'mjpa'/'mjpb' (QuickTime's two-field frames)
+MJPEG_TAGS = frozenset({"MJPG", "mjpg", "AVI1", "jpeg", "JPEG", "mjpe"})
+JPEG_END = b"\xff\xd9"  # the end-of-image marker: a packet without it was cut short
 # a container's frame count may be an estimate (from its duration): a file is truncated only when more than this
 # fraction of it is missing (and at least 2 frames)
 TRUNCATION_TOLERANCE = 0.01
@@ -40,8 +50,9 @@ class FrameSource(Protocol):
     @property
     def info(self) -> VideoInfo: ...
 
-    def read(self) -> tuple[np.ndarray, float] | None:
-        """The next frame (uint8 ``[H, W, 3]`` BGR) and its timestamp in seconds; None at the stream's end.
+    def read(self) -> tuple[FrameData, float] | None:
+        """The next frame (uint8 ``[H, W, 3]`` BGR, or a :class:`~yolo_client.video.JpegFrame`) and its timestamp in
+        seconds; None at the stream's end.
 
         Raises:
             VideoSourceError: the source broke off (a truncated file).
@@ -59,8 +70,11 @@ def is_frame_source(source: object) -> TypeGuard[FrameSource]:
     return all(callable(getattr(source, name, None)) for name in ("read", "close")) and hasattr(source, "info")
 
 
-def open_source(source: VideoInput, options: VideoOptions) -> CaptureSource:
+def open_source(source: VideoInput, options: VideoOptions, packets: bool = False) -> CaptureSource:
     """Open ``source`` and read its first frame (blocks up to ``options.open_timeout`` on a network source).
+
+    ``packets``: a Motion JPEG file or URL gives its frames as :class:`~yolo_client.video.JpegFrame`, undecoded
+    (OpenCV's raw stream), for a caller that sends JPEGs and needs no pixels; any other gives pixels as ever.
 
     Raises:
         VideoSourceError: a missing or unreadable file, a URL that refuses or stays silent, no camera there.
@@ -88,10 +102,17 @@ def open_source(source: VideoInput, options: VideoOptions) -> CaptureSource:
         capture.release()
         hint = "refused, unreachable or silent" if url else "not a video FFmpeg can read"
         raise VideoSourceError(f"cannot open {what} ({'no such camera' if camera else hint})")
+    raw = packets and not camera and _codec_tag(capture) in MJPEG_TAGS and capture.set(cv2.CAP_PROP_FORMAT, -1)
     ok, first = capture.read()
     if not ok or first is None:
         capture.release()
         raise VideoSourceError(f"{what} opened but gave no frame (empty, damaged, or no stream within the timeout)")
+    packet = JpegFrame(first.tobytes()) if raw else None
+    if packet is not None:
+        first = cv2.imdecode(first.reshape(-1), cv2.IMREAD_COLOR)  # its size, and a check that it is a whole JPEG
+        if first is None:  # it is not: read the stream decoded, as any other
+            capture.release()
+            return open_source(source, options)
     live = camera or url
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     info = VideoInfo(
@@ -102,16 +123,24 @@ def open_source(source: VideoInput, options: VideoOptions) -> CaptureSource:
         frame_count=count if count > 0 and not live else None,
         live=live,
     )
-    return CaptureSource(capture, info, first)
+    return CaptureSource(capture, info, first if packet is None else packet)
+
+
+def _codec_tag(capture: Any) -> str:
+    import cv2
+
+    tag = int(capture.get(cv2.CAP_PROP_FOURCC))
+    return tag.to_bytes(4, "little").decode("latin-1") if tag > 0 else ""
 
 
 class CaptureSource:
     """A :class:`FrameSource` over an open ``cv2.VideoCapture`` whose first frame was read (by :func:`open_source`)."""
 
-    def __init__(self, capture: Any, info: VideoInfo, first: np.ndarray) -> None:
+    def __init__(self, capture: Any, info: VideoInfo, first: FrameData) -> None:
         self._capture = capture
         self._info = info
-        self._first: np.ndarray | None = first
+        self._first: FrameData | None = first
+        self._packets = isinstance(first, JpegFrame)  # the capture was opened raw: it reads packets
         self._read = 0
         self._opened = time.monotonic()
 
@@ -119,15 +148,16 @@ class CaptureSource:
     def info(self) -> VideoInfo:
         return self._info
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def read(self) -> tuple[FrameData, float] | None:
         import cv2
 
         frame, self._first = self._first, None
-        if frame is None:
-            ok, frame = self._capture.read()
-            if not ok or frame is None:
+        while frame is None:
+            ok, read = self._capture.read()
+            if not ok or read is None:
                 self._check_complete()
                 return None
+            frame = self._packet(read) if self._packets else read
         index, self._read = self._read, self._read + 1
         msec = float(self._capture.get(cv2.CAP_PROP_POS_MSEC))
         if msec > 0 or index == 0:
@@ -137,6 +167,17 @@ class CaptureSource:
 
     def close(self) -> None:
         self._capture.release()
+
+    def _packet(self, raw: np.ndarray) -> FrameData | None:
+        """A packet as its JPEG; one cut short decoded as far as it goes, as FFmpeg would; None for one that is not a
+        JPEG at all (skipped: a truncated file's then fails its frame count)."""
+        import cv2
+
+        data = raw.tobytes()
+        if data.rstrip(b"\0").endswith(JPEG_END):  # AVI pads a chunk to an even size
+            return JpegFrame(data)
+        decoded: np.ndarray | None = cv2.imdecode(raw.reshape(-1), cv2.IMREAD_COLOR)
+        return decoded
 
     def _check_complete(self) -> None:
         count = self._info.frame_count

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 
 from .errors import VideoSourceError
-from .sources import FrameSource, VideoInput, is_frame_source, open_source
+from .sources import FrameData, FrameSource, VideoInput, is_frame_source, open_source
 from .tracking import ByteTracker
 from .types import Detection, ModelInfo
 from .video import FrameEncoder, FrameQueue, FrameResult, VideoInfo, scale_boxes, split_options
@@ -48,11 +48,12 @@ WAKE_POLL_S = 1.0  # the drivers' wait is woken by every change; this only bound
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame read: its index in the source, its timestamp, the BGR pixels and when it was read."""
+    """One frame read: its index in the source, its timestamp, the BGR pixels (or the source's JPEG) and when it was
+    read."""
 
     index: int
     timestamp: float
-    image: np.ndarray
+    image: FrameData
     read_at: float
 
 
@@ -89,7 +90,8 @@ async def prepare(client: ClientBase, source: VideoInput | FrameSource, options:
         frames: FrameSource = source
     else:
         given = cast(VideoInput, source)
-        frames = await client._work(lambda: open_source(given, video))
+        packets = client._transport == "bytes" and not (video.shrink or video.keep_frames)  # JPEGs sent as they are
+        frames = await client._work(lambda: open_source(given, video, packets))
     try:
         tracker = ByteTracker(frames.info.fps) if video.track else None
         info: ModelInfo = await client._checked_info(detect_options)
@@ -102,8 +104,10 @@ async def prepare(client: ClientBase, source: VideoInput | FrameSource, options:
     async def detect(frame: Frame) -> list[Detection]:
         loaded, back = await client._work(lambda: encoder.encode(frame.image))
         found = await client._infer_one(loaded, info, detect_options, None)
-        height, width = frame.image.shape[:2]
-        return found if back is None else scale_boxes(found, back, width, height)
+        if back is None:
+            return found
+        height, width = cast(np.ndarray, frame.image).shape[:2]  # shrunk: pixels
+        return scale_boxes(found, back, width, height)
 
     live = frames.info.live if video.live is None else video.live
     in_flight = video.max_in_flight or client._max_in_flight
@@ -149,7 +153,7 @@ class Pipeline:
             dropped, self._next_index = frame.index - self._next_index, frame.index + 1
             if self.plan.tracker is not None:  # here, in frame order
                 found = self.plan.tracker.update(found, dropped)
-            kept = frame.image if self.plan.keep_frames else None
+            kept = cast(np.ndarray, frame.image) if self.plan.keep_frames else None  # kept: read as pixels
             return FrameResult(frame.index, frame.timestamp, found, dropped, time.perf_counter() - frame.read_at, kept)
         if self._window or not self._queue.ended:
             return True

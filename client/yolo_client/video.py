@@ -87,7 +87,9 @@ class VideoOptions:
             (lowest latency), ``"newest"`` keeps the frames already waiting.
         max_in_flight: requests in flight at once (default: the client's ``max_in_flight``); results done but not
             yet consumed count too, so nothing piles up behind a slow consumer.
-        jpeg_quality: frames are sent as JPEG at this quality (bytes transport; tensors are sent as they are).
+        jpeg_quality: frames are sent as JPEG at this quality (bytes transport; tensors are sent as they are). A Motion
+            JPEG file or stream's frames are sent as their own JPEGs instead, undecoded (:class:`JpegFrame`), unless
+            they are shrunk or kept.
         shrink: downscale each frame, before encoding, to the smallest size that still covers the model's input
             (fewer bytes to encode and send; boxes come back in the frame's pixels). Off by default: the server
             then resizes from the source's full resolution, as ``detect`` does for an image.
@@ -217,6 +219,14 @@ class FrameQueue(Generic[T]):
 
 
 @dataclass(frozen=True)
+class JpegFrame:
+    """A frame still in its source's own JPEG (a Motion JPEG packet): sent as it is, neither decoded nor re-encoded
+    by the client, and decoded once, by the server."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
 class FrameEncoder:
     """A frame as the client sends it: JPEG bytes (bytes transport) or RGB pixels (tensor), maybe shrunk first."""
 
@@ -224,10 +234,12 @@ class FrameEncoder:
     jpeg_quality: int
     cover: tuple[int, int] | None = None  # shrink to cover this (the model's input), bytes transport only
 
-    def encode(self, bgr: np.ndarray) -> tuple[Loaded, np.ndarray | None]:
+    def encode(self, bgr: np.ndarray | JpegFrame) -> tuple[Loaded, np.ndarray | None]:
         """What to send and, if the frame was shrunk, the ``[4]`` factors mapping its boxes back."""
         import cv2
 
+        if isinstance(bgr, JpegFrame):  # a source reads packets only for the bytes transport, unshrunk
+            return bgr.data, None
         if self.transport == "tensor":  # letterboxed from full resolution by the request path
             return np.ascontiguousarray(bgr[:, :, ::-1]), None
         back = None

@@ -31,11 +31,9 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 from .benchmark import BenchResult, verdict
 from .contract import TARGET_FPS
-from .sources import FrameSource, open_source
+from .sources import FrameData, FrameSource, open_source
 from .video import FrameResult, VideoInfo, VideoOptions
 
 DEFAULT_FPS = 25.0  # pacing of a file that does not say its frame rate
@@ -66,7 +64,7 @@ class PacedSource:
     def info(self) -> VideoInfo:
         return self._info
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def read(self) -> tuple[FrameData, float] | None:
         item = self._source.read()
         if item is None:
             return None
@@ -97,7 +95,7 @@ class LoopingSource:
     def info(self) -> VideoInfo:
         return self._info
 
-    def read(self) -> tuple[np.ndarray, float] | None:
+    def read(self) -> tuple[FrameData, float] | None:
         item = self._source.read()
         if item is None:
             self._source.close()
@@ -234,10 +232,11 @@ def run_cli(args: argparse.Namespace, make_client: Callable[..., Any]) -> int:
         raise SystemExit("yolo-client: error: --video takes no IMAGE, --streams/--concurrency >= 1, --duration > 0")
     video, options = args.video, VideoOptions()
     open_source(video, options).close()  # a missing or unreadable file: its error now, before any client
+    packets = args.transport == "bytes"  # a Motion JPEG file's frames sent as they are, as detect_video sends them
 
     def source() -> FrameSource:
         def once() -> FrameSource:
-            return open_source(video, options)
+            return open_source(video, options, packets)
 
         opened = LoopingSource(once) if args.duration is not None else once()
         return PacedSource(opened) if args.live else opened

@@ -1,14 +1,17 @@
 """``detect_video`` (sync and async) and ``yolo-client detect VIDEO`` against the session's real server.
 
 The videos are written here with OpenCV (MJPG in .avi: every frame a JPEG, fast to write and to decode) from the
-project's synthetic scenes, 640x480 at 25 fps; a frame read back with ``cv2.VideoCapture`` is the frame the SDK
-reads (the same decoder), so its JPEG at the same quality is the same bytes.
+project's synthetic scenes, 640x480 at 25 fps. ``detect_video`` sends such a Motion JPEG file's packets as they are
+(``packets``: copied out by Debian's ffmpeg, ``-c:v copy``), unless it keeps or shrinks the frames: then a frame
+read back with ``cv2.VideoCapture`` is the frame the SDK reads (the same decoder), so its JPEG at the same quality
+is the same bytes (``reference``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 FRAMES, FPS, WIDTH, HEIGHT = 24, 25.0, 640, 480
 QUALITY = VideoOptions().jpeg_quality
+START_OF_SCAN = b"\xff\xda"  # a JPEG's compressed pixels follow this marker
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS, fourcc: str = "MJPG") -> Path:
@@ -70,6 +74,24 @@ def reference(triton_server, frames: list[np.ndarray]) -> list[list[Any]]:
     """Each frame sent as an image with ``detect``: its JPEG at the stream's quality."""
     with YoloClient(triton_server.grpc_url, triton_server.model_name) as client:
         return client.detect_batch([encode(".jpg", f, cv2.IMWRITE_JPEG_QUALITY, QUALITY) for f in frames])
+
+
+@pytest.fixture(scope="module")
+def packets(video: Path, tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """The file's JPEGs as stored, copied out without decoding by FFmpeg's own command line."""
+    out = tmp_path_factory.mktemp("packets")
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(video), "-c:v", "copy", "-f", "image2", str(out / "%04d.jpg")],
+        check=True, timeout=30,
+    )  # fmt: skip
+    return [path.read_bytes() for path in sorted(out.glob("*.jpg"))]
+
+
+@pytest.fixture(scope="module")
+def packet_reference(triton_server, packets: list[bytes]) -> list[list[Any]]:
+    """Each of the file's own JPEGs sent as an image with ``detect``."""
+    with YoloClient(triton_server.grpc_url, triton_server.model_name) as client:
+        return client.detect_batch(packets)
 
 
 def count_calls(client: Any) -> dict[str, int]:
@@ -117,14 +139,39 @@ def test_a_file_gives_every_frame_the_detections_of_detect(triton_server, video,
     assert sum(len(r.detections) for r in results) > 0  # the scenes give the random weights something to find
 
 
-def test_order_is_kept_and_the_in_flight_bound_holds(triton_server, video, reference) -> None:
+def test_order_is_kept_and_the_in_flight_bound_holds(triton_server, video, packet_reference) -> None:
     with YoloClient(triton_server.grpc_url, triton_server.model_name) as client:
         client.model_info()
         seen = count_calls(client)
         results = list(client.detect_video(video, max_in_flight=3))
-    assert_same_results(results, reference)
+    assert_same_results(results, packet_reference)
     assert seen["calls"] == FRAMES
     assert 2 <= seen["peak"] <= 3  # requests overlapped, never more than asked
+
+
+def test_a_motion_jpeg_file_sends_its_own_jpegs_and_other_codecs_their_frames(
+    triton_server, video, packets, tmp_path
+) -> None:
+    """No decode and re-encode of what is already a JPEG; an MPEG-4 file's frames are decoded and encoded."""
+    mpeg4 = write_video(tmp_path / "scenes.mp4", read_frames(video)[:6], fourcc="mp4v")
+    sent: list[Any] = []
+    with YoloClient(triton_server.grpc_url, triton_server.model_name) as client:
+        infer_one = client._infer_one
+
+        async def recorded(loaded: Any, *args: Any) -> Any:
+            sent.append(loaded)
+            return await infer_one(loaded, *args)
+
+        client._infer_one = recorded  # type: ignore[method-assign]
+        assert len(list(client.detect_video(video))) == FRAMES
+        scans = [packet[packet.index(START_OF_SCAN) :] for packet in packets]  # FFmpeg rewrites the headers
+        # (in the order the requests went: up to max_in_flight at once)
+        assert sorted(data[data.index(START_OF_SCAN) :] for data in sent) == sorted(scans)
+        assert len(set(scans)) == FRAMES
+        sent.clear()
+        assert len(list(client.detect_video(mpeg4))) == 6
+    want = [encode(".jpg", frame, cv2.IMWRITE_JPEG_QUALITY, QUALITY) for frame in read_frames(mpeg4)]
+    assert sorted(sent) == sorted(want)
 
 
 class FastSource:
@@ -187,7 +234,7 @@ def test_breaking_out_stops_the_reader_and_the_requests(triton_server, video) ->
         assert seen["calls"] <= 3 + 4
 
 
-def test_the_async_twin_gives_the_same_results_and_cancels_cleanly(triton_server, video, reference) -> None:
+def test_the_async_twin_gives_the_same_results_and_cancels_cleanly(triton_server, video, packet_reference) -> None:
     async def run() -> tuple[list[FrameResult], int]:
         async with AsyncYoloClient(triton_server.grpc_url, triton_server.model_name) as client:
             stream = client.detect_video(video, max_in_flight=4)
@@ -209,7 +256,7 @@ def test_the_async_twin_gives_the_same_results_and_cancels_cleanly(triton_server
             return results, seen["active"]
 
     results, active = asyncio.run(run())
-    assert_same_results(results, reference)
+    assert_same_results(results, packet_reference)
     assert active == 0 and not video_threads()
 
 
@@ -225,7 +272,9 @@ def test_a_file_that_is_not_a_video_fails_before_any_request(triton_server, tmp_
     assert seen["calls"] == 0
 
 
-def test_a_truncated_file_gives_its_readable_frames_then_the_error(triton_server, video, reference, tmp_path) -> None:
+def test_a_truncated_file_gives_its_readable_frames_then_the_error(
+    triton_server, video, packet_reference, tmp_path
+) -> None:
     data = video.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
@@ -236,7 +285,7 @@ def test_a_truncated_file_gives_its_readable_frames_then_the_error(triton_server
                 results.append(result)
     assert 1 < len(results) < FRAMES
     # the last frame read may be the one cut in the middle (FFmpeg decodes what it has of it)
-    assert_same_results(results[:-1], reference[: len(results) - 1])
+    assert_same_results(results[:-1], packet_reference[: len(results) - 1])
     assert results[-1].index == len(results) - 1
 
 

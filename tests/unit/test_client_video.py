@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,7 +17,15 @@ from yolo_client import Detection, VideoSourceError
 from yolo_client.errors import InvalidInputError, ServerError
 from yolo_client.sources import is_url, open_source
 from yolo_client.streaming import AsyncVideoStream, Frame, VideoPlan, VideoStream
-from yolo_client.video import FrameEncoder, FrameQueue, VideoInfo, VideoOptions, scale_boxes, split_options
+from yolo_client.video import (
+    FrameEncoder,
+    FrameQueue,
+    JpegFrame,
+    VideoInfo,
+    VideoOptions,
+    scale_boxes,
+    split_options,
+)
 from yolo_client.video_cli import is_video
 
 pytestmark = pytest.mark.timeout(30)
@@ -72,6 +81,53 @@ def test_sources_that_cannot_be_read_are_refused_at_once(tmp_path: Path) -> None
         open_source(tmp_path / "text.mp4", VideoOptions())
     with pytest.raises(InvalidInputError, match="unsupported video source"):
         open_source(2.5, VideoOptions())  # type: ignore[arg-type]
+
+
+def write_clip(path: Path, fourcc: str, count: int = 6) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    frames = [cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), (5, 5), 0) for _ in range(count)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 10.0, (64, 48))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return frames
+
+
+def read_all(source: Any) -> list[tuple[Any, float]]:
+    items = []
+    while (item := source.read()) is not None:
+        items.append(item)
+    source.close()
+    return items
+
+
+def test_a_motion_jpeg_file_is_read_as_its_jpegs_only_when_asked(tmp_path: Path) -> None:
+    write_clip(tmp_path / "clip.avi", "MJPG")
+    write_clip(tmp_path / "clip.mp4", "mp4v")
+    decoded = open_source(tmp_path / "clip.avi", VideoOptions())
+    packets = open_source(tmp_path / "clip.avi", VideoOptions(), packets=True)
+    assert packets.info == decoded.info and packets.info.frame_count == 6
+    as_packets, as_pixels = read_all(packets), read_all(decoded)
+    assert all(isinstance(frame, JpegFrame) for frame, _ in as_packets)
+    assert [t for _, t in as_packets] == [t for _, t in as_pixels] == pytest.approx([k / 10 for k in range(6)])
+    for (packet, _), (pixels, _) in zip(as_packets, as_pixels, strict=True):
+        ours = cv2.imdecode(np.frombuffer(packet.data, np.uint8), cv2.IMREAD_COLOR)
+        assert ours.shape == pixels.shape and np.abs(ours.astype(int) - pixels).mean() < 8  # libjpeg vs FFmpeg (chroma)
+    other = read_all(open_source(tmp_path / "clip.mp4", VideoOptions(), packets=True))
+    assert len(other) == 6 and all(isinstance(frame, np.ndarray) for frame, _ in other)  # not JPEGs: decoded
+
+
+def test_a_truncated_motion_jpeg_file_gives_its_whole_frames_then_the_error(tmp_path: Path) -> None:
+    write_clip(tmp_path / "clip.avi", "MJPG", count=20)
+    data = (tmp_path / "clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    source = open_source(tmp_path / "cut.avi", VideoOptions(), packets=True)
+    read = []
+    with pytest.raises(VideoSourceError, match=r"ended after \d+ of its 20 frames"):
+        while (item := source.read()) is not None:
+            read.append(item[0])
+    assert 5 <= len(read) < 20
+    assert all(isinstance(frame, JpegFrame) for frame in read[:-1])  # the last may be the one cut, decoded
 
 
 def test_what_is_a_video_or_a_url(tmp_path: Path) -> None:
