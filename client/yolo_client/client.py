@@ -145,9 +145,9 @@ class YoloClient(ClientBase):
 
         Args:
             source: a file path, a camera index, a URL FFmpeg opens (``rtsp://``, ``http(s)://``, ``udp://``, ...),
-                or a :class:`~yolo_client.video.FrameSource`.
+                or a :class:`~yolo_client.sources.FrameSource`.
             options: ``score_threshold``, ``max_detections``, ``timeout`` (per frame) as in :meth:`detect`, and
-                ``live``, ``drop``, ``max_in_flight``, ``jpeg_quality``, ``shrink``, ``keep_frames``,
+                ``live``, ``drop``, ``max_in_flight``, ``jpeg_quality``, ``shrink``, ``keep_frames``, ``track``,
                 ``open_timeout``, ``read_timeout``: see :class:`~yolo_client.video.VideoOptions`.
 
         Raises:

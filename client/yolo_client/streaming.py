@@ -36,7 +36,7 @@ from .errors import VideoSourceError
 from .sources import FrameData, FrameSource, VideoInput, is_frame_source, open_source
 from .tracking import ByteTracker
 from .types import Detection, ModelInfo
-from .video import FrameEncoder, FrameQueue, FrameResult, VideoInfo, scale_boxes, split_options
+from .video import FrameEncoder, FrameQueue, FrameResult, JpegFrame, VideoInfo, scale_boxes, split_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._base import ClientBase
@@ -77,6 +77,7 @@ class VideoPlan:
     keep_frames: bool
     detect: Callable[[Frame], Coroutine[Any, Any, list[Detection]]]
     tracker: ByteTracker | None = None
+    pixels: bool = False  # frames kept, shrunk or sent as tensors: the reader decodes a source's JpegFrames
 
 
 async def prepare(client: ClientBase, source: VideoInput | FrameSource, options: Mapping[str, Any]) -> VideoPlan:
@@ -86,12 +87,12 @@ async def prepare(client: ClientBase, source: VideoInput | FrameSource, options:
 
     video, detect_options = split_options(options)
     check_options(detect_options)
+    pixels = client._transport != "bytes" or video.shrink or video.keep_frames  # else JPEGs are sent as they are
     if is_frame_source(source):
         frames: FrameSource = source
     else:
         given = cast(VideoInput, source)
-        packets = client._transport == "bytes" and not (video.shrink or video.keep_frames)  # JPEGs sent as they are
-        frames = await client._work(lambda: open_source(given, video, packets))
+        frames = await client._work(lambda: open_source(given, video, packets=not pixels))
     try:
         tracker = ByteTracker(frames.info.fps) if video.track else None
         info: ModelInfo = await client._checked_info(detect_options)
@@ -106,12 +107,12 @@ async def prepare(client: ClientBase, source: VideoInput | FrameSource, options:
         found = await client._infer_one(loaded, info, detect_options, None)
         if back is None:
             return found
-        height, width = cast(np.ndarray, frame.image).shape[:2]  # shrunk: pixels
+        height, width = cast(np.ndarray, frame.image).shape[:2]  # shrunk: the reader gave pixels
         return scale_boxes(found, back, width, height)
 
     live = frames.info.live if video.live is None else video.live
     in_flight = video.max_in_flight or client._max_in_flight
-    return VideoPlan(frames, live, video.drop, in_flight, video.keep_frames, detect, tracker)
+    return VideoPlan(frames, live, video.drop, in_flight, video.keep_frames, detect, tracker, pixels)
 
 
 class Pipeline:
@@ -153,7 +154,7 @@ class Pipeline:
             dropped, self._next_index = frame.index - self._next_index, frame.index + 1
             if self.plan.tracker is not None:  # here, in frame order
                 found = self.plan.tracker.update(found, dropped)
-            kept = cast(np.ndarray, frame.image) if self.plan.keep_frames else None  # kept: read as pixels
+            kept = cast(np.ndarray, frame.image) if self.plan.keep_frames else None  # kept: the reader gave pixels
             return FrameResult(frame.index, frame.timestamp, found, dropped, time.perf_counter() - frame.read_at, kept)
         if self._window or not self._queue.ended:
             return True
@@ -186,6 +187,8 @@ class Pipeline:
                 if item is None:
                     break
                 image, timestamp = item
+                if self.plan.pixels and isinstance(image, JpegFrame):
+                    image = image.pixels()
                 if not self._queue.put(Frame(index, timestamp, image, time.perf_counter())):
                     break
                 index += 1

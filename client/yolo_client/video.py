@@ -225,6 +225,15 @@ class JpegFrame:
 
     data: bytes
 
+    def pixels(self) -> np.ndarray:
+        """The frame decoded: uint8 ``[H, W, 3]`` BGR (for a stream whose frames are kept, shrunk or sent as tensors)."""
+        import cv2
+
+        bgr = cv2.imdecode(np.frombuffer(self.data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise VideoSourceError(f"a frame of {len(self.data)} bytes is not a JPEG")
+        return bgr
+
 
 @dataclass(frozen=True)
 class FrameEncoder:
@@ -238,7 +247,7 @@ class FrameEncoder:
         """What to send and, if the frame was shrunk, the ``[4]`` factors mapping its boxes back."""
         import cv2
 
-        if isinstance(bgr, JpegFrame):  # a source reads packets only for the bytes transport, unshrunk
+        if isinstance(bgr, JpegFrame):  # the pipeline decodes one first for the tensor transport or shrinking
             return bgr.data, None
         if self.transport == "tensor":  # letterboxed from full resolution by the request path
             return np.ascontiguousarray(bgr[:, :, ::-1]), None

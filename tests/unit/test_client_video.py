@@ -130,6 +130,21 @@ def test_a_truncated_motion_jpeg_file_gives_its_whole_frames_then_the_error(tmp_
     assert all(isinstance(frame, JpegFrame) for frame in read[:-1])  # the last may be the one cut, decoded
 
 
+def test_a_sources_jpegs_are_decoded_by_the_reader_only_where_pixels_are_needed(tmp_path: Path) -> None:
+    write_clip(tmp_path / "clip.avi", "MJPG")
+    for pixels in (False, True):  # kept frames (or shrunk, or tensors) need pixels
+        sent: list[type] = []
+
+        async def detect(frame: Frame, sent: list[type] = sent) -> list[Detection]:
+            sent.append(type(frame.image))
+            return []
+
+        source = open_source(tmp_path / "clip.avi", VideoOptions(), packets=True)
+        results = list(VideoStream(VideoPlan(source, False, "oldest", 2, pixels, detect, pixels=pixels)))
+        assert len(results) == 6 and set(sent) == {np.ndarray if pixels else JpegFrame}
+        assert [type(r.frame) for r in results] == [np.ndarray if pixels else type(None)] * 6
+
+
 def test_what_is_a_video_or_a_url(tmp_path: Path) -> None:
     assert is_url("rtsp://cam/x") and is_url("http://h/v.mp4") and not is_url("file:///v.mp4") and not is_url("a.mp4")
     ok, jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from yolo_client.geometry import resize_params
 from yolo_client.scenes import CLASS_NAMES, encode_jpeg, generate_scene, scaled_scene
 
 
@@ -71,7 +72,7 @@ def write_video(
     path: str | Path, count: int, seed: int, size: tuple[int, int] = VIDEO_SIZE, fps: float = VIDEO_FPS
 ) -> Path:
     """Scenes ``0..count-1`` of ``seed`` as the frames of one video at ``fps`` (``yolo-client detect``'s video
-    input, for a demo): each scene scaled to fit ``size`` (width, height), centred on black."""
+    input, for a demo): each scene letterboxed into ``size`` (width, height) on black."""
     import cv2
     import numpy as np
 
@@ -86,12 +87,14 @@ def write_video(
     try:
         for index in range(count):
             image = generate_scene(seed, index).image
-            scale = min(width / image.shape[1], height / image.shape[0])
-            fitted = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+            place = resize_params(image.shape[1], image.shape[0], width, height, letterbox=True)
             frame = np.zeros((height, width, 3), dtype=np.uint8)
-            left, top = (width - fitted[0]) // 2, (height - fitted[1]) // 2
-            resized = cv2.resize(image, fitted, interpolation=cv2.INTER_LINEAR)
-            frame[top : top + fitted[1], left : left + fitted[0]] = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
+            resized = cv2.resize(image, (place.new_width, place.new_height), interpolation=cv2.INTER_LINEAR)
+            rows, columns = (
+                slice(place.pad_y, place.pad_y + place.new_height),
+                slice(place.pad_x, place.pad_x + place.new_width),
+            )
+            frame[rows, columns] = cv2.cvtColor(resized, cv2.COLOR_RGB2BGR)
             writer.write(frame)
     finally:
         writer.release()
