@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import signal
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from yolo_server.launcher.installation import TritonError, TritonInstallation
 from yolo_server.launcher.options import ServeOptions
 from yolo_server.launcher.process import TritonServer
 from yolo_server.launcher.staging import plan_serving
+from yolo_server.launcher.supervise import Supervision
 
 
 class NeverExits:
@@ -102,3 +104,24 @@ def test_serving_starts_the_front_first_asks_it_to_quit_first_and_stops_it_last(
         serving.wait_ready()
     assert calls == ["front.start", "triton.start", "triton.wait_ready", "front.wait_ready", "front.quit",
                      "triton.stop", "front.stop"]  # fmt: skip
+
+
+class Exited:
+    """A serving whose tritonserver has exited with ``code`` (negative: killed by that signal), unsupervised."""
+
+    def __init__(self, code: int) -> None:
+        self.server = self
+        self.pid, self.code = None, code
+
+    def poll(self) -> int:
+        return self.code
+
+    def front_fault(self) -> None:
+        return None
+
+
+def test_a_tritonserver_killed_by_a_signal_nobody_sent_is_a_fault() -> None:
+    supervision = Supervision()
+    assert launch._supervise(Exited(-signal.SIGABRT), supervision, []) == "tritonserver was killed by SIGABRT"  # type: ignore[arg-type]
+    assert launch._supervise(Exited(-signal.SIGTERM), supervision, [signal.SIGTERM]) is None  # type: ignore[arg-type]
+    assert launch._supervise(Exited(1), supervision, []) is None  # type: ignore[arg-type]

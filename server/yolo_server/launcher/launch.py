@@ -169,7 +169,17 @@ def _supervise(serving: Serving, supervision: Supervision, received: list[int]) 
             server.wait(supervision.check_interval_s if supervisor is not None else 1.0)
         except subprocess.TimeoutExpired:
             pass
-    return None
+    code = server.poll()
+    if code is None or code >= 0 or received:
+        return None
+    # killed by a signal nobody here sent: a crash (Triton 2.51 may abort when a stub dies under load, before the
+    # next check sees the stub), a fault as the check's would be, not an exit status of 128 + signal
+    try:
+        how = f"tritonserver was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        how = f"tritonserver was killed by signal {-code}"
+    stubs = supervisor.stubs_fault() if supervisor is not None else None
+    return how if stubs is None else f"{how} ({stubs})"
 
 
 def _print_endpoints(serving: Serving) -> None:

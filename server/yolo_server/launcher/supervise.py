@@ -128,8 +128,12 @@ class Supervisor:
         self._next_canary = clock() + supervision.canary_interval_s
         self._failures = 0
 
+    def stubs_fault(self) -> str | None:
+        """Why the stubs seen at ready time are no longer healthy, or None (no canary)."""
+        return stub_fault(self.stubs, stub_processes(self.triton_pid, self._proc))
+
     def check(self) -> str | None:
-        fault = stub_fault(self.stubs, stub_processes(self.triton_pid, self._proc))
+        fault = self.stubs_fault()
         if fault is not None or self._clock() < self._next_canary:
             return fault
         for model in self.models:
