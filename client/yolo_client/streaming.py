@@ -125,6 +125,7 @@ class Pipeline:
         )
         self._window: deque[tuple[Frame, Job]] = deque()
         self._stop = threading.Event()
+        self._first_sent = threading.Event()  # a live reader drops nothing before the first frame is sent
         self._reader = threading.Thread(target=self._read, name="yolo-client-video", daemon=True)
         self._next_index = 0
         self._notify: Callable[[], None] = lambda: None
@@ -146,6 +147,7 @@ class Pipeline:
             if frame is None:
                 break
             job = self._submit(frame)
+            self._first_sent.set()
             job.add_done_callback(lambda _: self._notify())
             self._window.append((frame, job))
         if self._window and self._window[0][1].done():
@@ -165,6 +167,7 @@ class Pipeline:
     def stop(self) -> list[Job]:
         """Stop reading and cancel the jobs not yet running; returns every job to wait for."""
         self._stop.set()
+        self._first_sent.set()
         self._queue.cancel()
         jobs = [job for _, job in self._window]
         self._window.clear()
@@ -191,6 +194,8 @@ class Pipeline:
                     image = image.pixels()
                 if not self._queue.put(Frame(index, timestamp, image, time.perf_counter())):
                     break
+                if index == 0:  # a file read as live would otherwise outrun the first step and drop its first frame
+                    self._first_sent.wait()
                 index += 1
         except Exception as exc:  # the stream's end: raised to the consumer after the results before it
             error = exc if isinstance(exc, VideoSourceError) else VideoSourceError(f"{source.info.name}: {exc!r}")
